@@ -1,0 +1,56 @@
+"""Write a model as a Hugging Face Hub folder: model.safetensors, config.json and a README.md card.
+
+The same folder is what ``load(FOLDER)`` reads (like ``from_pretrained("./dir")``), what
+``load(name, weights=FOLDER)`` accepts, and what ``cutmix-zoo publish`` uploads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .api import CONFIG_NAME, WEIGHTS_NAME
+from .convert import save_safetensors
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, cfg: dict[str, Any] | None = None,
+                    card: str | None = None, metadata: dict[str, str] | None = None) -> Path:
+    """Export ``model`` (its ``pretrained_cfg`` unless ``cfg`` is given) as a Hub-ready folder."""
+    model = unwrap(model)
+    cfg = dict(cfg if cfg is not None else model.pretrained_cfg)
+    cfg.pop("source", None)
+    cfg["library_name"] = "cutmix_zoo"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_safetensors(state, out / WEIGHTS_NAME, {"format": "pt", "name": str(cfg.get("name")), **(metadata or {})})
+    _write_text(out / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
+    if card is None:
+        from .cards import render_card
+
+        card = render_card(cfg)
+    _write_text(out / "README.md", card)
+    return out

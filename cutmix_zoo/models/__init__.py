@@ -1,0 +1,35 @@
+"""The builder families: one generic way to make, describe and re-head every architecture.
+
+A family is a constructor plus the two facts the generic code needs about its modules:
+where its feature levels are and what its classifier is called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from .pyramidnet import PyramidNet
+from .resnet import build_resnet, resnet_feature_points
+
+
+@dataclass(frozen=True)
+class Family:
+    """How to build one kind of network and where its feature levels are."""
+
+    build: Callable[..., nn.Module]
+    feature_points: Callable[[nn.Module], list[tuple[str, int, int]]]
+    classifier: str = "fc"
+
+
+FAMILIES: dict[str, Family] = {
+    "resnet": Family(build_resnet, resnet_feature_points),
+    "pyramidnet": Family(PyramidNet, PyramidNet.feature_points),
+}
+
+
+def build_model(family: str, args: dict[str, Any], num_classes: int) -> nn.Module:
+    """Build a network of ``family`` with its arguments and a ``num_classes``-way classifier."""
+    return FAMILIES[family].build(num_classes=num_classes, **args)

@@ -1,0 +1,252 @@
+"""The registry: the single table of every model the zoo serves, and the lookups on it.
+
+Everything per-model (builders, hubconf entrypoints, model cards, CLI listings, trainer recipes)
+is derived from these tables; nothing per-model is written anywhere else. Entries read like
+torchvision's ``Weights`` enums: data about one set of weights, with the architecture and the
+dataset it was trained on referenced by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UnknownModelError
+
+PAPER = "CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features (Yun et al., ICCV 2019)"
+PAPER_URL = "https://arxiv.org/abs/1905.04899"
+CODE_URL = "https://github.com/clovaai/CutMix-PyTorch"
+LICENSE = "mit"
+CITATION = """@inproceedings{yun2019cutmix,
+    title={CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features},
+    author={Yun, Sangdoo and Han, Dongyoon and Oh, Seong Joon and Chun, Sanghyuk and Choe, Junsuk and Yoo, Youngjoon},
+    booktitle={International Conference on Computer Vision (ICCV)},
+    year={2019}
+}"""
+ORIGINAL_BASE_URL = "https://www.dropbox.com/"
+DEFAULT_HUB_ORG = "cutmix-zoo"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network shape: the builder family that makes it and the arguments it takes."""
+
+    name: str
+    family: str
+    args: dict[str, Any]
+    description: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What a model trained on one dataset expects as input: classes, size and normalisation."""
+
+    name: str
+    hf_id: str
+    num_classes: int
+    input_size: tuple[int, int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    crop_pct: float
+
+    @property
+    def resize(self) -> int:
+        """Shorter-side resize before the centre crop (256 for a 224 crop at 0.875)."""
+        return round(self.input_size[-1] / self.crop_pct)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One set of weights: its architecture, data, reported error and where the file lives."""
+
+    name: str
+    arch: str
+    dataset: str
+    method: str
+    top1_err: float | None
+    top5_err: float | None
+    err_source: str
+    original_path: str | None
+    layout: str
+    sha256: str | None = None
+    notes: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def architecture(self) -> Architecture:
+        return ARCHITECTURES[self.arch]
+
+    @property
+    def data(self) -> DataConfig:
+        return DATASETS[self.dataset]
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def hub_repo(self) -> str:
+        """The Hugging Face Hub repo id; the organisation comes from ``CUTMIX_ZOO_HUB_ORG``."""
+        return f"{os.environ.get('CUTMIX_ZOO_HUB_ORG') or DEFAULT_HUB_ORG}/{self.name}"
+
+    @property
+    def original_url(self) -> str | None:
+        """The original release's download URL; the base can be moved with ``CUTMIX_ZOO_ORIGINAL_URL``."""
+        if self.original_path is None:
+            return None
+        base = os.environ.get("CUTMIX_ZOO_ORIGINAL_URL") or ORIGINAL_BASE_URL
+        return base.rstrip("/") + "/" + self.original_path + "?dl=1"
+
+    @property
+    def packaging(self) -> str:
+        """``"folder_zip"`` for Dropbox shared folders (``sh/``), ``"file"`` for single files (``s/``)."""
+        return "folder_zip" if (self.original_path or "").startswith("sh/") else "file"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything known about the entry, flattened for JSON output and model cards."""
+        data = dataclasses.asdict(self.data)
+        return {
+            "name": self.name,
+            "architecture": self.arch,
+            "family": self.architecture.family,
+            "arch_args": dict(self.architecture.args),
+            "description": self.architecture.description,
+            "method": self.method,
+            "dataset": self.dataset,
+            "num_classes": self.num_classes,
+            "top1_err": self.top1_err,
+            "top5_err": self.top5_err,
+            "err_source": self.err_source,
+            "input_size": list(data["input_size"]),
+            "mean": list(data["mean"]),
+            "std": list(data["std"]),
+            "interpolation": data["interpolation"],
+            "crop_pct": data["crop_pct"],
+            "resize": self.data.resize,
+            "hub_repo": self.hub_repo,
+            "original_url": self.original_url,
+            "packaging": self.packaging,
+            "layout": self.layout,
+            "sha256": self.sha256,
+            "license": LICENSE,
+            "paper": PAPER,
+            "paper_url": PAPER_URL,
+            "citation": CITATION,
+            "notes": self.notes,
+        }
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        Architecture("resnet50", "resnet", {"layers": [3, 4, 6, 3]}, "ResNet-50 (He et al., 2016), torchvision layout"),
+        Architecture("resnet101", "resnet", {"layers": [3, 4, 23, 3]}, "ResNet-101 (He et al., 2016), torchvision layout"),
+        Architecture("resnet152", "resnet", {"layers": [3, 8, 36, 3]}, "ResNet-152 (He et al., 2016), torchvision layout"),
+        Architecture(
+            "resnext101_32x4d",
+            "resnet",
+            {"layers": [3, 4, 23, 3], "groups": 32, "width_per_group": 4},
+            "ResNeXt-101 32x4d (Xie et al., 2017), torchvision ResNet with grouped convolutions",
+        ),
+        Architecture(
+            "pyramidnet200_a240",
+            "pyramidnet",
+            {"depth": 200, "alpha": 240, "bottleneck": True},
+            "PyramidNet-200, alpha 240, bottleneck (Han et al., 2017), CIFAR layout of the CutMix repository",
+        ),
+    ]
+}
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+_CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+
+DATASETS: dict[str, DataConfig] = {
+    d.name: d
+    for d in [
+        DataConfig("imagenet-1k", "imagenet-1k", 1000, (3, 224, 224), _IMAGENET_MEAN, _IMAGENET_STD, "bilinear", 0.875),
+        DataConfig("cifar-100", "cifar100", 100, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, "bilinear", 1.0),
+        DataConfig("cifar-10", "cifar10", 10, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, "bilinear", 1.0),
+    ]
+}
+
+
+def _in1k(arch: str, method: str, top1: float | None, top5: float | None, source: str, path: str, layout: str = "trainpy", notes: str = "") -> Entry:
+    return Entry(f"{arch}.{method}_in1k", arch, "imagenet-1k", method, top1, top5, source, path, layout, notes=notes)
+
+
+def _c100(method: str, top1: float, top5: float, path: str, notes: str = "") -> Entry:
+    return Entry(f"pyramidnet200_a240.{method}_c100", "pyramidnet200_a240", "cifar-100", method, top1, top5, "paper, Table 5", path, "trainpy", notes=notes)
+
+
+ENTRIES: dict[str, Entry] = {
+    e.name: e
+    for e in [
+        _in1k("resnet50", "baseline", 23.68, 7.05, "paper, Table 3", "sh/phwbbrtadrclpnx/AAA9QUW9G_xvBdI-mDiIzP_Ha"),
+        _in1k("resnet50", "cutmix", 21.40, 5.92, "paper, Table 3", "sh/w8dvfgdc3eirivf/AABnGcTO9wao9xVGWwqsXRala"),
+        _in1k("resnet50", "feature_cutmix", 21.80, 6.06, "paper, Table 3", "sh/zj1wptsg0hwqf0k/AABRNzvjFmIS7_vOEQkqb6T4a"),
+        _in1k("resnet50", "mixup", 22.58, 6.40, "paper, Table 3", "sh/g64c8bda61n12if/AACyaTZnku_Sgibc9UvOSblNa"),
+        _in1k("resnet50", "manifold_mixup", 22.50, 6.21, "paper, Table 3", "sh/bjardjje11pti0g/AABFGW0gNrNE8o8TqUf4-SYSa"),
+        _in1k("resnet50", "cutout", 22.93, 6.66, "paper, Table 3", "sh/ln8zk2z7zt2h1en/AAA7z8xTBlzz7Ofbd5L7oTnTa"),
+        _in1k("resnet101", "cutmix", 20.17, 5.24, "paper, Table 4", "sh/1z4xnp9nwdmpzb5/AACQX4KU8XkTN0JSTfjkCktNa"),
+        _in1k(
+            "resnet152", "cutmix", 19.20, None, "README (single best run)", "s/6vq1mzy27z8qxko/resnet152_cutmix_acc_80_80.pth", "bare",
+            notes="Top-1 from the original README only; the paper reports no ResNet-152 result and no top-5 error.",
+        ),
+        _in1k("resnext101_32x4d", "cutmix", 19.47, 5.03, "paper, Table 4", "s/maysvgopsi17qi0/resnext_cutmix.pth.tar", "module"),
+        _c100("baseline", 16.45, 3.69, "sh/6rfew3lr761jq6c/AADrdQOXNx5tWmgOSnAw9NEVa"),
+        _c100("cutmix", 14.47, 2.97, "sh/o68qbvayptt2rz5/AACy3o779BxoRqw6_GQf_QFQa", notes="The original README reports 14.23 top-1 error for this file's best epoch."),
+        _c100("mixup", 15.63, 3.99, "sh/g55jnsv62v0n59s/AAC9LPg-LjlnBn4ttKs6vr7Ka"),
+        _c100("manifold_mixup", 16.14, 4.07, "sh/nngw7hhk1e8msbr/AABkdCsP0ABnQJDBX7LQVj4la"),
+        _c100("cutout", 16.53, 3.65, "sh/ajjz4q8c8t6qva9/AAAeBGb2Q4TnJMW0JAzeVSpfa"),
+        _c100("dropblock", 15.73, 3.26, "sh/vefjo960gyrsx2i/AACYA5wOJ_yroNjIjdsN1Dz2a"),
+        _c100("cutout_ls", 15.61, 3.88, "sh/1mur0kjcfxdn7jn/AADmghqrj0dXAG0qY1v3Csb6a"),
+        _c100("dropblock_ls", 15.16, 3.86, "sh/n1dn6ggyxjcoogc/AADpSSNzvaraSCqWtHBE0qMca"),
+        _c100("cutout_mixup", 15.46, 3.42, "sh/5run1sx8oy0v9oi/AACiR_wEBQVp2HMZFx6lGl3ka"),
+    ]
+}
+
+DEFAULT_TAGS: dict[str, str] = {
+    "resnet50": "cutmix_in1k",
+    "resnet101": "cutmix_in1k",
+    "resnet152": "cutmix_in1k",
+    "resnext101_32x4d": "cutmix_in1k",
+    "pyramidnet200_a240": "cutmix_c100",
+}
+
+
+def list_models(pattern: str = "*", architectures: bool = False) -> list[str]:
+    """Registry names matching an fnmatch ``pattern`` (``"resnet50.*"``, ``"*c100"``), sorted.
+
+    With ``architectures=True`` the bare architecture names are listed instead of full names.
+    """
+    names = sorted(DEFAULT_TAGS) if architectures else sorted(ENTRIES)
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def get_entry(name: str) -> Entry:
+    """The registry entry for ``arch.tag`` or a bare ``arch`` (its CutMix weights)."""
+    if name in ENTRIES:
+        return ENTRIES[name]
+    if name in DEFAULT_TAGS:
+        return ENTRIES[f"{name}.{DEFAULT_TAGS[name]}"]
+    candidates = list(ENTRIES) + list(DEFAULT_TAGS)
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+    close += [c for c in candidates if name and name.split(".")[0] in c and c not in close][: 3 - len(close)]
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else " Run `cutmix-zoo list` to see them."
+    raise UnknownModelError(f"Unknown model {name!r}: it is not in the cutmix_zoo registry.{hint}")
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Everything the registry knows about a model: errors, data config, source, license, citation."""
+    return get_entry(name).as_dict()

@@ -1,0 +1,112 @@
+"""Training recipes, derived from registry entries: the dataset gives the base hyperparameters,
+the method gives the mixing.
+
+Nothing here is per model: ``recipe_for("pyramidnet200_a240.mixup_c100")`` combines the
+CIFAR-100 base recipe of the original ``train.py`` with the mixup settings, so every registry
+entry (and every future one) gets its recipe from these two small tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidArgumentError
+from ..registry import get_entry
+
+# The trainer's dataset names (CLI spelling) and the registry's DataConfig names.
+REGISTRY_DATASET = {"imagenet": "imagenet-1k", "cifar100": "cifar-100", "cifar10": "cifar-10"}
+MIX_MODES = ("cutmix", "mixup", "cutout", "none")
+FEATURE_MIX_MODES = ("feature_cutmix", "manifold_mixup")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every hyperparameter of one training run, as plain values (what ``--help`` overrides)."""
+
+    dataset: str = "cifar100"
+    epochs: int = 300
+    batch_size: int = 64
+    lr: float = 0.25
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)
+    lr_step: int = 0
+    lr_gamma: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    mix: str = "cutmix"
+    beta: float = 1.0
+    mix_prob: float = 0.5
+    mix_layers: str = "input"
+    cutout_size: int = 16
+    label_smoothing: float = 0.0
+    dropblock: float = 0.0
+    dropblock_size: int = 0
+    transforms: str = "cifar"
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch``, stepped per epoch exactly as the original's ``adjust_learning_rate``.
+
+        With ``lr_step`` the rate drops every ``lr_step`` epochs (ImageNet); otherwise it drops at
+        each fraction in ``lr_milestones`` of the run (CIFAR: 50% and 75%).
+        """
+        if self.lr_step:
+            drops = epoch // self.lr_step
+        else:
+            drops = sum(int(epoch // (self.epochs * m)) for m in self.lr_milestones)
+        return self.lr * self.lr_gamma**drops
+
+    def replace(self, **changes: Any) -> "Recipe":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Base recipes of the original train.py with the flags its README gives, per dataset.
+_BASE: dict[str, Recipe] = {
+    "imagenet": Recipe(dataset="imagenet", epochs=300, batch_size=256, lr=0.1, lr_milestones=(), lr_step=75,
+                       mix_prob=1.0, cutout_size=112, transforms="imagenet", dropblock_size=7),
+    "cifar100": Recipe(dataset="cifar100", epochs=300, batch_size=64, lr=0.25, mix_prob=0.5, cutout_size=16,
+                       transforms="cifar", dropblock_size=3),
+    "cifar10": Recipe(dataset="cifar10", epochs=300, batch_size=64, lr=0.25, mix_prob=0.5, cutout_size=16,
+                      transforms="cifar", dropblock_size=3),
+}
+
+# Method -> how the batch is mixed or regularised. Settings the paper states are used as stated
+# (CutMix beta 1; Mixup alpha 1; Manifold Mixup alpha 2 on CIFAR; label smoothing 0.1; Cutout
+# half the image side; DropBlock keep probability 0.9); where it is silent (which layers Feature
+# CutMix / Manifold Mixup choose from) the choice is written down in ``mix_layers``.
+_METHODS: dict[str, dict[str, Any]] = {
+    "baseline": {"mix": "none"},
+    "cutmix": {"mix": "cutmix", "beta": 1.0},
+    "mixup": {"mix": "mixup", "beta": 1.0, "mix_prob": 1.0},
+    "cutout": {"mix": "cutout", "mix_prob": 1.0},
+    "feature_cutmix": {"mix": "cutmix", "beta": 1.0, "mix_layers": "random"},
+    "manifold_mixup": {"mix": "mixup", "beta": 1.0, "mix_prob": 1.0, "mix_layers": "random"},
+    "dropblock": {"mix": "none", "dropblock": 0.1},
+    "cutout_ls": {"mix": "cutout", "mix_prob": 1.0, "label_smoothing": 0.1},
+    "dropblock_ls": {"mix": "none", "dropblock": 0.1, "label_smoothing": 0.1},
+    "cutout_mixup": {"mix": "cutout+mixup", "beta": 1.0, "mix_prob": 1.0},
+}
+_DATASET_METHOD_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    ("cifar100", "manifold_mixup"): {"beta": 2.0},
+    ("cifar10", "manifold_mixup"): {"beta": 2.0},
+}
+
+
+def base_recipe(dataset: str) -> Recipe:
+    """The original's base hyperparameters for a trainer dataset name (``folder`` trains like ImageNet)."""
+    return _BASE["imagenet" if dataset == "folder" else dataset].replace(dataset=dataset)
+
+
+def method_settings(method: str, dataset: str) -> dict[str, Any]:
+    """The mixing / regularisation settings of a registry method on a dataset."""
+    if method not in _METHODS:
+        raise InvalidArgumentError(f"The trainer has no recipe for the method {method!r}; it knows {', '.join(sorted(_METHODS))}.")
+    return {**_METHODS[method], **_DATASET_METHOD_OVERRIDES.get((dataset, method), {})}
+
+
+def recipe_for(name: str) -> tuple[Recipe, str]:
+    """The recipe of a registry entry and the architecture it trains, e.g. ``recipe_for("resnet50.cutmix_in1k")``."""
+    entry = get_entry(name)
+    dataset = {v: k for k, v in REGISTRY_DATASET.items()}[entry.dataset]
+    return base_recipe(dataset).replace(**method_settings(entry.method, dataset)), entry.arch

@@ -1,0 +1,72 @@
+"""The cutmix-zoo command: outputs, --json, --help everywhere, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import cutmix_zoo
+from cutmix_zoo.cli import build_parser, main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cutmix_zoo", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_list_prints_every_model(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in cutmix_zoo.list_models():
+        assert name in out
+    assert "resnet50.cutmix_in1k *" in out and "21.40" in out
+
+
+def test_list_pattern_and_json(capsys):
+    assert main(["list", "*_c100", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == cutmix_zoo.list_models("*_c100")
+    assert sum(r["default"] for r in rows) == 1 and rows[0]["num_classes"] == 100
+
+
+def test_info_json_has_the_entry_and_its_size(capsys):
+    assert main(["info", "resnext101_32x4d", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "resnext101_32x4d.cutmix_in1k" and info["num_params"] == 44_177_704
+    assert info["arch_args"] == {"layers": [3, 4, 23, 3], "groups": 32, "width_per_group": 4}
+
+
+def test_info_text(capsys):
+    assert main(["info", "resnet50.mixup_in1k"]) == 0
+    out = capsys.readouterr().out
+    assert "top1_err:" in out and "22.58" in out and "num_params:" in out and "25557032" in out
+
+
+def test_bad_input_exits_2_with_one_line():
+    for args in (["info", "resnet5"], ["list", "nothing*"]):
+        result = run(*args)
+        assert result.returncode == 2, result
+        assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.startswith("cutmix-zoo: error: ")
+    assert "Did you mean 'resnet50'" in run("info", "resnet5").stderr
+
+
+def _subcommands() -> list[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return list(action.choices)
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_subcommand_has_help(command):
+    result = run(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout and ("cutmix-zoo" in result.stdout)
+
+
+def test_top_level_help_and_missing_command():
+    assert run("--help").returncode == 0
+    result = run()
+    assert result.returncode == 2 and "COMMAND" in result.stderr

@@ -1,0 +1,74 @@
+"""The registry: the 18 released checkpoints, their facts, names, lookups and environment overrides."""
+
+import pytest
+
+import cutmix_zoo
+from cutmix_zoo import registry
+
+
+def test_every_original_checkpoint_is_registered():
+    names = cutmix_zoo.list_models()
+    assert len(names) == 18
+    assert len([n for n in names if n.endswith("_in1k")]) == 9
+    assert len([n for n in names if n.endswith("_c100")]) == 9
+    for n in names:
+        arch, tag = n.split(".")
+        assert arch in registry.ARCHITECTURES and tag
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "resnet101", "resnet152", "resnext101_32x4d", "pyramidnet200_a240"])
+def test_bare_architecture_means_its_cutmix_entry(arch):
+    entry = cutmix_zoo.get_entry(arch)
+    assert entry.arch == arch and entry.method == "cutmix"
+
+
+def test_list_models_takes_fnmatch_patterns():
+    assert cutmix_zoo.list_models("resnet50.*") == sorted(n for n in registry.ENTRIES if n.startswith("resnet50."))
+    assert cutmix_zoo.list_models("*cutmix*") == [
+        "pyramidnet200_a240.cutmix_c100", "resnet101.cutmix_in1k", "resnet152.cutmix_in1k",
+        "resnet50.cutmix_in1k", "resnet50.feature_cutmix_in1k", "resnext101_32x4d.cutmix_in1k",
+    ]
+    assert cutmix_zoo.list_models("nothing*") == []
+    assert cutmix_zoo.list_models(architectures=True) == sorted(registry.DEFAULT_TAGS)
+
+
+def test_model_info_carries_the_facts(monkeypatch):
+    monkeypatch.delenv("CUTMIX_ZOO_ORIGINAL_URL")
+    info = cutmix_zoo.model_info("resnet50")
+    assert info["name"] == "resnet50.cutmix_in1k"
+    assert (info["top1_err"], info["top5_err"]) == (21.40, 5.92)
+    assert info["num_classes"] == 1000 and info["input_size"] == [3, 224, 224]
+    assert info["mean"] == [0.485, 0.456, 0.406] and info["resize"] == 256
+    assert info["license"] == "mit" and "Yun" in info["citation"]
+    assert info["original_url"] == "https://www.dropbox.com/sh/w8dvfgdc3eirivf/AABnGcTO9wao9xVGWwqsXRala?dl=1"
+    assert info["packaging"] == "folder_zip" and info["layout"] == "trainpy" and info["sha256"] is None
+    cifar = cutmix_zoo.model_info("pyramidnet200_a240")
+    assert cifar["num_classes"] == 100 and cifar["input_size"] == [3, 32, 32]
+    assert cifar["mean"][0] == pytest.approx(125.3 / 255)
+    assert cutmix_zoo.model_info("resnet152")["top5_err"] is None
+    assert cutmix_zoo.model_info("resnet152")["layout"] == "bare"
+    assert cutmix_zoo.model_info("resnext101_32x4d")["packaging"] == "file"
+
+
+def test_hub_org_and_original_base_can_be_moved(monkeypatch):
+    monkeypatch.delenv("CUTMIX_ZOO_ORIGINAL_URL")
+    assert cutmix_zoo.get_entry("resnet50.mixup_in1k").hub_repo == "cutmix-zoo/resnet50.mixup_in1k"
+    monkeypatch.setenv("CUTMIX_ZOO_HUB_ORG", "acme")
+    monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", "http://mirror.local/dropbox")
+    entry = cutmix_zoo.get_entry("resnet152")
+    assert entry.hub_repo == "acme/resnet152.cutmix_in1k"
+    assert entry.original_url == "http://mirror.local/dropbox/s/6vq1mzy27z8qxko/resnet152_cutmix_acc_80_80.pth?dl=1"
+
+
+@pytest.mark.parametrize("typo,suggested", [("resnet5", "resnet50"), ("resnet50.cutmix", "resnet50.cutmix_in1k"),
+                                            ("pyramidnet200", "pyramidnet200_a240")])
+def test_unknown_name_suggests_close_names(typo, suggested):
+    with pytest.raises(cutmix_zoo.UnknownModelError) as e:
+        cutmix_zoo.get_entry(typo)
+    assert suggested in str(e.value) and str(e.value).count(".") >= 1
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_name_without_close_match_points_to_the_list():
+    with pytest.raises(cutmix_zoo.UnknownModelError, match="cutmix-zoo list"):
+        cutmix_zoo.load("vit_huge_patch14")
