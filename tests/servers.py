@@ -23,6 +23,7 @@ fixtures so that any conftest can wrap them at whatever scope it needs::
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -142,6 +143,7 @@ def _port_open(port: int) -> bool:
 def _olah_config(port: int, repos: Path, mirrors: Path) -> str:
     """TOML for an offline olah that serves ``mirrors`` and allows every repo.
 
+    Paths are JSON strings, which TOML accepts as basic strings.
     ``offline = true`` stops olah from contacting huggingface.co. The explicit
     allow rules are required: without them olah answers 401 to everything.
     ``metadata-cache-ttl = 0`` keeps it from reusing a resolved branch when a
@@ -152,11 +154,11 @@ def _olah_config(port: int, repos: Path, mirrors: Path) -> str:
         "[basic]\n"
         f'host = "{LOOPBACK}"\n'
         f"port = {port}\n"
-        f"repos-path = {str(repos)!r}\n"
+        f"repos-path = {json.dumps(str(repos))}\n"
         'mirror-scheme = "http"\n'
         f'mirror-netloc = "{netloc}"\n'
         f'mirror-lfs-netloc = "{netloc}"\n'
-        f"mirrors-path = [{str(mirrors)!r}]\n"
+        f"mirrors-path = [{json.dumps(str(mirrors))}]\n"
         "metadata-cache-ttl = 0\n"
         "\n"
         "[accessibility]\n"
@@ -177,7 +179,7 @@ class OlahServer:
 
     All olah state stays inside ``root``: ``mirrors/`` (repos, see
     :func:`make_hub_repo`), ``repos/`` (olah's cache), ``home/`` (its HOME,
-    where it keeps ``.olah/database.db``), ``logs/`` and ``olah.out`` (its
+    so its ``~/.olah`` database lands here), ``logs/`` and ``olah.out`` (its
     stdout/stderr). olah is started as ``sys.executable -c "from olah.server
     import cli; cli()"``, the console script's entry point, so it works in any
     environment where ``pip install olah`` was run, whether or not its
