@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import as_tuple
+
 _GAMMA_CANDIDATES = 16
 
 
@@ -24,7 +26,7 @@ def sample_gamma(shape: float, generator: torch.Generator, device: torch.device)
     """One Gamma(shape, 1) draw as a 0-d device tensor (Marsaglia-Tsang, vectorised, no host sync).
 
     Sixteen proposals are drawn at once and the first accepted one is kept; each is accepted with
-    probability above 0.95, so all sixteen failing (then the last is used) has odds below 1e-20.
+    probability above 0.95, so all sixteen failing (then the first is used) has odds below 1e-20.
     Shapes below 1 use Gamma(a) = Gamma(a + 1) * U ** (1 / a).
     """
     boosted = shape < 1.0
@@ -35,8 +37,8 @@ def sample_gamma(shape: float, generator: torch.Generator, device: torch.device)
     u = torch.rand(_GAMMA_CANDIDATES + 1, generator=generator, device=device)
     v = (1.0 + c * z) ** 3
     accepted = (v > 0) & (torch.log(u[:-1]) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-30)))
-    first = torch.argmax(accepted.to(torch.int8) * 2 - 1 + (torch.arange(_GAMMA_CANDIDATES, device=device) == _GAMMA_CANDIDATES - 1).to(torch.int8))
-    sample = d * v[first]
+    first = torch.argmax(accepted.to(torch.int32))
+    sample = d * v[first].clamp_min(1e-6)
     if boosted:
         sample = sample * u[-1] ** (1.0 / shape)
     return sample
@@ -198,12 +200,7 @@ class BatchMixer:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
-        self.host_rng.setstate(_as_tuple(state["host_rng"]))
-
-
-def _as_tuple(value):
-    """``random.Random.setstate`` wants tuples where a checkpoint round trip may give lists."""
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+        self.host_rng.setstate(as_tuple(state["host_rng"]))
 
 
 class DropBlock:

@@ -1,0 +1,71 @@
+"""Atomic training checkpoints and the RNG states an exact resume needs.
+
+A checkpoint is written to a temporary file in the same folder, flushed to disk, then renamed
+over the previous one, so a crash or a kill mid-write never leaves a torn file. It holds only
+tensors and plain Python values and is read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import WeightsError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_atomic` (a folder means its ``checkpoint.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise WeightsError(f"There is no checkpoint at {path} to resume from.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise WeightsError(f"Could not read the checkpoint {path}: {e}.") from None
+
+
+def rng_states(device: torch.device) -> dict[str, Any]:
+    """This process's global RNG states: Python's, torch's CPU generator and the accelerator's."""
+    states: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    """Restore what :func:`rng_states` captured."""
+    random.setstate(as_tuple(states["python"]))
+    torch.set_rng_state(states["torch"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def as_tuple(value: Any) -> Any:
+    """Lists back to tuples: ``random.Random.setstate`` needs the tuples a checkpoint may hand back as lists."""
+    return tuple(as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,158 @@
+"""The trainer's command line and the run configuration it resolves to.
+
+``--recipe NAME`` starts from the registry entry's recipe (dataset base + method mixing); every
+flag left unset keeps the recipe's value, every flag given overrides it. ``--model`` names a
+registry model or architecture, or a family (``pyramidnet``, ``resnet``) shaped by
+``--depth``/``--alpha``/``--no-bottleneck`` as in the original ``train.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..errors import InvalidArgumentError, UnknownModelError
+from ..registry import ARCHITECTURES, get_entry
+from .recipes import FEATURE_MIX_MODES, REGISTRY_DATASET, Recipe, base_recipe, method_settings, recipe_for
+
+_RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
+                  101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True)}
+_DATASET_SUFFIX = {"imagenet": "in1k", "cifar100": "c100", "cifar10": "c10", "folder": "folder"}
+RECIPE_FIELDS = [f.name for f in dataclasses.fields(Recipe)]
+EXIT_INTERRUPTED = 143
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: a builder family and its arguments, with the registry architecture it is (if any)."""
+
+    family: str
+    args: dict[str, Any]
+    architecture: Optional[str]
+    label: str
+
+
+def _float_tuple(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cutmix-zoo train",
+        description="Train a zoo model with the original CutMix recipes (torchrun for several GPUs or nodes). "
+                    "Writes OUTPUT/checkpoint.pt every epoch, OUTPUT/metrics.jsonl, and at the end OUTPUT/export/ "
+                    "(model.safetensors, config.json, README.md of the best epoch) that cutmix_zoo.load(FOLDER) loads.",
+    )
+    g = p.add_argument_group("what to train")
+    g.add_argument("--recipe", help="registry name whose original recipe to use, e.g. resnet50.cutmix_in1k")
+    g.add_argument("--model", help="registry model or architecture (resnet50, pyramidnet200_a240) or a family: pyramidnet, resnet")
+    g.add_argument("--depth", type=int, help="depth for --model pyramidnet/resnet")
+    g.add_argument("--alpha", type=float, help="widening factor for --model pyramidnet")
+    g.add_argument("--no-bottleneck", dest="bottleneck", action="store_false", default=True, help="basic blocks for --model pyramidnet/resnet")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=["cifar10", "cifar100", "imagenet", "folder"], help="default: the recipe's, else cifar100")
+    g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
+    g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")
+    g.add_argument("--synthetic-size", type=int, default=0, help="training images of --data synthetic (default 2048 at 32px, 512 at 224px)")
+    g.add_argument("--workers", type=int, default=4, help="data loading processes per rank (default 4; 0 loads in the training process)")
+    g = p.add_argument_group("recipe overrides (default: the recipe's value)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, help="global batch, split evenly over the ranks")
+    g.add_argument("--lr", type=float, help="initial learning rate")
+    g.add_argument("--lr-milestones", type=_float_tuple, help="comma-separated fractions of the run where lr drops (CIFAR: 0.5,0.75)")
+    g.add_argument("--lr-step", type=int, help="drop lr every N epochs instead of at milestones (ImageNet: 75 for 300 epochs)")
+    g.add_argument("--lr-gamma", type=float)
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--mix", choices=["cutmix", "mixup", "cutout", "none", "cutout+mixup"])
+    g.add_argument("--mix-prob", type=float, help="probability that a batch is mixed (cutout: per image)")
+    g.add_argument("--beta", type=float, help="Beta(beta, beta) distribution of lam")
+    g.add_argument("--mix-layers", choices=["input", "random"], help="'random': mix the input or one stage's features (Feature CutMix, Manifold Mixup)")
+    g.add_argument("--cutout-size", type=int)
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--dropblock", type=float, help="DropBlock drop probability on the last two stages (0: off)")
+    g.add_argument("--dropblock-size", type=int)
+    g = p.add_argument_group("run")
+    g.add_argument("--output", default="runs/train", help="folder for checkpoint.pt, metrics.jsonl and export/ (default runs/train)")
+    g.add_argument("--resume", help="checkpoint file or output folder to continue; the run's settings come from the checkpoint")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
+    g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="auto: bf16 autocast on cuda, fp32 on cpu")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on for cuda")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume on GPUs; slower)")
+    g.add_argument("--log-interval", type=int, default=20, help="steps between metric reductions, log lines and (multi-rank) interruption checks")
+    g.add_argument("--no-export", dest="export", action="store_false", default=True, help="skip writing OUTPUT/export/")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def model_spec(model: Optional[str], depth: Optional[int], alpha: Optional[float], bottleneck: bool, dataset: str) -> ModelSpec:
+    """Resolve ``--model`` (with ``--depth``/``--alpha``) to a family and its arguments."""
+    if model in ("pyramidnet", "resnet"):
+        if depth is None or (model == "pyramidnet" and alpha is None):
+            raise InvalidArgumentError(f"--model {model} needs --depth{' and --alpha' if model == 'pyramidnet' else ''}.")
+        if model == "resnet":
+            if depth not in _RESNET_DEPTHS:
+                raise InvalidArgumentError(f"--model resnet takes --depth {', '.join(map(str, _RESNET_DEPTHS))}, not {depth}.")
+            layers, bottleneck = _RESNET_DEPTHS[depth]
+            return ModelSpec("resnet", {"layers": layers, "bottleneck": bottleneck}, None, f"resnet{depth}")
+        alpha_value = int(alpha) if float(alpha).is_integer() else alpha
+        args = {"depth": depth, "alpha": alpha_value, "bottleneck": bottleneck, "imagenet": dataset in ("imagenet", "folder")}
+        return ModelSpec("pyramidnet", args, None, f"pyramidnet{depth}_a{alpha_value}" + ("" if bottleneck else "_basic"))
+    arch = model if model in ARCHITECTURES else get_entry(model).arch
+    spec = ARCHITECTURES[arch]
+    return ModelSpec(spec.family, dict(spec.args), arch, arch)
+
+
+def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
+    """The recipe, the model, the run's name and its method (registry spelling) from parsed flags."""
+    if args.recipe is None and args.model is None:
+        raise InvalidArgumentError("Pass --recipe NAME (e.g. pyramidnet200_a240.cutmix_c100) or --model ARCH to say what to train.")
+    method = None
+    if args.recipe is not None:
+        recipe, arch = recipe_for(args.recipe)
+        method = get_entry(args.recipe).method
+        if args.dataset is not None and args.dataset != recipe.dataset:
+            recipe = base_recipe(args.dataset).replace(**method_settings(method, args.dataset))
+    else:
+        dataset = args.dataset
+        if dataset is None:
+            try:
+                dataset = {v: k for k, v in REGISTRY_DATASET.items()}[get_entry(args.model).dataset]
+            except UnknownModelError:
+                dataset = "cifar100"
+        recipe = base_recipe(dataset)
+        arch = None
+    overrides = {k: getattr(args, k) for k in RECIPE_FIELDS if k not in ("dataset", "transforms") and getattr(args, k, None) is not None}
+    if args.lr_step is not None and args.lr_milestones is None:
+        overrides["lr_milestones"] = ()
+    if args.lr_milestones is not None and args.lr_step is None:
+        overrides["lr_step"] = 0
+    recipe = recipe.replace(**overrides)
+    spec = model_spec(args.model or arch, args.depth, args.alpha, args.bottleneck, recipe.dataset)
+    if args.mix is not None or method is None:
+        method = {"none": "baseline", "cutout+mixup": "cutout_mixup"}.get(recipe.mix, recipe.mix)
+        if recipe.mix_layers == "random" and recipe.mix in ("cutmix", "mixup"):
+            method = FEATURE_MIX_MODES[recipe.mix == "mixup"]
+    name = args.recipe if args.recipe and args.model is None and args.mix is None else f"{spec.label}.{method}_{_DATASET_SUFFIX[recipe.dataset]}"
+    check_recipe(recipe)
+    return recipe, spec, name, method
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Refuse values that cannot train, each with one sentence."""
+    problems = [
+        (recipe.epochs < 1, f"--epochs must be at least 1, not {recipe.epochs}"),
+        (recipe.batch_size < 1, f"--batch-size must be at least 1, not {recipe.batch_size}"),
+        (recipe.lr <= 0, f"--lr must be positive, not {recipe.lr}"),
+        (not 0 <= recipe.mix_prob <= 1, f"--mix-prob must be between 0 and 1, not {recipe.mix_prob}"),
+        (recipe.beta < 0, f"--beta must be non-negative, not {recipe.beta}"),
+        (not 0 <= recipe.label_smoothing < 1, f"--label-smoothing must be in [0, 1), not {recipe.label_smoothing}"),
+        (not 0 <= recipe.dropblock < 1, f"--dropblock must be in [0, 1), not {recipe.dropblock}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise InvalidArgumentError(message + ".")

@@ -1,0 +1,279 @@
+"""Datasets, the original transforms, and resumable distributed sampling.
+
+Data comes from a CIFAR folder in torchvision's format, an ImageFolder tree with ``train/`` and
+``val/``, or ``synthetic`` (a small learnable random dataset shaped like the chosen one). The
+random augmentation of a sample is seeded from (run seed, epoch, index), so it is the same
+whichever worker loads it and whether or not the run was interrupted and resumed mid-epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from ..errors import ZooError
+from ..registry import DATASETS
+from .recipes import REGISTRY_DATASET
+
+# AlexNet-style PCA lighting of the original (ImageNet eigenvalues and eigenvectors of RGB).
+_EIGVAL = (0.2175, 0.0188, 0.0045)
+_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
+_CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+class DataError(ZooError, OSError):
+    """A data folder that is missing, unreadable or not in the layout the chosen dataset needs."""
+
+
+class Lighting:
+    """PCA lighting noise on a [0, 1] tensor image (AlexNet), as the original ImageNet recipe."""
+
+    def __init__(self, alphastd: float = 0.1) -> None:
+        self.alphastd = alphastd
+        self.eigval = torch.tensor(_EIGVAL)
+        self.eigvec = torch.tensor(_EIGVEC)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        alpha = torch.randn(3) * self.alphastd
+        rgb = (self.eigvec * alpha[None, :] * self.eigval[None, :]).sum(1)
+        return img + rgb[:, None, None]
+
+
+class ColorJitter:
+    """The original's colour jitter on a tensor: brightness, contrast and saturation in random order.
+
+    Each is a blend towards black, the grey mean or the greyscale image by a factor drawn from
+    U(-strength, strength); this differs from torchvision's ColorJitter, which scales by 1 + factor.
+    """
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4) -> None:
+        self.strengths = (brightness, contrast, saturation)
+
+    @staticmethod
+    def _grey(img: torch.Tensor) -> torch.Tensor:
+        return (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]).expand_as(img)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        for op in torch.randperm(3).tolist():
+            strength = self.strengths[op]
+            if strength == 0:
+                continue
+            factor = float(torch.empty(()).uniform_(-strength, strength))
+            if op == 0:
+                target = torch.zeros_like(img)
+            elif op == 1:
+                target = torch.full_like(img, float(self._grey(img)[0].mean()))
+            else:
+                target = self._grey(img)
+            img = img.lerp(target, factor)
+        return img
+
+
+def build_transforms(kind: str, input_size: int, mean: tuple, std: tuple, resize: int) -> tuple[Callable, Callable]:
+    """The original train and eval transforms: ``imagenet`` (crop, flip, jitter, lighting) or ``cifar`` (pad-crop, flip)."""
+    from torchvision import transforms as T
+
+    normalize = T.Normalize(mean, std)
+    if kind == "imagenet":
+        train = T.Compose([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), T.ToTensor(),
+                           ColorJitter(0.4, 0.4, 0.4), Lighting(0.1), normalize])
+        val = T.Compose([T.Resize(resize), T.CenterCrop(input_size), T.ToTensor(), normalize])
+    elif kind == "cifar":
+        train = T.Compose([T.RandomCrop(input_size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+        val = T.Compose([T.ToTensor(), normalize])
+    else:
+        raise DataError(f"Unknown transform set {kind!r}: use 'imagenet' or 'cifar'.")
+    return train, val
+
+
+class SyntheticImages(Dataset):
+    """A learnable random dataset: each class is a smooth colour pattern, each sample that pattern plus noise (uint8)."""
+
+    def __init__(self, num_samples: int, num_classes: int, size: int, split_seed: int) -> None:
+        patterns = torch.Generator().manual_seed(0)
+        templates = torch.randn(num_classes, 3, 4, 4, generator=patterns)
+        templates = torch.nn.functional.interpolate(templates, size=(size, size), mode="bilinear", align_corners=False)
+        noise = torch.Generator().manual_seed(1 + split_seed)
+        self.targets = torch.arange(num_samples) % num_classes
+        images = 128 + 50 * templates[self.targets] + 40 * torch.randn(num_samples, 3, size, size, generator=noise)
+        self.images = images.clamp(0, 255).to(torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.targets[index])
+
+
+class TensorTransform:
+    """uint8 CHW image -> normalised float, with a random horizontal flip when training (synthetic data)."""
+
+    def __init__(self, mean: tuple, std: tuple, flip: bool) -> None:
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+        self.flip = flip
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        img = img.float().div_(255)
+        if self.flip and torch.rand(()) < 0.5:
+            img = img.flip(-1)
+        return (img - self.mean) / self.std
+
+
+class Augmented(Dataset):
+    """Applies a random transform to a dataset's images, seeding torch from (seed, epoch, index).
+
+    Keys are ``(epoch, index)`` pairs from :class:`EpochSampler`. The caller's RNG state is left
+    untouched, so loading in the main process does not disturb the training RNG.
+    """
+
+    def __init__(self, base: Dataset, transform: Callable, seed: int) -> None:
+        self.base, self.transform, self.seed = base, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        img, target = self.base[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((((self.seed * 1_000_003) + epoch) * 2**32 + index) % 2**63)
+            return self.transform(img), target
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler that yields ``(epoch, index)`` keys and can start part-way into an epoch."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.start = 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        """Sample ``epoch``'s order from its ``start``-th index of this rank on (start > 0: a resumed epoch)."""
+        self.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = list(super().__iter__())[self.start:]
+        return iter([(self.epoch, i) for i in indices])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+class ShardSampler(Sampler):
+    """Every ``num_replicas``-th index from ``rank``: each sample evaluated exactly once over all ranks."""
+
+    def __init__(self, length: int, num_replicas: int, rank: int) -> None:
+        self.indices = list(range(rank, length, num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass
+class DataSpec:
+    """The datasets of a run and what the model needs to know about them."""
+
+    train: Optional[Dataset]
+    val: Dataset
+    num_classes: int
+    registry_dataset: str
+
+
+def _check_folder(path: str) -> None:
+    if not os.path.isdir(path):
+        raise DataError(f"The data folder {path} does not exist or is not a folder.")
+
+
+def _image_folder(path: str, transform: Optional[Callable] = None) -> Dataset:
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(path, transform=transform)
+    except (FileNotFoundError, OSError) as e:
+        raise DataError(f"{path} is not an ImageFolder tree (one subfolder of images per class): {e}.") from None
+
+
+def _cifar(dataset: str, root: str, train: bool, download: bool, transform: Optional[Callable] = None) -> Dataset:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    if not download:
+        _check_folder(root)
+        if not os.path.isdir(os.path.join(root, _CIFAR_FOLDERS[dataset])):
+            raise DataError(f"{root} holds no {dataset} in torchvision's format (no {_CIFAR_FOLDERS[dataset]}/ inside); "
+                            "point --data at the folder that contains it, or pass --download to fetch it there.")
+    cls = CIFAR10 if dataset == "cifar10" else CIFAR100
+    try:
+        return cls(root, train=train, download=download, transform=transform)
+    except RuntimeError as e:
+        raise DataError(f"{root} holds an unreadable {dataset}: {e}") from None
+
+
+def _split_folders(root: str, dataset: str) -> tuple[str, str]:
+    _check_folder(root)
+    train, val = os.path.join(root, "train"), os.path.join(root, "val")
+    if not (os.path.isdir(train) and os.path.isdir(val)):
+        raise DataError(f"{root} needs train/ and val/ subfolders, each with one folder of images per class, for --dataset {dataset}.")
+    return train, val
+
+
+def training_data(dataset: str, data: str, transforms: str, seed: int, download: bool = False,
+                  synthetic_size: int = 0) -> DataSpec:
+    """The train and validation sets of a run (train augmentation keyed by epoch and index)."""
+    cfg = DATASETS[REGISTRY_DATASET.get(dataset, "imagenet-1k")]
+    size, mean, std = cfg.input_size[-1], cfg.mean, cfg.std
+    if data == "synthetic":
+        num_classes = cfg.num_classes
+        n = synthetic_size or (2048 if size <= 64 else 512)
+        train = Augmented(SyntheticImages(n, num_classes, size, split_seed=0), TensorTransform(mean, std, flip=True), seed)
+        val = Augmented(SyntheticImages(max(n // 4, num_classes), num_classes, size, split_seed=1), TensorTransform(mean, std, flip=False), seed)
+        return DataSpec(train, val, num_classes, cfg.name)
+    train_tf, val_tf = build_transforms(transforms, size, mean, std, cfg.resize)
+    if dataset in _CIFAR_FOLDERS:
+        base_train = _cifar(dataset, data, True, download)
+        val = _cifar(dataset, data, False, download, transform=val_tf)
+        num_classes = cfg.num_classes
+    else:
+        train_dir, val_dir = _split_folders(data, dataset)
+        base_train = _image_folder(train_dir)
+        val = _image_folder(val_dir, transform=val_tf)
+        num_classes = len(base_train.classes)
+        if len(val.classes) != num_classes:
+            raise DataError(f"{data}: train/ has {num_classes} classes but val/ has {len(val.classes)}; both need the same class folders.")
+    return DataSpec(Augmented(base_train, train_tf, seed), val, num_classes, cfg.name if dataset != "folder" else "folder")
+
+
+def eval_data(data: str, registry_dataset: str, input_size: int, mean: tuple, std: tuple, resize: int) -> Dataset:
+    """The validation split of a CIFAR folder or an ImageFolder tree (``DIR/val`` if present, else ``DIR``), with the eval transform."""
+    _check_folder(data)
+    for name, folder in _CIFAR_FOLDERS.items():
+        if os.path.isdir(os.path.join(data, folder)):
+            return _cifar(name, data, False, False, transform=build_transforms("cifar", input_size, mean, std, resize)[1])
+    if registry_dataset.startswith("cifar"):
+        raise DataError(f"{data} holds neither {_CIFAR_FOLDERS['cifar10']}/ nor {_CIFAR_FOLDERS['cifar100']}/ (torchvision's CIFAR format), which a {registry_dataset} model is evaluated on.")
+    root = os.path.join(data, "val") if os.path.isdir(os.path.join(data, "val")) else data
+    return _image_folder(root, transform=build_transforms("imagenet", input_size, mean, std, resize)[1])
+
+
+def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, pin_memory: bool,
+                drop_last: bool) -> DataLoader:
+    """A DataLoader with its own generator (so it never consumes the global RNG) and persistent workers."""
+    kwargs: dict[str, Any] = {}
+    if workers > 0:
+        kwargs = {"persistent_workers": True, "prefetch_factor": 4}
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                      drop_last=drop_last, generator=torch.Generator().manual_seed(0), **kwargs)
+
+
+def steps_per_epoch(dataset_len: int, world_size: int, per_rank_batch: int) -> int:
+    """Full per-rank batches in an epoch (the last partial batch is dropped)."""
+    return math.ceil(dataset_len / world_size) // per_rank_batch
