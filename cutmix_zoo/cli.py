@@ -71,6 +71,106 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _entries(names: list[str], all_: bool) -> list[registry.Entry]:
+    if all_:
+        return [registry.get_entry(n) for n in registry.list_models()]
+    if not names:
+        raise InvalidArgumentError("Name at least one model, or pass --all.")
+    return [registry.get_entry(n) for n in names]
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .weights import fetch_weights
+
+    results = []
+    for entry in _entries(args.names, args.all):
+        path = fetch_weights(entry, revision=args.revision, progress=not args.quiet, force=args.force)
+        results.append({"name": entry.name, "file": str(path)})
+        if not args.json:
+            print(f"{entry.name}: {path}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .convert import load_original, sha256_file
+    from .weights import write_converted
+
+    entry = registry.get_entry(args.model)
+    source = Path(args.input)
+    if not source.is_file():
+        raise InvalidArgumentError(f"The checkpoint {source} does not exist.")
+    state, meta = load_original(source)
+    out = Path(args.output) if args.output else source.with_name(source.name.split(".")[0] + ".safetensors")
+    write_converted(entry, state, out, source_url=args.source_url, source_sha256=sha256_file(source), label=str(source))
+    print(f"{source} ({meta['layout']} layout, {len(state)} tensors) -> {out} as {entry.name}")
+    return 0
+
+
+def _cached_files() -> list[dict[str, Any]]:
+    from .convert import sha256_file
+    from .weights import SOURCE_NAME, cache_dir, cached_file
+
+    rows = []
+    for name in registry.list_models():
+        entry = registry.get_entry(name)
+        path = cached_file(entry)
+        if path is None:
+            continue
+        record_file = cache_dir() / name / SOURCE_NAME
+        record = json.loads(record_file.read_text()) if path.parent == cache_dir() / name and record_file.is_file() else {}
+        blob = path.resolve().name
+        expected = record.get("converted_sha256") or (blob if len(blob) == 64 else None)
+        rows.append({"name": name, "file": str(path), "bytes": path.stat().st_size, "expected_sha256": expected,
+                     "origin": "original release" if record else "hub", "sha256": sha256_file(path)})
+    return rows
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .weights import cache_dir, hub_cache_dir
+
+    rows = _cached_files()
+    summary = {"zoo_cache": str(cache_dir()), "hub_cache": hub_cache_dir() or "huggingface_hub default",
+               "models": [{k: r[k] for k in ("name", "file", "bytes", "origin")} for r in rows],
+               "total_bytes": sum(r["bytes"] for r in rows)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"zoo cache: {summary['zoo_cache']}\nhub cache: {summary['hub_cache']}")
+    for r in rows:
+        print(f"  {r['name']:<40} {r['bytes'] / 2**20:8.1f} MiB  {r['origin']:<16} {r['file']}")
+    print(f"{len(rows)} models, {summary['total_bytes'] / 2**20:.1f} MiB")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from safetensors import safe_open
+
+    rows = _cached_files()
+    bad = 0
+    for r in rows:
+        ok = r["expected_sha256"] in (None, r["sha256"])
+        try:
+            with safe_open(r["file"], framework="pt") as f:
+                f.keys()
+        except Exception:
+            ok = False
+        r["ok"] = ok
+        bad += not ok
+        if not args.json:
+            print(f"{'ok ' if ok else 'BAD'} {r['name']}: sha256 {r['sha256']}" + ("" if ok else f" (expected {r['expected_sha256']})"))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("Nothing is cached.")
+    if bad:
+        print(f"cutmix-zoo: error: {bad} cached file(s) failed verification; delete them or run `cutmix-zoo download --force NAME`.", file=sys.stderr)
+    return EXIT_FAILURE if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cutmix-zoo",
@@ -87,6 +187,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="registry name (arch.tag) or bare architecture")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("download", help="fill the cache ahead of time", description="Download (and convert, for original-release files) models into the cache.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="registry names or architectures")
+    p.add_argument("--all", action="store_true", help="every model in the registry")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the cached files as JSON")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("convert", help="convert an original checkpoint to safetensors",
+                       description="Convert an original-release checkpoint (train.py dict, module. dict or bare state dict) to a checked safetensors file.")
+    p.add_argument("input", help="the original .pth or .pth.tar file")
+    p.add_argument("--model", required=True, help="registry name whose architecture the file holds")
+    p.add_argument("-o", "--output", help="output .safetensors path (default: beside the input)")
+    p.add_argument("--source-url", help="URL to record in the file's metadata")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("cache", help="show where the cache is and what it holds", description="Show the cache folders, cached models and their sizes.")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("verify", help="re-hash the cached files", description="Re-hash every cached weights file and check it against its recorded sha256.")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_verify)
 
     for name, (module, func, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)  # listed here, parsed by its own module (see main)

@@ -352,12 +352,14 @@ class Reply:
     ``headers`` are added to the response (e.g. ``Location`` for a redirect).
     ``truncate_to`` simulates a dropped connection: the full Content-Length is
     announced but only that many body bytes are sent before the socket closes.
+    ``delay`` waits that many seconds before the body, so concurrent clients overlap.
     """
 
     body: bytes = b""
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     truncate_to: Optional[int] = None
+    delay: float = 0.0
 
 
 RouteSpec = Union[bytes, Reply, Sequence[Union[bytes, Reply]]]
@@ -465,6 +467,7 @@ def _handler_for(state: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             if send_body:
+                time.sleep(reply.delay)
                 sent = body if reply.truncate_to is None else body[:reply.truncate_to]
                 try:
                     self.wfile.write(sent)
