@@ -253,15 +253,17 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
 
 
 def eval_data(data: str, registry_dataset: str, input_size: int, mean: tuple, std: tuple, resize: int) -> Dataset:
-    """The validation split of a CIFAR folder or an ImageFolder tree (``DIR/val`` if present, else ``DIR``), with the eval transform."""
+    """The validation split of a CIFAR folder or an ImageFolder tree (``DIR/val`` if present, else ``DIR``), with the eval transform.
+
+    A CIFAR model's eval transform (no resize) is used on an ImageFolder tree too, so its images must be 32x32.
+    """
     _check_folder(data)
     for name, folder in _CIFAR_FOLDERS.items():
         if os.path.isdir(os.path.join(data, folder)):
             return _cifar(name, data, False, False, transform=build_transforms("cifar", input_size, mean, std, resize)[1])
-    if registry_dataset.startswith("cifar"):
-        raise DataError(f"{data} holds neither {_CIFAR_FOLDERS['cifar10']}/ nor {_CIFAR_FOLDERS['cifar100']}/ (torchvision's CIFAR format), which a {registry_dataset} model is evaluated on.")
     root = os.path.join(data, "val") if os.path.isdir(os.path.join(data, "val")) else data
-    return _image_folder(root, transform=build_transforms("imagenet", input_size, mean, std, resize)[1])
+    kind = "cifar" if registry_dataset.startswith("cifar") else "imagenet"
+    return _image_folder(root, transform=build_transforms(kind, input_size, mean, std, resize)[1])
 
 
 def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, pin_memory: bool,

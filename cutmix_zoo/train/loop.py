@@ -201,10 +201,10 @@ def export_config(recipe: Recipe, spec: ModelSpec, name: str, method: str, num_c
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say; returns 0 when done, 143 when interrupted with a checkpoint saved."""
-    output = Path(args.output)
     resume_state = ckpt.load_checkpoint(args.resume) if args.resume else None
     if resume_state is not None:
         args = _resumed_args(resume_state["args"], args)
+    output = Path(args.output)
     recipe, spec, name, method = resolve(args)
     ranks = setup_ranks(args.device)
     device = ranks.device
@@ -372,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
 
             module.load_state_dict(load_file(output / BEST_WEIGHTS))
             cfg = export_config(recipe, spec, name, method, data.num_classes, data.registry_dataset, best, args.seed, ranks.world_size)
-            export_dir = save_pretrained(module, output / EXPORT_DIR, cfg=cfg)
+            export_dir = save_pretrained(module, output / EXPORT_DIR, cfg=cfg, card=_fallback_card(cfg))
         log.write({"event": "end", "best_top1_err": best["top1_err"], "best_top5_err": best["top5_err"], "best_epoch": best["epoch"],
                    "final_weights_sha256": digests, "export": str(export_dir) if export_dir else None})
     if ranks.world_size > 1:
@@ -390,3 +390,13 @@ def _resumed_args(saved: dict[str, Any], given: argparse.Namespace) -> argparse.
         if getattr(given, key) != defaults[key]:
             merged[key] = getattr(given, key)
     return argparse.Namespace(**merged)
+
+
+def _fallback_card(cfg: dict[str, Any]) -> Optional[str]:
+    """None (the zoo's own model card) when ``cutmix_zoo.cards`` exists, else a short card with the run's result."""
+    import importlib.util
+
+    if importlib.util.find_spec("cutmix_zoo.cards") is not None:
+        return None
+    return (f"---\nlicense: {cfg['license']}\nlibrary_name: cutmix_zoo\n---\n# {cfg['name']}\n\n"
+            f"Trained with `cutmix_zoo.train`: best top-1/top-5 error {cfg['top1_err']:.2f}/{cfg['top5_err']:.2f} on {cfg['dataset']}.\n")

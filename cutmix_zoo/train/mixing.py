@@ -227,6 +227,6 @@ class DropBlock:
         gamma = p / block**2 * rows * cols / ((rows - block + 1) * (cols - block + 1))
         seeds = (torch.rand(x.shape[0], 1, rows - block + 1, cols - block + 1, device=x.device) < gamma).to(x.dtype)
         seeds = F.pad(seeds, (block // 2, (block - 1) // 2, block // 2, (block - 1) // 2))
-        keep = 1.0 - F.max_pool2d(seeds, kernel_size=block, stride=1, padding=0)
+        keep = 1.0 - F.max_pool2d(seeds, kernel_size=block, stride=1, padding=block // 2)
         keep = keep[..., :rows, :cols]
         return x * keep * (keep.numel() / keep.sum().clamp_min(1.0))
