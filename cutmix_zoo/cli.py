@@ -171,6 +171,66 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if bad else 0
 
 
+def cmd_cards(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .cards import render_card, write_cards
+
+    if args.check:
+        stale = [n for n in registry.list_models()
+                 if not (Path(args.output) / f"{n}.md").is_file() or (Path(args.output) / f"{n}.md").read_text() != render_card(n)]
+        if stale:
+            raise ZooError(f"{len(stale)} model cards in {args.output} differ from the registry ({', '.join(stale[:3])}); run `cutmix-zoo cards`.")
+        print(f"All {len(registry.list_models())} model cards in {args.output} match the registry.")
+        return 0
+    paths = write_cards(args.output)
+    print(f"Wrote {len(paths)} model cards to {args.output}.")
+    return 0
+
+
+def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True) -> str:
+    """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder."""
+    from .api import load
+    from .cards import render_card
+    from .export import save_pretrained
+
+    model = load(name, revision=revision, progress=progress)
+    save_pretrained(model, out, card=render_card(model.pretrained_cfg))
+    return out
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = export_folder(args.name, args.output, args.revision, not args.quiet)
+    print(f"Exported {args.name} to {out}: model.safetensors, config.json, README.md")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cutmix-zoo-publish-") as tmp:
+        folder = args.name if os.path.isdir(args.name) else export_folder(args.name, tmp, progress=not args.quiet)
+        files = sorted(f for f in os.listdir(folder) if not f.startswith("."))
+        listing = [{"file": f, "bytes": os.path.getsize(os.path.join(folder, f))} for f in files]
+        if args.dry_run:
+            print(f"Would create {args.repo_id} (private: {args.private}) and upload:")
+            for item in listing:
+                print(f"  {item['file']:<20} {item['bytes']:>12,} bytes")
+            return 0
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+        try:
+            api.create_repo(args.repo_id, private=args.private, exist_ok=True)
+            commit = api.upload_folder(folder_path=folder, repo_id=args.repo_id, allow_patterns=files,
+                                       commit_message=f"Upload {args.name} with cutmix_zoo")
+        except Exception as e:  # huggingface_hub raises many kinds (HTTP, auth, validation): one line each
+            raise ZooError(f"Publishing to {args.repo_id} failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}.") from None
+        print(f"Published {args.name} to {args.repo_id}: {getattr(commit, 'commit_url', commit)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cutmix-zoo",
@@ -213,6 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_verify)
 
+    p = sub.add_parser("cards", help="write the model cards from the registry", description="Write model_cards/<name>.md for every registry entry.")
+    p.add_argument("-o", "--output", default="model_cards", help="folder to write (default: model_cards)")
+    p.add_argument("--check", action="store_true", help="only check that the cards in the folder match the registry")
+    p.set_defaults(func=cmd_cards)
+
+    p = sub.add_parser("export", help="write a model's Hub folder", description="Write model.safetensors, config.json and README.md of a model into a folder.")
+    p.add_argument("name", help="registry name, bare architecture, or exported folder")
+    p.add_argument("-o", "--output", required=True, help="folder to write")
+    p.add_argument("--revision", help="Hub revision to export")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("publish", help="upload a model to the Hugging Face Hub",
+                       description="Export a model (or take an exported folder) and upload it to a Hub repo; the token comes from HF_TOKEN or `hf auth login`.")
+    p.add_argument("name", help="registry name, bare architecture, or exported folder")
+    p.add_argument("--repo-id", required=True, help="target repo, e.g. cutmix-zoo/resnet50.cutmix_in1k")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--dry-run", action="store_true", help="list what would be uploaded and upload nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_publish)
+
     for name, (module, func, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)  # listed here, parsed by its own module (see main)
     return parser
@@ -221,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED: dict[str, tuple[str, str, str]] = {
     "train": ("cutmix_zoo.train", "train_main", "train a model with an original recipe (see `cutmix-zoo train --help`)"),
     "eval": ("cutmix_zoo.train", "eval_main", "evaluate a zoo model on an ImageFolder or CIFAR folder"),
+    "predict": ("cutmix_zoo.predict", "predict_main", "top-k classes of images, with class names"),
+    "cam": ("cutmix_zoo.cam", "cam_main", "class activation map of an image, written as a PNG"),
 }
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 import torch
+
+import tiny
+from servers import OlahServer, http_file_server
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +48,35 @@ def resnet50_file(tmp_path_factory: pytest.TempPathFactory, resnet50_state: dict
     path = tmp_path_factory.mktemp("weights") / "resnet50.safetensors"
     save_file(resnet50_state, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory):
+    """A real Hugging Face-compatible server (olah) on loopback, shared by the session's tests."""
+    with OlahServer(tmp_path_factory.mktemp("olah")) as server:
+        yield server
+
+
+@pytest.fixture
+def env(monkeypatch, hub, isolated_env):
+    """Tiny entries registered, HF_ENDPOINT on the loopback hub, a fresh hub organisation per test."""
+    tiny.register(monkeypatch)
+    org = f"org{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("CUTMIX_ZOO_HUB_ORG", org)
+    return org
+
+
+@pytest.fixture
+def dropbox(env, monkeypatch):
+    """A loopback stand-in for Dropbox serving the tiny entries' original files (the Hub has no repos for them)."""
+    states = {"folder": tiny.state_dict(4), "file": tiny.state_dict(5)}
+    routes = {
+        "/" + tiny.FOLDER_PATH: tiny.folder_zip({"tiny/model_best.pth.tar": tiny.trainpy_bytes(states["folder"]),
+                                                "tiny/notes.txt": b"best epoch"}),
+        "/" + tiny.FILE_PATH: tiny.save_bytes(states["file"]),
+    }
+    with http_file_server(routes) as server:
+        monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", server.url + "/")
+        server.states = states
+        yield server

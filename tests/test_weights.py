@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,25 +17,9 @@ import cutmix_zoo
 import tiny
 from cutmix_zoo import registry
 from cutmix_zoo.cli import main as cli_main
-from servers import OlahServer, Reply, http_file_server, make_hub_repo
+from servers import OlahServer, Reply, make_hub_repo
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-
-
-@pytest.fixture(scope="session")
-def hub(tmp_path_factory):
-    with OlahServer(tmp_path_factory.mktemp("olah")) as server:
-        yield server
-
-
-@pytest.fixture
-def env(monkeypatch, hub, isolated_env):
-    """Tiny entries registered, HF_ENDPOINT on the loopback hub, a fresh hub organisation per test."""
-    tiny.register(monkeypatch)
-    org = f"org{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    monkeypatch.setenv("CUTMIX_ZOO_HUB_ORG", org)
-    return org
 
 
 def zoo_files(root: Path) -> list[str]:
@@ -92,21 +75,6 @@ def test_cached_hub_file_loads_after_the_server_stops(tmp_path, monkeypatch, iso
 
 
 # ---------------------------------------------------------------- the original release
-
-
-@pytest.fixture
-def dropbox(env, monkeypatch):
-    """A loopback stand-in for Dropbox serving the tiny entries' original files (the Hub has no repos for them)."""
-    states = {"folder": tiny.state_dict(4), "file": tiny.state_dict(5)}
-    routes = {
-        "/" + tiny.FOLDER_PATH: tiny.folder_zip({"tiny/model_best.pth.tar": tiny.trainpy_bytes(states["folder"]),
-                                                "tiny/notes.txt": b"best epoch"}),
-        "/" + tiny.FILE_PATH: tiny.save_bytes(states["file"]),
-    }
-    with http_file_server(routes) as server:
-        monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", server.url + "/")
-        server.states = states
-        yield server
 
 
 def test_folder_zip_with_a_trainpy_checkpoint(dropbox, isolated_env):
