@@ -1,0 +1,224 @@
+"""Class activation maps (Zhou et al., CVPR 2016): where in an image a model finds a class.
+
+For a network ending in global average pooling and a linear classifier, the logit of class c
+is the spatial mean of ``sum_k w_ck f_k(x, y)`` over the last feature map ``f``; that sum,
+upsampled to the image, is the class activation map. Every zoo family ends this way, so one
+generic function serves ResNet, ResNeXt and PyramidNet. The ``cam`` command draws the map over
+the image, alone or beside a second model's (the CutMix paper's baseline-versus-CutMix figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InvalidArgumentError
+from .features import FeatureListNet
+from .models import FAMILIES
+from .predict import class_names, open_image, resolve_model, run_command
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .predict import ImageLike
+
+MIN_DISPLAY_SIDE = 224  # smaller images (CIFAR's 32x32) are enlarged by an integer factor for the picture
+PANEL_GAP = 8  # white pixels between the panels of a side-by-side picture
+
+
+class ClassActivation(NamedTuple):
+    """A class activation map in [0, 1] at the image's resolution, the class it shows and its probability."""
+
+    map: torch.Tensor
+    class_index: int
+    probability: float
+
+
+def _whole_image_transform(model: nn.Module):
+    """The model's eval transform without its centre crop, so the map covers the whole image."""
+    from torchvision import transforms as T
+
+    from .api import transforms
+
+    return T.Compose([t for t in transforms(model).transforms if not isinstance(t, T.CenterCrop)])
+
+
+def _as_batch(model: nn.Module, image: ImageLike | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The network input for ``image`` and the (height, width) the map is returned at."""
+    if isinstance(image, torch.Tensor):
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if image.dim() != 4 or image.shape[0] != 1:
+            raise InvalidArgumentError(f"A preprocessed image must be a (3, H, W) or (1, 3, H, W) tensor, not one of shape {tuple(image.shape)}.")
+        return image, tuple(image.shape[-2:])
+    pil = open_image(image)
+    return _whole_image_transform(model)(pil).unsqueeze(0), (pil.height, pil.width)
+
+
+def class_activation(
+    model: str | os.PathLike | nn.Module,
+    image: ImageLike | torch.Tensor,
+    class_index: int | None = None,
+    weights: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+) -> ClassActivation:
+    """The class activation map of ``image`` for ``class_index`` (the top class when None), with that class and its probability.
+
+    A path or PIL image goes through the model's eval transform without the centre crop (so the
+    whole image is seen) and the map comes back at the original image's size; a tensor is taken
+    as already preprocessed and the map has its height and width. The map is min-max normalised.
+    """
+    net = resolve_model(model, weights, device)
+    family = FAMILIES[net.pretrained_cfg["family"]]
+    points = family.feature_points(net)
+    classifier = getattr(net, family.classifier)
+    x, size = _as_batch(net, image)
+    param = next(net.parameters())
+    body = FeatureListNet(net, points, [len(points) - 1])
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            features = body(x.to(device=param.device, dtype=param.dtype))[0]
+            probs = classifier(features.mean(dim=(2, 3))).float().softmax(dim=1)[0]
+    finally:
+        net.train(was_training)
+    if class_index is None:
+        class_index = int(probs.argmax())
+    elif not isinstance(class_index, int) or not 0 <= class_index < probs.numel():
+        raise InvalidArgumentError(f"Class {class_index!r} does not exist: {net.pretrained_cfg['name']} has classes 0 to {probs.numel() - 1}.")
+    weighted = torch.einsum("c,chw->hw", classifier.weight[class_index].detach().float(), features[0].float())
+    return ClassActivation(_normalise(_resize(weighted, size)).cpu(), class_index, float(probs[class_index]))
+
+
+def cam(
+    model: str | os.PathLike | nn.Module,
+    image: ImageLike | torch.Tensor,
+    class_index: int | None = None,
+    weights: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The class activation map (H x W, values in [0, 1]) of ``image`` for ``class_index``, the top class when None.
+
+    ``model`` is a module made by ``cutmix_zoo.load`` or a model name; ``image`` a path or PIL image
+    (map at its original size) or a preprocessed tensor. See ``class_activation`` for the details.
+    """
+    return class_activation(model, image, class_index, weights, device).map
+
+
+def _resize(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(values[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def _normalise(values: torch.Tensor) -> torch.Tensor:
+    low, high = values.min(), values.max()
+    return (values - low) / (high - low) if high > low else torch.zeros_like(values)
+
+
+def jet(values: torch.Tensor) -> torch.Tensor:
+    """The jet colormap (blue, cyan, yellow, red) of values in [0, 1], as an (..., 3) uint8 tensor."""
+    v = values.clamp(0, 1).unsqueeze(-1)
+    centres = torch.tensor([3.0, 2.0, 1.0])  # red, green, blue peak at 3/4, 1/2 and 1/4
+    rgb = (1.5 - (4 * v - centres).abs()).clamp(0, 1)
+    return (rgb * 255).round().to(torch.uint8)
+
+
+def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0.5) -> Image.Image:
+    """The image with ``heatmap`` (H x W in [0, 1]) blended over it and ``title`` in a bar above.
+
+    Images whose shorter side is under 224 pixels are enlarged by an integer factor first, so that a
+    CIFAR picture stays legible; the bar is twice the font size, which is a 24th of the width (14 to 40 px).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    pil = open_image(image)
+    scale = max(1, math.ceil(MIN_DISPLAY_SIDE / min(pil.width, pil.height)))
+    width, height = pil.width * scale, pil.height * scale
+    pil = pil.resize((width, height), Image.Resampling.NEAREST)
+    pixels = torch.frombuffer(bytearray(pil.tobytes()), dtype=torch.uint8).view(height, width, 3).float()
+    heat = jet(_resize(heatmap.float(), (height, width))).float()
+    blended = ((1 - alpha) * pixels + alpha * heat).round().clamp(0, 255).to(torch.uint8)
+
+    font_size = min(40, max(14, width // 24))
+    bar = 2 * font_size
+    panel = Image.new("RGB", (width, height + bar), "white")
+    panel.paste(Image.frombytes("RGB", (width, height), blended.numpy().tobytes()), (0, bar))
+    draw = ImageDraw.Draw(panel)
+    font = ImageFont.load_default(size=font_size)
+    while len(title) > 1 and draw.textlength(title, font=font) > width - font_size:
+        title = title[:-2] + "…"
+    draw.text((width / 2, bar / 2), title, fill="black", font=font, anchor="mm")
+    return panel
+
+
+def side_by_side(panels: list[Image.Image]) -> Image.Image:
+    """Panels of equal height in a row, ``PANEL_GAP`` white pixels apart."""
+    from PIL import Image
+
+    width = sum(p.width for p in panels) + PANEL_GAP * (len(panels) - 1)
+    row = Image.new("RGB", (width, max(p.height for p in panels)), "white")
+    x = 0
+    for p in panels:
+        row.paste(p, (x, 0))
+        x += p.width + PANEL_GAP
+    return row
+
+
+def _check_output(path: str) -> None:
+    from PIL import Image
+
+    extension = Path(path).suffix.lower()
+    if Image.registered_extensions().get(extension) not in Image.SAVE:
+        raise InvalidArgumentError(f"Cannot tell an image format from {path!r}: give the output a name ending in .png or .jpg.")
+    if not Path(path).resolve().parent.is_dir():
+        raise InvalidArgumentError(f"The folder of the output {path} does not exist.")
+
+
+def _cam_command(args: argparse.Namespace) -> int:
+    _check_output(args.output)
+    image = open_image(args.image)
+    panels = []
+    for name, weights in [(args.model, args.weights)] + ([(args.compare, args.weights2)] if args.compare else []):
+        model = resolve_model(name, weights, args.device)
+        result = class_activation(model, image, args.class_index)
+        label = class_names(model)[result.class_index]
+        print(f"{model.pretrained_cfg['name']}: class {result.class_index} {label} ({result.probability:.2%})")
+        title = f"{model.pretrained_cfg['name']}: {label} ({result.probability:.1%})"
+        panels.append(render(image, result.map, title, args.alpha))
+    try:
+        side_by_side(panels).save(args.output)
+    except OSError as e:
+        raise InvalidArgumentError(f"Could not write {args.output} ({e}).") from None
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cam_main(argv: list[str]) -> int:
+    """``cutmix-zoo cam IMAGE --model NAME [--weights FILE] [--class K] -o OUT.png [--compare NAME2 [--weights2 FILE]]``."""
+    parser = argparse.ArgumentParser(
+        prog="cutmix-zoo cam",
+        description="Draw a model's class activation map (Zhou et al., 2016) over an image and write it as a picture, "
+                    "titled with the class; --compare puts a second model's map beside it.",
+    )
+    parser.add_argument("image", metavar="IMAGE", help="image file (anything Pillow reads)")
+    parser.add_argument("--model", default="resnet50", help="registry name or exported folder (default: resnet50)")
+    parser.add_argument("--weights", help="a local weights file for --model instead of its download")
+    parser.add_argument("--class", dest="class_index", type=int, metavar="K", help="class index to map (default: the top prediction of each model)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.png", help="picture to write (.png, .jpg, ...)")
+    parser.add_argument("--compare", metavar="NAME2", help="a second model whose map is drawn beside the first, e.g. resnet50.baseline_in1k")
+    parser.add_argument("--weights2", metavar="FILE", help="a local weights file for --compare")
+    parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the heatmap, 0 to 1 (default: 0.5)")
+    parser.add_argument("--device", help="torch device to run on, e.g. cuda (default: cpu)")
+    args = parser.parse_args(argv)
+    if args.weights2 and not args.compare:
+        parser.error("--weights2 needs --compare NAME2")
+    if not 0 <= args.alpha <= 1:
+        parser.error("--alpha must be between 0 and 1")
+    return run_command(_cam_command, args)

@@ -1,0 +1,41 @@
+"""Class names of the datasets the zoo's models were trained on, in the order of their logits.
+
+ImageNet-1k's names come from torchvision's weights metadata (already installed, nothing to
+download); CIFAR's are the datasets' own label names, written out here.
+"""
+
+from __future__ import annotations
+
+from .errors import InvalidArgumentError
+
+CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+CIFAR100 = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
+    "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
+    "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+    "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
+    "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
+    "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+    "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)
+
+
+def _imagenet() -> list[str]:
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def categories(dataset: str) -> list[str]:
+    """The class names of ``dataset`` (a registry dataset name: "imagenet-1k", "cifar-100", "cifar-10")."""
+    if dataset == "imagenet-1k":
+        return _imagenet()
+    if dataset == "cifar-100":
+        return list(CIFAR100)
+    if dataset == "cifar-10":
+        return list(CIFAR10)
+    raise InvalidArgumentError(f"No class names are known for the dataset {dataset!r}; the known ones are imagenet-1k, cifar-100 and cifar-10.")

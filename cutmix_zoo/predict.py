@@ -1,0 +1,160 @@
+"""What a zoo model sees in an image: top-k classes with their names, and the ``predict`` command.
+
+Images go through the entry's own eval transform (``cutmix_zoo.transforms``), so a prediction here
+is the one the model's reported error was measured with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+
+import torch
+from torch import nn
+
+from .errors import InvalidArgumentError, UnknownModelError, ZooError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    ImageLike = Union[str, os.PathLike, Image.Image]
+
+
+def open_image(image: ImageLike) -> Image.Image:
+    """An RGB PIL image from a path or a PIL image; a missing or non-image file is an InvalidArgumentError."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if not isinstance(image, (str, os.PathLike)):
+        raise InvalidArgumentError(f"An image must be a file path or a PIL image, not {type(image).__name__}.")
+    if not os.path.isfile(image):
+        raise InvalidArgumentError(f"The image {os.fspath(image)} does not exist or is not a file.")
+    try:
+        with Image.open(image) as img:
+            return img.convert("RGB")
+    except UnidentifiedImageError:
+        raise InvalidArgumentError(f"{os.fspath(image)} is not an image file that Pillow can read.") from None
+    except OSError as e:
+        raise InvalidArgumentError(f"The image {os.fspath(image)} could not be read ({e}).") from None
+
+
+def resolve_model(model: str | os.PathLike | nn.Module, weights: str | os.PathLike | None = None,
+                  device: torch.device | str | None = None) -> nn.Module:
+    """A classifier ready for inference: ``model`` itself, or the zoo model of that name (``weights`` overriding its file)."""
+    from .api import load
+    from .models import FAMILIES
+
+    if isinstance(model, nn.Module):
+        if weights is not None:
+            raise InvalidArgumentError("weights= picks the file for a model name; pass a name, or load the weights into the module yourself.")
+        if device is not None:
+            model.to(device)
+    else:
+        model = load(model, weights=weights, device=device)
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not isinstance(cfg, dict) or cfg.get("family") not in FAMILIES:
+        raise InvalidArgumentError("The model has no pretrained_cfg: pass a model made by cutmix_zoo.load, or a model name.")
+    if not isinstance(getattr(model, FAMILIES[cfg["family"]].classifier, None), nn.Linear):
+        raise InvalidArgumentError(f"{cfg['name']} was loaded without its classifier (features_only or num_classes=0), so it has no classes to predict.")
+    return model
+
+
+def class_names(model: nn.Module) -> list[str]:
+    """Names of the model's output classes: its dataset's, or ``"class K"`` when its head was replaced."""
+    from .categories import categories
+
+    num_classes = model.pretrained_cfg["num_classes"]
+    try:
+        names = categories(model.pretrained_cfg.get("dataset", ""))
+    except InvalidArgumentError:
+        names = []
+    return names if len(names) == num_classes else [f"class {k}" for k in range(num_classes)]
+
+
+def predict(
+    images: ImageLike | Sequence[ImageLike],
+    model: str | os.PathLike | nn.Module = "resnet50",
+    top: int = 5,
+    weights: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    batch_size: int = 32,
+) -> list[list[dict[str, Any]]]:
+    """The ``top`` most probable classes of each image, as ``{"index", "label", "probability"}`` dicts.
+
+    ``images`` is one path or PIL image, or a list of them; ``model`` a registry name, an exported
+    folder, or a module made by ``cutmix_zoo.load`` (its train/eval mode is restored afterwards).
+    One list of predictions is returned per image, most probable first.
+    """
+    from PIL import Image
+
+    from .api import transforms
+
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        images = [images]
+    if not isinstance(top, int) or top < 1:
+        raise InvalidArgumentError(f"top must be a positive integer, not {top!r}.")
+    pil_images = [open_image(image) for image in images]
+    net = resolve_model(model, weights, device)
+    names = class_names(net)
+    transform = transforms(net)
+    param = next(net.parameters())
+    k = min(top, len(names))
+
+    was_training = net.training
+    net.eval()
+    results = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(pil_images), batch_size):
+                batch = torch.stack([transform(img) for img in pil_images[start:start + batch_size]])
+                probs = net(batch.to(device=param.device, dtype=param.dtype)).float().softmax(dim=1)
+                values, indices = probs.topk(k, dim=1)
+                for row_values, row_indices in zip(values.tolist(), indices.tolist()):
+                    results.append([{"index": i, "label": names[i], "probability": p} for i, p in zip(row_indices, row_values)])
+    finally:
+        net.train(was_training)
+    return results
+
+
+def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command, turning a ZooError into one ``cutmix-zoo: error:`` line and the CLI's exit code."""
+    try:
+        return command(args)
+    except (UnknownModelError, InvalidArgumentError) as e:
+        print(f"cutmix-zoo: error: {e}", file=sys.stderr)
+        return 2
+    except ZooError as e:
+        print(f"cutmix-zoo: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _predict_command(args: argparse.Namespace) -> int:
+    results = predict(args.images, args.model, top=args.top, weights=args.weights, device=args.device)
+    if args.json:
+        print(json.dumps([{"image": image, "predictions": preds} for image, preds in zip(args.images, results)], indent=2))
+        return 0
+    for image, preds in zip(args.images, results):
+        print(image)
+        for rank, p in enumerate(preds, 1):
+            print(f"  {rank}. {p['probability']:7.2%}  {p['label']} ({p['index']})")
+    return 0
+
+
+def predict_main(argv: list[str]) -> int:
+    """``cutmix-zoo predict IMAGE... --model NAME [--weights FILE] [--top 5] [--json]``."""
+    parser = argparse.ArgumentParser(
+        prog="cutmix-zoo predict",
+        description="Print the most probable classes of each image, with their names and probabilities, "
+                    "using the model's own eval transform.",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
+    parser.add_argument("--model", default="resnet50", help="registry name or exported folder (default: resnet50)")
+    parser.add_argument("--weights", help="a local weights file to use instead of the model's download")
+    parser.add_argument("--top", type=int, default=5, help="how many classes to show per image (default: 5)")
+    parser.add_argument("--device", help="torch device to run on, e.g. cuda (default: cpu)")
+    parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    return run_command(_predict_command, parser.parse_args(argv))
