@@ -124,6 +124,21 @@ def topk_errors(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.stack([(~hit[:, 0]).sum(), (~hit.any(dim=1)).sum()]).float()
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, mixer: BatchMixer, x: torch.Tensor, y: torch.Tensor,
+               autocast, metrics: torch.Tensor) -> None:
+    """One optimisation step on a device batch; adds its loss sum, top-1/top-5 misses and size to ``metrics`` on the device."""
+    mixed = mixer(x, y)
+    with autocast():
+        logits = model(mixed.x)
+    mixed = mixer.collect(mixed)
+    loss = mixer.loss(logits.float(), y, mixed)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        metrics += torch.cat([loss.detach()[None] * len(y), topk_errors(logits, y), y.new_full((1,), len(y), dtype=torch.float32)])
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, ranks: Ranks, autocast, channels_last: bool) -> dict[str, float]:
     """Loss and top-1/top-5 error (%) on a loader whose shards together cover the split once."""
@@ -309,16 +324,7 @@ def run(args: argparse.Namespace) -> int:
                     x = x.contiguous(memory_format=torch.channels_last)
                 if dropblock is not None:
                     dropblock.progress = (epoch * steps + step) / total_steps
-                mixed = mixer(x, y)
-                with autocast():
-                    logits = model(mixed.x)
-                mixed = mixer.collect(mixed)
-                loss = mixer.loss(logits.float(), y, mixed)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    partial += torch.cat([loss.detach()[None] * len(y), topk_errors(logits, y), y.new_full((1,), len(y), dtype=torch.float32)])
+                train_step(model, optimizer, mixer, x, y, autocast, partial)
                 step += 1
                 bar.update(1)
                 at_interval = step % args.log_interval == 0 or step == steps
