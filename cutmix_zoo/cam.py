@@ -131,10 +131,11 @@ def jet(values: torch.Tensor) -> torch.Tensor:
 
 
 def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0.5) -> Image.Image:
-    """The image with ``heatmap`` (H x W in [0, 1]) blended over it and ``title`` in a bar above.
+    """The image with ``heatmap`` (H x W in [0, 1]) blended over it and ``title`` (one line or more) in a bar above.
 
     Images whose shorter side is under 224 pixels are enlarged by an integer factor first, so that a
-    CIFAR picture stays legible; the bar is twice the font size, which is a 24th of the width (14 to 40 px).
+    CIFAR picture stays legible. The font is a 24th of the width (14 to 40 px), a line is 1.25 fonts
+    high, and the bar holds the lines plus half a line of margin; lines too long are cut with an ellipsis.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -147,14 +148,17 @@ def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0
     blended = ((1 - alpha) * pixels + alpha * heat).round().clamp(0, 255).to(torch.uint8)
 
     font_size = min(40, max(14, width // 24))
-    bar = 2 * font_size
+    line_height = round(1.25 * font_size)
+    lines = title.split("\n")
+    bar = len(lines) * line_height + line_height // 2
     panel = Image.new("RGB", (width, height + bar), "white")
     panel.paste(Image.frombytes("RGB", (width, height), blended.numpy().tobytes()), (0, bar))
     draw = ImageDraw.Draw(panel)
     font = ImageFont.load_default(size=font_size)
-    while len(title) > 1 and draw.textlength(title, font=font) > width - font_size:
-        title = title[:-2] + "…"
-    draw.text((width / 2, bar / 2), title, fill="black", font=font, anchor="mm")
+    for index, line in enumerate(lines):
+        while len(line) > 1 and draw.textlength(line, font=font) > width - font_size:
+            line = line[:-2] + "…"
+        draw.text((width / 2, (index + 0.75) * line_height), line, fill="black", font=font, anchor="mm")
     return panel
 
 
@@ -189,9 +193,9 @@ def _cam_command(args: argparse.Namespace) -> int:
         model = resolve_model(name, weights, args.device)
         result = class_activation(model, image, args.class_index)
         label = class_names(model)[result.class_index]
-        print(f"{model.pretrained_cfg['name']}: class {result.class_index} {label} ({result.probability:.2%})")
-        title = f"{model.pretrained_cfg['name']}: {label} ({result.probability:.1%})"
-        panels.append(render(image, result.map, title, args.alpha))
+        shown = model.pretrained_cfg["name"] + (f" with {Path(weights).name}" if weights else "")
+        print(f"{shown}: class {result.class_index} {label} ({result.probability:.2%})")
+        panels.append(render(image, result.map, f"{label} ({result.probability:.1%})\n{shown}", args.alpha))
     try:
         side_by_side(panels).save(args.output)
     except OSError as e:

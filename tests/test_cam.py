@@ -115,13 +115,14 @@ def test_jet_runs_from_blue_through_green_to_red():
 def test_cam_command_writes_the_picture(bright_file, square_image, tmp_path, capsys):
     out = tmp_path / "cam.png"
     assert cam_main([str(square_image), "--model", tiny.FILE_ENTRY, "--weights", str(bright_file), "-o", str(out)]) == 0
-    assert "class 3 cat" in capsys.readouterr().out
+    assert f"{tiny.FILE_ENTRY} with bright.safetensors: class 3 cat" in capsys.readouterr().out
     picture = Image.open(out)
-    # 96 x 64 is enlarged 4x (shorter side to at least 224); the title bar is 2 x a 16 px font.
-    assert picture.size == (384, 256 + 32)
-    red, green, blue = picture.getpixel((4 * 68, 32 + 4 * 28))  # centre of the square: hot
+    # 96 x 64 is enlarged 4x (shorter side to at least 224); the font is 384 / 24 = 16 px, a line 20 px,
+    # and the title bar holds two lines (class, model) and half a line of margin: 50 px.
+    assert picture.size == (384, 50 + 256)
+    red, green, blue = picture.getpixel((4 * 68, 50 + 4 * 28))  # centre of the square: hot
     assert red > green + 50 and red > blue + 50
-    red, green, blue = picture.getpixel((4 * 10, 32 + 4 * 32))  # far left: cold
+    red, green, blue = picture.getpixel((4 * 10, 50 + 4 * 32))  # far left: cold
     assert blue > red
 
 
@@ -132,9 +133,9 @@ def test_cam_command_compares_two_models_side_by_side(bright_file, square_image,
     assert main(argv) == 0
     assert capsys.readouterr().out.count("class 3 cat") == 2
     picture = Image.open(out)
-    assert picture.size == (2 * 384 + 8, 288)
+    assert picture.size == (2 * 384 + 8, 306)
     assert picture.getpixel((384 + 4, 100)) == (255, 255, 255)  # the gap between the panels
-    assert picture.crop((0, 32, 384, 288)).tobytes() == picture.crop((392, 32, 776, 288)).tobytes()
+    assert picture.crop((0, 50, 384, 306)).tobytes() == picture.crop((392, 50, 776, 306)).tobytes()
 
 
 def test_cam_command_errors(bright_file, square_image, tmp_path, capsys):
