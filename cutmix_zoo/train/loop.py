@@ -210,8 +210,23 @@ def export_config(recipe: Recipe, spec: ModelSpec, name: str, method: str, num_c
         "top1_err": best["top1_err"],
         "top5_err": best["top5_err"],
         "err_source": f"cutmix_zoo.train, best of {recipe.epochs} epochs (epoch {best['epoch']})",
-        "training": {**dataclasses.asdict(recipe), "seed": seed, "world_size": world_size},
+        "training": _training_text(recipe, seed, world_size),
+        "train_recipe": {**dataclasses.asdict(recipe), "seed": seed, "world_size": world_size},
     }
+
+
+def _training_text(recipe: Recipe, seed: int, world_size: int) -> str:
+    """The recipe in a sentence or two, for the model card."""
+    schedule = (f"x{recipe.lr_gamma} every {recipe.lr_step} epochs" if recipe.lr_step
+                else f"x{recipe.lr_gamma} at {', '.join(f'{m:.0%}' for m in recipe.lr_milestones)} of training")
+    mixing = "no mixing" if recipe.mix == "none" else (
+        f"{recipe.mix} (beta {recipe.beta}, probability {recipe.mix_prob}, {'input' if recipe.mix_layers == 'input' else 'input or a random stage'})")
+    extras = "".join([f", label smoothing {recipe.label_smoothing}" if recipe.label_smoothing else "",
+                      f", DropBlock {recipe.dropblock} (block {recipe.dropblock_size})" if recipe.dropblock else ""])
+    return (f"Trained with `python -m cutmix_zoo.train`: {recipe.epochs} epochs, global batch {recipe.batch_size} on {world_size} "
+            f"rank(s), SGD (momentum {recipe.momentum}, Nesterov {recipe.nesterov}, weight decay {recipe.weight_decay}), "
+            f"lr {recipe.lr} {schedule}, {mixing}{extras}, {recipe.transforms} transforms, seed {seed}. "
+            "The exported weights are those of the best validation epoch; the full recipe is `train_recipe` in config.json.\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -378,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
 
             module.load_state_dict(load_file(output / BEST_WEIGHTS))
             cfg = export_config(recipe, spec, name, method, data.num_classes, data.registry_dataset, best, args.seed, ranks.world_size)
-            export_dir = save_pretrained(module, output / EXPORT_DIR, cfg=cfg, card=_fallback_card(cfg))
+            export_dir = save_pretrained(module, output / EXPORT_DIR, cfg=cfg, card=_card(cfg))
         log.write({"event": "end", "best_top1_err": best["top1_err"], "best_top5_err": best["top5_err"], "best_epoch": best["epoch"],
                    "final_weights_sha256": digests, "export": str(export_dir) if export_dir else None})
     if ranks.world_size > 1:
@@ -398,11 +413,10 @@ def _resumed_args(saved: dict[str, Any], given: argparse.Namespace) -> argparse.
     return argparse.Namespace(**merged)
 
 
-def _fallback_card(cfg: dict[str, Any]) -> Optional[str]:
-    """None (the zoo's own model card) when ``cutmix_zoo.cards`` exists, else a short card with the run's result."""
-    import importlib.util
-
-    if importlib.util.find_spec("cutmix_zoo.cards") is not None:
+def _card(cfg: dict[str, Any]) -> Optional[str]:
+    """None (the zoo's model card) for a registry dataset; a short card for an ImageFolder run, which the zoo's cards do not describe."""
+    if cfg["dataset"] in DATASETS:
         return None
     return (f"---\nlicense: {cfg['license']}\nlibrary_name: cutmix_zoo\n---\n# {cfg['name']}\n\n"
-            f"Trained with `cutmix_zoo.train`: best top-1/top-5 error {cfg['top1_err']:.2f}/{cfg['top5_err']:.2f} on {cfg['dataset']}.\n")
+            f"{cfg['family']} {cfg['arch_args']} trained with `cutmix_zoo.train` on an ImageFolder dataset of {cfg['num_classes']} "
+            f"classes: best top-1/top-5 error {cfg['top1_err']:.2f}/{cfg['top5_err']:.2f}. {cfg['training']}\n")
