@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from .data import eval_data, make_loader
+from .data import DataError, eval_data, make_loader
 from .loop import Ranks, evaluate
 
 
@@ -29,8 +29,12 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    import os
+
     import cutmix_zoo
 
+    if not os.path.isdir(args.data):  # before the model, which may need a download
+        raise DataError(f"The data folder {args.data} does not exist or is not a folder.")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     model = cutmix_zoo.load(args.model, weights=args.weights, device=device)
     cfg = model.pretrained_cfg
