@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,9 +84,11 @@ def test_bad_inputs_are_one_sentence(monkeypatch, tmp_path, photo):
     tiny.register(monkeypatch)
     model = cutmix_zoo.load(tiny.FILE_ENTRY, pretrained=False)
     (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "cut.jpg").write_bytes(photo.read_bytes()[:400])
     cases = [
         (lambda: predict(tmp_path / "missing.jpg", model), "does not exist"),
         (lambda: predict(tmp_path / "notes.txt", model), "is not an image file that Pillow can read"),
+        (lambda: predict(tmp_path / "cut.jpg", model), "could not be read"),
         (lambda: predict(photo, model, top=0), "top must be a positive integer"),
         (lambda: predict(photo, model, weights="x.safetensors"), "weights= picks the file for a model name"),
         (lambda: predict(photo, cutmix_zoo.load(tiny.FILE_ENTRY, pretrained=False, features_only=True)), "without its classifier"),
@@ -120,3 +124,18 @@ def test_predict_command_errors(monkeypatch, tmp_path, photo, capsys):
     with pytest.raises(SystemExit) as exit_info:
         predict_main(["--help"])
     assert exit_info.value.code == 0 and "usage: cutmix-zoo predict" in capsys.readouterr().out
+
+
+def test_top_level_functions_stay_functions_once_their_modules_are_imported():
+    """``cutmix_zoo.predict``/``cam`` share their modules' names: importing a module must not replace the function."""
+    code = ("import importlib, json, cutmix_zoo\n"
+            "names = [n for n in ('predict', 'cam', 'detection_backbone') if callable(getattr(cutmix_zoo, n, None))]\n"
+            "for module in ('predict', 'cam', 'detection'):\n"
+            "    importlib.import_module('cutmix_zoo.' + module)\n"
+            "print(json.dumps({'exported': names, 'broken': [n for n in names if not callable(getattr(cutmix_zoo, n))]}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    if not report["exported"]:
+        pytest.skip("cutmix_zoo does not export predict, cam or detection_backbone yet")
+    assert report["broken"] == [], "import these functions in cutmix_zoo/__init__.py directly, not through lazy wrappers"
