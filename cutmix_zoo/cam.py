@@ -13,7 +13,7 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ class ClassActivation(NamedTuple):
     probability: float
 
 
-def _whole_image_transform(model: nn.Module):
+def _whole_image_transform(model: nn.Module) -> Callable[[Image.Image], torch.Tensor]:
     """The model's eval transform without its centre crop, so the map covers the whole image."""
     from torchvision import transforms as T
 
@@ -53,11 +53,10 @@ def _whole_image_transform(model: nn.Module):
 def _as_batch(model: nn.Module, image: ImageLike | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """The network input for ``image`` and the (height, width) the map is returned at."""
     if isinstance(image, torch.Tensor):
-        if image.dim() == 3:
-            image = image.unsqueeze(0)
-        if image.dim() != 4 or image.shape[0] != 1:
+        batch = image.unsqueeze(0) if image.dim() == 3 else image
+        if batch.dim() != 4 or batch.shape[:2] != (1, 3):
             raise InvalidArgumentError(f"A preprocessed image must be a (3, H, W) or (1, 3, H, W) tensor, not one of shape {tuple(image.shape)}.")
-        return image, tuple(image.shape[-2:])
+        return batch, tuple(batch.shape[-2:])
     pil = open_image(image)
     return _whole_image_transform(model)(pil).unsqueeze(0), (pil.height, pil.width)
 

@@ -88,6 +88,8 @@ def test_a_class_the_features_do_not_feed_has_a_flat_map(bright_model, square_im
     assert torch.equal(cam(bright_model, square_image, class_index=5), torch.zeros(64, 96))
     with pytest.raises(InvalidArgumentError, match="Class 10 does not exist"):
         cam(bright_model, square_image, class_index=10)
+    with pytest.raises(InvalidArgumentError, match=r"must be a \(3, H, W\) or \(1, 3, H, W\) tensor, not one of shape \(1, 32, 32\)"):
+        cam(bright_model, torch.zeros(1, 32, 32))
 
 
 def test_resnet_cam_is_the_classifier_weighted_last_feature_map(resnet50_file):
