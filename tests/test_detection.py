@@ -61,6 +61,13 @@ def test_trainable_layers_freeze_the_stem_and_early_stages(tiny_resnet, trainabl
     assert not any(p.requires_grad for n, p in backbone.body.named_parameters() if "bn" in n or "downsample.1" in n)
 
 
+def test_norm_layer_none_keeps_trainable_batch_norm(tiny_resnet):
+    backbone = detection_backbone(TINY, weights=tiny_resnet, norm_layer=None, trainable_layers=5)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.modules()) == 12  # stem, 2 per block, 3 downsamples
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in backbone.modules())
+    assert all(p.requires_grad for p in backbone.parameters())
+
+
 def test_faster_rcnn_trains_and_infers(tiny_resnet):
     backbone = detection_backbone(TINY, weights=tiny_resnet, out_channels=64)
     assert backbone.out_channels == 64
@@ -111,5 +118,7 @@ def test_bad_requests_are_one_sentence(tiny_resnet):
     for kwargs, message in cases:
         with pytest.raises(InvalidArgumentError, match=message):
             detection_backbone(weights=tiny_resnet, **kwargs)
+    with pytest.raises(InvalidArgumentError, match="cannot hold a BatchNorm2d's weights and statistics"):
+        detection_backbone(TINY, weights=tiny_resnet, norm_layer=lambda channels: torch.nn.GroupNorm(1, channels))
     with pytest.raises(cutmix_zoo.UnknownModelError):
         detection_backbone("resnet5", weights=tiny_resnet)
