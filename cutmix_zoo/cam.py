@@ -141,7 +141,7 @@ def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0
     pil = open_image(image)
     scale = max(1, math.ceil(MIN_DISPLAY_SIDE / min(pil.width, pil.height)))
     width, height = pil.width * scale, pil.height * scale
-    pil = pil.resize((width, height), Image.Resampling.NEAREST)
+    pil = pil.resize((width, height), Image.NEAREST)
     pixels = torch.frombuffer(bytearray(pil.tobytes()), dtype=torch.uint8).view(height, width, 3).float()
     heat = jet(_resize(heatmap.float(), (height, width))).float()
     blended = ((1 - alpha) * pixels + alpha * heat).round().clamp(0, 255).to(torch.uint8)
@@ -153,11 +153,15 @@ def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0
     panel = Image.new("RGB", (width, height + bar), "white")
     panel.paste(Image.frombytes("RGB", (width, height), blended.numpy().tobytes()), (0, bar))
     draw = ImageDraw.Draw(panel)
-    font = ImageFont.load_default(size=font_size)
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow before 10.1 has only a small bitmap font
+        font = ImageFont.load_default()
     for index, line in enumerate(lines):
         while len(line) > 1 and draw.textlength(line, font=font) > width - font_size:
             line = line[:-2] + "…"
-        draw.text((width / 2, (index + 0.75) * line_height), line, fill="black", font=font, anchor="mm")
+        left, top, right, bottom = draw.textbbox((0, 0), line, font=font)
+        draw.text(((width - left - right) / 2, (index + 0.75) * line_height - (top + bottom) / 2), line, fill="black", font=font)
     return panel
 
 

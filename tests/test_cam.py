@@ -158,3 +158,19 @@ def test_cam_command_errors(bright_file, square_image, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cam_main(["--help"])
     assert exit_info.value.code == 0 and "usage: cutmix-zoo cam" in capsys.readouterr().out
+
+
+def test_render_works_with_the_bitmap_font_of_older_pillow(monkeypatch, square_image):
+    from PIL import ImageFont
+
+    from cutmix_zoo.cam import render
+
+    load_default = ImageFont.load_default
+
+    def without_size(size=None):
+        if size is not None:
+            raise TypeError("load_default() got an unexpected keyword argument 'size'")
+        return load_default()
+
+    monkeypatch.setattr(ImageFont, "load_default", without_size)
+    assert render(square_image, torch.rand(64, 96), "cat (50.0%)\nmodel").size == (384, 306)
