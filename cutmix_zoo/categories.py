@@ -1,10 +1,13 @@
 """Class names of the datasets the zoo's models were trained on, in the order of their logits.
 
 ImageNet-1k's names come from torchvision's weights metadata (already installed, nothing to
-download); CIFAR's are the datasets' own label names, written out here.
+download); CIFAR's are the datasets' own label names, written out here; Shapes-10's (the embedded
+models' generated data) come from its generator.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from .errors import InvalidArgumentError
 
@@ -30,12 +33,22 @@ def _imagenet() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+def _shapes() -> list[str]:
+    from .train.shapes import CLASSES  # the generator of the embedded models' data owns their names
+
+    return list(CLASSES)
+
+
+_SOURCES: dict[str, Callable[[], list[str]]] = {
+    "imagenet-1k": _imagenet,
+    "cifar-100": lambda: list(CIFAR100),
+    "cifar-10": lambda: list(CIFAR10),
+    "shapes-10": _shapes,
+}
+
+
 def categories(dataset: str) -> list[str]:
-    """The class names of ``dataset`` (a registry dataset name: "imagenet-1k", "cifar-100", "cifar-10")."""
-    if dataset == "imagenet-1k":
-        return _imagenet()
-    if dataset == "cifar-100":
-        return list(CIFAR100)
-    if dataset == "cifar-10":
-        return list(CIFAR10)
-    raise InvalidArgumentError(f"No class names are known for the dataset {dataset!r}; the known ones are imagenet-1k, cifar-100 and cifar-10.")
+    """The class names of ``dataset`` (a registry dataset name such as "imagenet-1k" or "cifar-100"), in logit order."""
+    if dataset not in _SOURCES:
+        raise InvalidArgumentError(f"No class names are known for the dataset {dataset!r}; the known ones are {', '.join(_SOURCES)}.")
+    return _SOURCES[dataset]()
