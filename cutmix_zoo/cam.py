@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .api import transforms
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
 from .models import FAMILIES
@@ -44,8 +45,6 @@ class ClassActivation(NamedTuple):
 def _whole_image_transform(model: nn.Module) -> Callable[[Image.Image], torch.Tensor]:
     """The model's eval transform without its centre crop, so the map covers the whole image."""
     from torchvision import transforms as T
-
-    from .api import transforms
 
     return T.Compose([t for t in transforms(model).transforms if not isinstance(t, T.CenterCrop)])
 

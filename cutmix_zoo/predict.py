@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 import torch
 from torch import nn
 
+from .api import load, transforms
+from .categories import categories
 from .errors import InvalidArgumentError, UnknownModelError, ZooError
+from .models import FAMILIES
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -44,10 +47,7 @@ def open_image(image: ImageLike) -> Image.Image:
 
 def resolve_model(model: str | os.PathLike | nn.Module, weights: str | os.PathLike | None = None,
                   device: torch.device | str | None = None) -> nn.Module:
-    """A classifier ready for inference: ``model`` itself, or the zoo model of that name (``weights`` overriding its file)."""
-    from .api import load
-    from .models import FAMILIES
-
+    """A classifier ready for inference: ``model`` itself (moved to ``device`` when given), or the zoo model of that name."""
     if isinstance(model, nn.Module):
         if weights is not None:
             raise InvalidArgumentError("weights= picks the file for a model name; pass a name, or load the weights into the module yourself.")
@@ -65,8 +65,6 @@ def resolve_model(model: str | os.PathLike | nn.Module, weights: str | os.PathLi
 
 def class_names(model: nn.Module) -> list[str]:
     """Names of the model's output classes: its dataset's, or ``"class K"`` when its head was replaced."""
-    from .categories import categories
-
     num_classes = model.pretrained_cfg["num_classes"]
     try:
         names = categories(model.pretrained_cfg.get("dataset", ""))
@@ -90,8 +88,6 @@ def predict(
     One list of predictions is returned per image, most probable first.
     """
     from PIL import Image
-
-    from .api import transforms
 
     if isinstance(images, (str, os.PathLike, Image.Image)):
         images = [images]
