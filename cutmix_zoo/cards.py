@@ -38,7 +38,7 @@ def _front_matter(cfg: dict[str, Any], entry: registry.Entry | None) -> str:
             results.append(EvalResult(task_type="image-classification", dataset_type=data.hf_id, dataset_name=data.name,
                                        dataset_split="validation" if data.name == "imagenet-1k" else "test",
                                        metric_type="accuracy", metric_name=metric, metric_value=_acc(err),
-                                       source_name=source, source_url=source_url))
+                                       source_name=source if source_url else None, source_url=source_url))
     family = cfg["family"]
     card = ModelCardData(
         license=registry.LICENSE,
@@ -73,11 +73,19 @@ def _results(entry: registry.Entry) -> str:
     return text
 
 
+def regenerate_command(entry: registry.Entry) -> str:
+    """The exact command that regenerates ``entry`` with the bundled trainer."""
+    if entry.bundled:
+        return (f"cutmix-zoo train --recipe {entry.name} --device cpu --workers 0 --output runs/{entry.name}\n"
+                f"cp runs/{entry.name}/export/model.safetensors cutmix_zoo/data/{entry.name}.safetensors")
+    return f"torchrun --nproc-per-node {_GPUS[entry.dataset]} -m cutmix_zoo.train --recipe {entry.name} --data /path/to/{entry.data.hf_id}"
+
+
 def _training(entry: registry.Entry) -> str:
     from .train.recipes import recipe_for
 
     recipe, _ = recipe_for(entry.name)
-    gpus = _GPUS[entry.dataset]
+    where = "on a CPU" if entry.bundled else f"on {_GPUS[entry.dataset]} GPUs"
     schedule = f"x{recipe.lr_gamma} every {recipe.lr_step} epochs" if recipe.lr_step else \
         f"x{recipe.lr_gamma} at {', '.join(f'{int(m * 100)}%' for m in recipe.lr_milestones)} of training"
     if recipe.mix == "none":
@@ -91,17 +99,20 @@ def _training(entry: registry.Entry) -> str:
         extra.append(f"label smoothing {recipe.label_smoothing}")
     if recipe.dropblock:
         extra.append(f"DropBlock {recipe.dropblock} (block {recipe.dropblock_size})")
+    origin = "Recipe" if entry.bundled else "Original recipe"
     return (
-        f"Original recipe: {recipe.epochs} epochs, global batch {recipe.batch_size} on {gpus} GPUs, SGD with Nesterov momentum "
+        f"{origin}: {recipe.epochs} epochs, global batch {recipe.batch_size} {where}, SGD with Nesterov momentum "
         f"{recipe.momentum}, weight decay {recipe.weight_decay}, learning rate {recipe.lr} ({schedule}); mixing: {mixing}"
         + (f"; {', '.join(extra)}" if extra else "") + ".\n\nRegenerate it with the bundled trainer:\n\n"
-        f"```bash\ntorchrun --nproc-per-node {gpus} -m cutmix_zoo.train --recipe {entry.name} --data /path/to/{entry.data.hf_id}\n```\n"
+        f"```bash\n{regenerate_command(entry)}\n```\n"
     )
 
 
 def _provenance(entry: registry.Entry) -> str:
-    if entry.original_path is None:
-        return "This model is not part of the original release.\n"
+    if entry.bundled:
+        return (f"Not part of the original release: trained by cutmix_zoo's bundled trainer on Shapes-10, a dataset generated "
+                f"from a seed (`cutmix_zoo.train.shapes`), and shipped inside the package as "
+                f"`cutmix_zoo/data/{entry.name}.safetensors` (sha256 `{entry.sha256}`).\n")
     url = registry.ORIGINAL_BASE_URL + entry.original_path + "?dl=1"
     kind = "a shared folder (downloaded as a zip holding `model_best.pth.tar`)" if entry.packaging == "folder_zip" else "a single file"
     layouts = {"trainpy": "train.py's checkpoint dict with DataParallel `module.` keys", "module": "a flat state dict with `module.` keys",
@@ -145,7 +156,7 @@ def render_card(cfg_or_name: dict[str, Any] | str) -> str:
         f"## Preprocessing\n\nResize the shorter side to {cfg['resize']} ({cfg['interpolation']}), centre-crop "
         f"{cfg['input_size'][-1]}, scale to [0, 1], normalise with mean {tuple(round(m, 4) for m in cfg['mean'])} and std "
         f"{tuple(round(s, 4) for s in cfg['std'])}: `cutmix_zoo.transforms(\"{name}\")`.\n",
-        "## Training\n\n" + (_training(entry) if entry and entry.original_path else cfg.get("training", "See the config.json beside this card.\n")),
+        "## Training\n\n" + (_training(entry) if entry else cfg.get("training", "See the config.json beside this card.\n")),
         "## Provenance\n\n" + (_provenance(entry) if entry else "Exported by cutmix_zoo from a model trained with its bundled trainer.\n"),
         f"## License and citation\n\nMIT (the original release: Copyright (c) 2019-present NAVER Corp.).\n\n```bibtex\n{registry.CITATION}\n```\n",
     ]
@@ -162,3 +173,17 @@ def write_cards(out_dir: str | Path = "model_cards") -> list[Path]:
         path.write_text(render_card(name))
         paths.append(path)
     return paths
+
+
+def model_table() -> str:
+    """The README's markdown table of every registry model (``cutmix-zoo list --markdown`` prints it)."""
+    from .api import count_parameters
+
+    defaults = {f"{a}.{t}" for a, t in registry.DEFAULT_TAGS.items()}
+    lines = ["| name | dataset | method | top-1 err % | top-5 err % | params | numbers from |", "|---|---|---|---|---|---|---|"]
+    for name in registry.list_models():
+        e = registry.get_entry(name)
+        shown = f"`{name}`" + (" (default)" if name in defaults else "")
+        params = f"{count_parameters(name) / 1e6:.1f}M"
+        lines.append(f"| {shown} | {e.dataset} | {e.method} | {_fmt(e.top1_err)} | {_fmt(e.top5_err)} | {params} | {e.err_source} |")
+    return "\n".join(lines) + "\n"

@@ -33,6 +33,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not names:
         raise InvalidArgumentError(f"No model matches the pattern {args.pattern!r}; `cutmix-zoo list` shows them all.")
     defaults = {f"{a}.{t}" for a, t in registry.DEFAULT_TAGS.items()}
+    if args.markdown:
+        from .cards import model_table
+
+        print(model_table(), end="")
+        return 0
     if args.json:
         print(json.dumps([dict(registry.model_info(n), default=n in defaults) for n in names], indent=2))
         return 0
@@ -241,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the registry's models", description="List registry models matching an fnmatch pattern.")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'resnet50.*' or '*_c100' (default: all)")
     p.add_argument("--json", action="store_true", help="print the full entries as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the README's model table (every model)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="show everything known about one model", description="Show a model's registry entry, size and cache state.")
@@ -302,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED: dict[str, tuple[str, str, str]] = {
     "train": ("cutmix_zoo.train", "train_main", "train a model with an original recipe (see `cutmix-zoo train --help`)"),
     "eval": ("cutmix_zoo.train", "eval_main", "evaluate a zoo model on an ImageFolder or CIFAR folder"),
+    "demo": ("cutmix_zoo.demo", "demo_main", "train, export, load and evaluate the embedded model, offline, in a minute"),
     "predict": ("cutmix_zoo.predict", "predict_main", "top-k classes of images, with class names"),
     "cam": ("cutmix_zoo.cam", "cam_main", "class activation map of an image, written as a PNG"),
 }

@@ -12,7 +12,8 @@ import dataclasses
 import difflib
 import fnmatch
 import os
-from dataclasses import dataclass, field
+from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import UnknownModelError
@@ -75,7 +76,7 @@ class Entry:
     layout: str
     sha256: str | None = None
     notes: str = ""
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    bundled: bool = False
 
     @property
     def architecture(self) -> Architecture:
@@ -108,8 +109,15 @@ class Entry:
 
     @property
     def packaging(self) -> str:
-        """``"folder_zip"`` for Dropbox shared folders (``sh/``), ``"file"`` for single files (``s/``)."""
+        """``"folder_zip"`` for Dropbox shared folders (``sh/``), ``"file"`` for single files (``s/``), ``"bundled"``."""
+        if self.bundled:
+            return "bundled"
         return "folder_zip" if (self.original_path or "").startswith("sh/") else "file"
+
+    @property
+    def bundled_file(self) -> Path | None:
+        """The weights shipped inside the package (the embedded default models), else None."""
+        return Path(__file__).parent / "data" / f"{self.name}.safetensors" if self.bundled else None
 
     def as_dict(self) -> dict[str, Any]:
         """Everything known about the entry, flattened for JSON output and model cards."""
@@ -163,6 +171,12 @@ ARCHITECTURES: dict[str, Architecture] = {
             {"depth": 200, "alpha": 240, "bottleneck": True},
             "PyramidNet-200, alpha 240, bottleneck (Han et al., 2017), CIFAR layout of the CutMix repository",
         ),
+        Architecture(
+            "pyramidnet20_a48",
+            "pyramidnet",
+            {"depth": 20, "alpha": 48, "bottleneck": False},
+            "PyramidNet-20, alpha 48, basic blocks (Han et al., 2017), CIFAR layout: the zoo's small embedded model",
+        ),
     ]
 }
 
@@ -177,6 +191,7 @@ DATASETS: dict[str, DataConfig] = {
         DataConfig("imagenet-1k", "imagenet-1k", 1000, (3, 224, 224), _IMAGENET_MEAN, _IMAGENET_STD, "bilinear", 0.875),
         DataConfig("cifar-100", "cifar100", 100, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, "bilinear", 1.0),
         DataConfig("cifar-10", "cifar10", 10, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, "bilinear", 1.0),
+        DataConfig("shapes-10", "shapes-10", 10, (3, 32, 32), (0.5, 0.5, 0.5), (0.295, 0.295, 0.295), "bilinear", 1.0),
     ]
 }
 
@@ -187,6 +202,13 @@ def _in1k(arch: str, method: str, top1: float | None, top5: float | None, source
 
 def _c100(method: str, top1: float, top5: float, path: str, notes: str = "") -> Entry:
     return Entry(f"pyramidnet200_a240.{method}_c100", "pyramidnet200_a240", "cifar-100", method, top1, top5, "paper, Table 5", path, "trainpy", notes=notes)
+
+
+def _shapes(method: str, top1: float | None, top5: float | None, sha256: str | None) -> Entry:
+    return Entry(f"pyramidnet20_a48.{method}_shapes", "pyramidnet20_a48", "shapes-10", method, top1, top5,
+                 "measured: best epoch on the Shapes-10 test split, cutmix_zoo.train", None, "bundled", sha256,
+                 notes="Trained by the bundled trainer on Shapes-10 (generated, no download) and shipped inside the package.",
+                 bundled=True)
 
 
 ENTRIES: dict[str, Entry] = {
@@ -213,6 +235,8 @@ ENTRIES: dict[str, Entry] = {
         _c100("cutout_ls", 15.61, 3.88, "sh/1mur0kjcfxdn7jn/AADmghqrj0dXAG0qY1v3Csb6a"),
         _c100("dropblock_ls", 15.16, 3.86, "sh/n1dn6ggyxjcoogc/AADpSSNzvaraSCqWtHBE0qMca"),
         _c100("cutout_mixup", 15.46, 3.42, "sh/5run1sx8oy0v9oi/AACiR_wEBQVp2HMZFx6lGl3ka"),
+        _shapes("cutmix", None, None, None),
+        _shapes("baseline", None, None, None),
     ]
 }
 
@@ -222,6 +246,7 @@ DEFAULT_TAGS: dict[str, str] = {
     "resnet152": "cutmix_in1k",
     "resnext101_32x4d": "cutmix_in1k",
     "pyramidnet200_a240": "cutmix_c100",
+    "pyramidnet20_a48": "cutmix_shapes",
 }
 
 

@@ -128,6 +128,8 @@ def _reason(error: BaseException) -> str:
 
 def fetch_weights(entry: Entry, revision: str | None = None, progress: bool = True, force: bool = False) -> Path:
     """A local safetensors file with ``entry``'s weights, downloading and converting only what is not cached."""
+    if entry.bundled_file is not None:
+        return entry.bundled_file
     if not force:
         found = cached_file(entry, revision)
         if found is not None:

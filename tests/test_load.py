@@ -16,6 +16,7 @@ EXPECTED_PARAMS = {  # from the reference file
     "resnet152": 60_192_808,
     "resnext101_32x4d": 44_177_704,
     "pyramidnet200_a240": 26_844_952,
+    "pyramidnet20_a48": 310_845,
 }
 RESNET_CHANNELS = [64, 256, 512, 1024, 2048]
 
@@ -40,8 +41,10 @@ def test_every_entry_builds_with_the_expected_size_and_features(name):
     assert [x.shape[-1] // m.shape[-1] for m in maps] == info.reduction()
     if entry.arch.startswith("res"):
         assert info.channels() == RESNET_CHANNELS and info.reduction() == [2, 4, 8, 16, 32]
-    else:
+    elif entry.arch == "pyramidnet200_a240":
         assert info.channels() == [16, 384, 704, 1024] and info.reduction() == [1, 1, 2, 4]
+    else:
+        assert info.channels() == [16, 32, 48, 64] and info.reduction() == [1, 1, 2, 4]
 
 
 @pytest.mark.parametrize("arch,tv", [("resnet50", "resnet50"), ("resnet101", "resnet101"), ("resnet152", "resnet152"),

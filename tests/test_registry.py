@@ -8,15 +8,17 @@ from cutmix_zoo import registry
 
 def test_every_original_checkpoint_is_registered():
     names = cutmix_zoo.list_models()
-    assert len(names) == 18
-    assert len([n for n in names if n.endswith("_in1k")]) == 9
-    assert len([n for n in names if n.endswith("_c100")]) == 9
+    originals = [n for n in names if registry.get_entry(n).original_path is not None]
+    assert len(originals) == 18
+    assert len([n for n in originals if n.endswith("_in1k")]) == 9
+    assert len([n for n in originals if n.endswith("_c100")]) == 9
+    assert [n for n in names if n not in originals] == ["pyramidnet20_a48.baseline_shapes", "pyramidnet20_a48.cutmix_shapes"]
     for n in names:
         arch, tag = n.split(".")
         assert arch in registry.ARCHITECTURES and tag
 
 
-@pytest.mark.parametrize("arch", ["resnet50", "resnet101", "resnet152", "resnext101_32x4d", "pyramidnet200_a240"])
+@pytest.mark.parametrize("arch", ["resnet50", "resnet101", "resnet152", "resnext101_32x4d", "pyramidnet200_a240", "pyramidnet20_a48"])
 def test_bare_architecture_means_its_cutmix_entry(arch):
     entry = cutmix_zoo.get_entry(arch)
     assert entry.arch == arch and entry.method == "cutmix"
@@ -25,7 +27,7 @@ def test_bare_architecture_means_its_cutmix_entry(arch):
 def test_list_models_takes_fnmatch_patterns():
     assert cutmix_zoo.list_models("resnet50.*") == sorted(n for n in registry.ENTRIES if n.startswith("resnet50."))
     assert cutmix_zoo.list_models("*cutmix*") == [
-        "pyramidnet200_a240.cutmix_c100", "resnet101.cutmix_in1k", "resnet152.cutmix_in1k",
+        "pyramidnet200_a240.cutmix_c100", "pyramidnet20_a48.cutmix_shapes", "resnet101.cutmix_in1k", "resnet152.cutmix_in1k",
         "resnet50.cutmix_in1k", "resnet50.feature_cutmix_in1k", "resnext101_32x4d.cutmix_in1k",
     ]
     assert cutmix_zoo.list_models("nothing*") == []

@@ -42,7 +42,7 @@ def github_cache(tmp_path: Path) -> str:
 def test_hub_list_and_help_from_a_github_checkout(github_cache):
     names = torch.hub.list(github_cache, trust_repo=True, skip_validation=True)
     expected = {n.replace(".", "_") for n in cutmix_zoo.list_models()} | set(cutmix_zoo.list_models(architectures=True))
-    assert set(names) == expected and len(names) == 23
+    assert set(names) == expected and len(names) == 26
     doc = torch.hub.help(github_cache, "resnet50_mixup_in1k", trust_repo=True, skip_validation=True)
     assert "mixup" in doc and "22.58" in doc and "features_only" in doc
     model = torch.hub.load(github_cache, "resnet101", trust_repo=True, skip_validation=True, pretrained=False, features_only=True, out_indices=[4])

@@ -19,7 +19,7 @@ from .recipes import FEATURE_MIX_MODES, REGISTRY_DATASET, Recipe, base_recipe, m
 
 _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
                   101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True)}
-_DATASET_SUFFIX = {"imagenet": "in1k", "cifar100": "c100", "cifar10": "c10", "folder": "folder"}
+_DATASET_SUFFIX = {"imagenet": "in1k", "cifar100": "c100", "cifar10": "c10", "shapes": "shapes", "folder": "folder"}
 RECIPE_FIELDS = [f.name for f in dataclasses.fields(Recipe)]
 EXIT_INTERRUPTED = 143
 
@@ -52,10 +52,11 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--alpha", type=float, help="widening factor for --model pyramidnet")
     g.add_argument("--no-bottleneck", dest="bottleneck", action="store_false", default=True, help="basic blocks for --model pyramidnet/resnet")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=["cifar10", "cifar100", "imagenet", "folder"], help="default: the recipe's, else cifar100")
+    g.add_argument("--dataset", choices=["cifar10", "cifar100", "imagenet", "folder", "shapes"],
+                   help="default: the recipe's, else cifar100 (shapes: the generated Shapes-10, --data is not used)")
     g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
     g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")
-    g.add_argument("--synthetic-size", type=int, default=0, help="training images of --data synthetic (default 2048 at 32px, 512 at 224px)")
+    g.add_argument("--synthetic-size", type=int, default=0, help="training images of --data synthetic (default 2048 at 32px, 512 at 224px) or of --dataset shapes (default 5000)")
     g.add_argument("--workers", type=int, default=4, help="data loading processes per rank (default 4; 0 loads in the training process)")
     g = p.add_argument_group("recipe overrides (default: the recipe's value)")
     g.add_argument("--epochs", type=int)

@@ -231,6 +231,12 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
     """The train and validation sets of a run (train augmentation keyed by epoch and index)."""
     cfg = DATASETS[REGISTRY_DATASET.get(dataset, "imagenet-1k")]
     size, mean, std = cfg.input_size[-1], cfg.mean, cfg.std
+    if dataset == "shapes":
+        from .shapes import Shapes
+
+        train = Augmented(Shapes("train", synthetic_size), TensorTransform(mean, std, flip=True), seed)
+        val = Augmented(Shapes("test"), TensorTransform(mean, std, flip=False), seed)
+        return DataSpec(train, val, cfg.num_classes, cfg.name)
     if data == "synthetic":
         num_classes = cfg.num_classes
         n = synthetic_size or (2048 if size <= 64 else 512)

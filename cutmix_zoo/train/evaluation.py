@@ -20,7 +20,7 @@ def eval_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="registry name (resnet50.cutmix_in1k) or exported folder")
     p.add_argument("--weights", help="weights file or exported folder to load into the registry architecture")
-    p.add_argument("--data", required=True, help="CIFAR folder or ImageFolder tree")
+    p.add_argument("--data", required=True, help="CIFAR folder, ImageFolder tree, or 'shapes' (the generated Shapes-10 test split)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
@@ -28,23 +28,36 @@ def eval_parser() -> argparse.ArgumentParser:
     return p
 
 
+def evaluate_model(model: torch.nn.Module, data: str, batch_size: int = 128, workers: int = 0,
+                   device: torch.device | None = None) -> dict[str, float]:
+    """Loss and top-1/top-5 error of a loaded zoo model on a data folder or ``"shapes"``, with the model's eval transform."""
+    cfg = model.pretrained_cfg
+    device = device or torch.device("cpu")
+    if data == "shapes":
+        from .data import Augmented, TensorTransform
+        from .shapes import Shapes
+
+        dataset = Augmented(Shapes("test"), TensorTransform(tuple(cfg["mean"]), tuple(cfg["std"]), flip=False), seed=0)
+    else:
+        dataset = eval_data(data, cfg["dataset"], cfg["input_size"][-1], tuple(cfg["mean"]), tuple(cfg["std"]), cfg["resize"])
+    loader = make_loader(dataset, batch_size, torch.utils.data.SequentialSampler(dataset), workers,
+                         device.type == "cuda", drop_last=False)
+    bf16 = device.type == "cuda"
+    return evaluate(model, loader, Ranks(0, 1, device), lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+                    channels_last=False)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     import os
 
     import cutmix_zoo
 
-    if not os.path.isdir(args.data):  # before the model, which may need a download
+    if args.data != "shapes" and not os.path.isdir(args.data):  # before the model, which may need a download
         raise DataError(f"The data folder {args.data} does not exist or is not a folder.")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     model = cutmix_zoo.load(args.model, weights=args.weights, device=device)
-    cfg = model.pretrained_cfg
-    dataset = eval_data(args.data, cfg["dataset"], cfg["input_size"][-1], tuple(cfg["mean"]), tuple(cfg["std"]), cfg["resize"])
-    loader = make_loader(dataset, args.batch_size, torch.utils.data.SequentialSampler(dataset), args.workers,
-                         device.type == "cuda", drop_last=False)
-    bf16 = device.type == "cuda"
-    result = evaluate(model, loader, Ranks(0, 1, device), lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
-                      channels_last=False)
-    result = {"model": cfg.get("name"), "data": args.data, **result}
+    result = {"model": model.pretrained_cfg.get("name"), "data": args.data,
+              **evaluate_model(model, args.data, args.batch_size, args.workers, device)}
     if args.json:
         print(json.dumps(result))
     else:

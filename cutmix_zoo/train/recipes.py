@@ -16,7 +16,7 @@ from ..errors import InvalidArgumentError
 from ..registry import get_entry
 
 # The trainer's dataset names (CLI spelling) and the registry's DataConfig names.
-REGISTRY_DATASET = {"imagenet": "imagenet-1k", "cifar100": "cifar-100", "cifar10": "cifar-10"}
+REGISTRY_DATASET = {"imagenet": "imagenet-1k", "cifar100": "cifar-100", "cifar10": "cifar-10", "shapes": "shapes-10"}
 MIX_MODES = ("cutmix", "mixup", "cutout", "none")
 FEATURE_MIX_MODES = ("feature_cutmix", "manifold_mixup")
 
@@ -69,6 +69,9 @@ _BASE: dict[str, Recipe] = {
                        transforms="cifar", dropblock_size=3),
     "cifar10": Recipe(dataset="cifar10", epochs=300, batch_size=64, lr=0.25, mix_prob=0.5, cutout_size=16,
                       transforms="cifar", dropblock_size=3),
+    # The embedded model's data (not in the paper): the CIFAR recipe, shortened to train on a CPU in minutes.
+    "shapes": Recipe(dataset="shapes", epochs=20, batch_size=64, lr=0.1, mix_prob=0.5, cutout_size=16,
+                     transforms="tensor", dropblock_size=3),
 }
 
 # Method -> how the batch is mixed or regularised. Settings the paper states are used as stated
