@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from .predict import ImageLike
 
-MIN_DISPLAY_SIDE = 224  # smaller images (CIFAR's 32x32) are enlarged by an integer factor for the picture
+MIN_DISPLAY_SIDE = 320  # smaller images (CIFAR's 32x32) are enlarged by an integer factor for the picture
 PANEL_GAP = 8  # white pixels between the panels of a side-by-side picture
 
 
@@ -131,7 +131,7 @@ def jet(values: torch.Tensor) -> torch.Tensor:
 def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0.5) -> Image.Image:
     """The image with ``heatmap`` (H x W in [0, 1]) blended over it and ``title`` (one line or more) in a bar above.
 
-    Images whose shorter side is under 224 pixels are enlarged by an integer factor first, so that a
+    Images whose shorter side is under 320 pixels are enlarged by an integer factor first, so that a
     CIFAR picture stays legible. The font is a 24th of the width (14 to 40 px), a line is 1.25 fonts
     high, and the bar holds the lines plus half a line of margin; lines too long are cut with an ellipsis.
     """

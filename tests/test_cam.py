@@ -119,12 +119,12 @@ def test_cam_command_writes_the_picture(bright_file, square_image, tmp_path, cap
     assert cam_main([str(square_image), "--model", tiny.FILE_ENTRY, "--weights", str(bright_file), "-o", str(out)]) == 0
     assert f"{tiny.FILE_ENTRY} with bright.safetensors: class 3 cat" in capsys.readouterr().out
     picture = Image.open(out)
-    # 96 x 64 is enlarged 4x (shorter side to at least 224); the font is 384 / 24 = 16 px, a line 20 px,
-    # and the title bar holds two lines (class, model) and half a line of margin: 50 px.
-    assert picture.size == (384, 50 + 256)
-    red, green, blue = picture.getpixel((4 * 68, 50 + 4 * 28))  # centre of the square: hot
+    # 96 x 64 is enlarged 5x (shorter side to at least 320); the font is 480 / 24 = 20 px, a line 25 px,
+    # and the title bar holds two lines (class, model) and half a line of margin: 62 px.
+    assert picture.size == (480, 62 + 320)
+    red, green, blue = picture.getpixel((5 * 68, 62 + 5 * 28))  # centre of the square: hot
     assert red > green + 50 and red > blue + 50
-    red, green, blue = picture.getpixel((4 * 10, 50 + 4 * 32))  # far left: cold
+    red, green, blue = picture.getpixel((5 * 10, 62 + 5 * 32))  # far left: cold
     assert blue > red
 
 
@@ -135,9 +135,9 @@ def test_cam_command_compares_two_models_side_by_side(bright_file, square_image,
     assert main(argv) == 0
     assert capsys.readouterr().out.count("class 3 cat") == 2
     picture = Image.open(out)
-    assert picture.size == (2 * 384 + 8, 306)
-    assert picture.getpixel((384 + 4, 100)) == (255, 255, 255)  # the gap between the panels
-    assert picture.crop((0, 50, 384, 306)).tobytes() == picture.crop((392, 50, 776, 306)).tobytes()
+    assert picture.size == (2 * 480 + 8, 382)
+    assert picture.getpixel((480 + 4, 100)) == (255, 255, 255)  # the gap between the panels
+    assert picture.crop((0, 62, 480, 382)).tobytes() == picture.crop((488, 62, 968, 382)).tobytes()
 
 
 def test_cam_command_errors(bright_file, square_image, tmp_path, capsys):
@@ -173,4 +173,4 @@ def test_render_works_with_the_bitmap_font_of_older_pillow(monkeypatch, square_i
         return load_default()
 
     monkeypatch.setattr(ImageFont, "load_default", without_size)
-    assert render(square_image, torch.rand(64, 96), "cat (50.0%)\nmodel").size == (384, 306)
+    assert render(square_image, torch.rand(64, 96), "cat (50.0%)\nmodel").size == (480, 382)
