@@ -76,7 +76,7 @@ def _results(entry: registry.Entry) -> str:
 def regenerate_command(entry: registry.Entry) -> str:
     """The exact command that regenerates ``entry`` with the bundled trainer."""
     if entry.bundled:
-        return (f"cutmix-zoo train --recipe {entry.name} --device cpu --workers 0 --output runs/{entry.name}\n"
+        return (f"OMP_NUM_THREADS=1 cutmix-zoo train --recipe {entry.name} --device cpu --workers 0 --output runs/{entry.name}\n"
                 f"cp runs/{entry.name}/export/model.safetensors cutmix_zoo/data/{entry.name}.safetensors")
     return f"torchrun --nproc-per-node {_GPUS[entry.dataset]} -m cutmix_zoo.train --recipe {entry.name} --data /path/to/{entry.data.hf_id}"
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 import torch.nn.functional as F
 
 from cutmix_zoo.models.pyramidnet import PyramidNet
@@ -173,15 +175,41 @@ def test_dropblock_drops_blocks_in_training_only():
     assert (features[0] == 0).float().mean() > 0.1
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU to check for host synchronisation")
-def test_mixing_never_synchronises_with_the_host():
-    mixer = BatchMixer("cutmix", beta=1.0, prob=0.5, cutout_size=16, device=torch.device("cuda"), seed=0)
-    x, y = torch.randn(8, 3, 32, 32, device="cuda"), torch.arange(8, device="cuda")
-    logits = torch.randn(8, 10, device="cuda")
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+class _NoHostSync(TorchDispatchMode):
+    """Fails on every operator that copies a device value to the host (``.item()``, ``bool()``, ``nonzero``)."""
+
+    SYNCING = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default, torch.ops.aten.equal.default}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        assert func not in self.SYNCING, f"{func} would synchronise with the host"
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("mode", ["cutmix", "mixup", "cutout"])
+def test_mixing_never_synchronises_with_the_host(mode):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    mixer = BatchMixer(mode, beta=1.0, prob=0.5, cutout_size=16, device=device, seed=0)
+    x, y = torch.randn(8, 3, 32, 32, device=device), torch.arange(8, device=device)
+    logits = torch.randn(8, 10, device=device)
+    with _NoHostSync():
         for _ in range(5):
             m = mixer(x, y)
             mixer.loss(logits, y, m)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(AssertionError, match="synchronise"), _NoHostSync():
+        x.sum().item()
+
+
+def test_a_whole_training_step_never_synchronises_with_the_host():
+    from cutmix_zoo.train.loop import train_step
+
+    torch.manual_seed(0)
+    model = PyramidNet(8, 12, 10, bottleneck=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    mixer = BatchMixer("cutmix", beta=1.0, prob=1.0, cutout_size=16, device=torch.device("cpu"), seed=0)
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    metrics = torch.zeros(4)
+    train_step(model, optimizer, mixer, x, y, contextlib.nullcontext, metrics)  # first step creates the momentum buffers
+    with _NoHostSync():
+        for _ in range(3):
+            train_step(model, optimizer, mixer, x, y, contextlib.nullcontext, metrics)
+    assert metrics[3] == 32

@@ -37,8 +37,8 @@ def sample_gamma(shape: float, generator: torch.Generator, device: torch.device)
     u = torch.rand(_GAMMA_CANDIDATES + 1, generator=generator, device=device)
     v = (1.0 + c * z) ** 3
     accepted = (v > 0) & (torch.log(u[:-1]) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-30)))
-    first = torch.argmax(accepted.to(torch.int32))
-    sample = d * v[first].clamp_min(1e-6)
+    first = torch.argmax(accepted.to(torch.int32)).view(1)
+    sample = d * v.index_select(0, first)[0].clamp_min(1e-6)  # v[first] with a 0-d index would call .item()
     if boosted:
         sample = sample * u[-1] ** (1.0 / shape)
     return sample

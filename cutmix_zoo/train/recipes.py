@@ -70,7 +70,7 @@ _BASE: dict[str, Recipe] = {
     "cifar10": Recipe(dataset="cifar10", epochs=300, batch_size=64, lr=0.25, mix_prob=0.5, cutout_size=16,
                       transforms="cifar", dropblock_size=3),
     # The embedded model's data (not in the paper): the CIFAR recipe, shortened to train on a CPU in minutes.
-    "shapes": Recipe(dataset="shapes", epochs=20, batch_size=64, lr=0.1, mix_prob=0.5, cutout_size=16,
+    "shapes": Recipe(dataset="shapes", epochs=30, batch_size=64, lr=0.1, mix_prob=0.5, cutout_size=16,
                      transforms="tensor", dropblock_size=3),
 }
 

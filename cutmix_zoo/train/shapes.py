@@ -1,8 +1,8 @@
 """Shapes-10: a procedurally generated image classification dataset that needs no download.
 
 Ten classes of simple shapes (circle, square, triangle, ring, plus, cross, diamond, horizontal
-bar, vertical bar, hollow square) drawn at a random position, size and colour on a random noisy
-background, 32x32. It is the training data of the zoo's embedded default model: small enough to
+bar, vertical bar, hollow square) drawn at a random position, size and colour, with low contrast,
+among small dots of clutter, on a random noisy background, 32x32. It is the training data of the zoo's embedded default model: small enough to
 train on a CPU in minutes, hard enough that regularisation shows, and the same bytes everywhere
 (generated from a seed with torch's CPU generator).
 """
@@ -16,7 +16,8 @@ from torch.utils.data import Dataset
 
 CLASSES = ("circle", "square", "triangle", "ring", "plus", "cross", "diamond", "horizontal bar", "vertical bar", "hollow square")
 SIZE = 32
-TRAIN_SIZE, TEST_SIZE = 5000, 2000
+TRAIN_SIZE, TEST_SIZE = 3000, 2000
+DISTRACTORS = 3
 _SPLIT_SEEDS = {"train": 1, "test": 2}
 
 
@@ -46,21 +47,27 @@ def make_shapes(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_samples) % len(CLASSES)
     labels = labels[torch.randperm(num_samples, generator=g)]
-    r = 5 + 6 * torch.rand(num_samples, 1, 1, generator=g)
+    r = 4.5 + 5.5 * torch.rand(num_samples, 1, 1, generator=g)
     centre = r.squeeze(-1) + (SIZE - 2 * r.squeeze(-1)) * torch.rand(num_samples, 2, generator=g)
     coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
     dx = coords.view(1, 1, SIZE) - centre[:, 0].view(-1, 1, 1)
     dy = coords.view(1, SIZE, 1) - centre[:, 1].view(-1, 1, 1)
     mask = _masks(dx, dy, r, labels).unsqueeze(1)
     background = torch.rand(num_samples, 3, 1, 1, generator=g)
-    shift = 0.35 + 0.3 * torch.rand(num_samples, 3, 1, 1, generator=g)
+    shift = 0.3 + 0.25 * torch.rand(num_samples, 3, 1, 1, generator=g)
     foreground = (background + torch.where(background > 0.5, -shift, shift)).clamp(0, 1)
-    images = torch.where(mask, foreground, background) + 0.08 * torch.randn(num_samples, 3, SIZE, SIZE, generator=g)
+    images = torch.where(mask, foreground, background).expand(-1, 3, -1, -1).clone()
+    for _ in range(DISTRACTORS):  # small dots of random colour: clutter that no class is about
+        spot = 1 + 2 * torch.rand(num_samples, 1, 1, generator=g)
+        at = SIZE * torch.rand(num_samples, 2, generator=g)
+        near = (coords.view(1, 1, SIZE) - at[:, 0].view(-1, 1, 1)) ** 2 + (coords.view(1, SIZE, 1) - at[:, 1].view(-1, 1, 1)) ** 2 < spot**2
+        images = torch.where(near.unsqueeze(1), torch.rand(num_samples, 3, 1, 1, generator=g), images)
+    images = images + 0.1 * torch.randn(num_samples, 3, SIZE, SIZE, generator=g)
     return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels
 
 
 class Shapes(Dataset):
-    """The ``train`` (5,000 images) or ``test`` (2,000 images) split of Shapes-10, as (uint8 CHW image, label).
+    """The ``train`` (3,000 images) or ``test`` (2,000 images) split of Shapes-10, as (uint8 CHW image, label).
 
     ``size`` draws a split of another size from the same generator (the demo's quick training run).
     """

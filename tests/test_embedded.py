@@ -1,0 +1,101 @@
+"""The embedded default models: shipped files, offline loading, regeneration, the demo, and the README."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cutmix_zoo
+from cutmix_zoo import registry
+from cutmix_zoo.cards import model_table
+from cutmix_zoo.convert import sha256_file
+from cutmix_zoo.train import train_main
+from cutmix_zoo.train.evaluation import evaluate_model
+
+REPO = Path(__file__).resolve().parents[1]
+EMBEDDED = [n for n in registry.list_models() if registry.get_entry(n).bundled]
+
+
+def test_two_embedded_models_are_registered():
+    assert EMBEDDED == ["pyramidnet20_a48.baseline_shapes", "pyramidnet20_a48.cutmix_shapes"]
+    assert cutmix_zoo.get_entry("pyramidnet20_a48").name == "pyramidnet20_a48.cutmix_shapes"
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_shipped_file_is_small_and_matches_the_registry(name):
+    entry = registry.get_entry(name)
+    assert entry.bundled_file.is_file()
+    assert entry.bundled_file.stat().st_size <= 5 * 2**20
+    assert sha256_file(entry.bundled_file) == entry.sha256
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_embedded_model_loads_offline_and_scores_what_the_registry_says(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = cutmix_zoo.load(name)
+    assert model.pretrained_cfg["source"] == str(registry.get_entry(name).bundled_file)
+    errors = evaluate_model(model, "shapes", batch_size=500)
+    entry = registry.get_entry(name)
+    assert errors["images"] == 2000
+    assert errors["top1_err"] == pytest.approx(entry.top1_err, abs=0.026)
+    assert errors["top5_err"] == pytest.approx(entry.top5_err, abs=0.026)
+
+
+def test_cutmix_beats_its_baseline_as_recorded():
+    cutmix, baseline = registry.get_entry("pyramidnet20_a48.cutmix_shapes"), registry.get_entry("pyramidnet20_a48.baseline_shapes")
+    assert cutmix.top1_err < baseline.top1_err
+
+
+def _short_run(out: Path, seed: int) -> bytes:
+    code = train_main(["--recipe", "pyramidnet20_a48.cutmix_shapes", "--epochs", "1", "--synthetic-size", "256",
+                       "--batch-size", "32", "--device", "cpu", "--workers", "0", "--seed", str(seed),
+                       "--output", str(out), "--quiet"])
+    assert code == 0
+    return (out / "export" / "model.safetensors").read_bytes()
+
+
+def test_regenerating_a_shortened_run_is_bit_identical(tmp_path):
+    first = _short_run(tmp_path / "a", seed=0)
+    assert _short_run(tmp_path / "b", seed=0) == first
+    assert _short_run(tmp_path / "c", seed=1) != first
+
+
+def test_demo_runs_the_whole_path_offline(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", CUTMIX_ZOO_CACHE=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "hf"))
+    out = subprocess.run([sys.executable, "-m", "cutmix_zoo", "demo", "--json", "--train-images", "256"],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["feature_shapes"] == [[1, 16, 32, 32], [1, 32, 32, 32], [1, 48, 16, 16], [1, 64, 8, 8]]
+    assert 0 <= result["trained_top1_err"] <= 100
+    for name in EMBEDDED:
+        assert result[name]["top1_acc"] == pytest.approx(100 - registry.get_entry(name).top1_err, abs=0.026)
+    assert not (tmp_path / "runs").exists()  # the demo's training run lives in a temporary folder
+
+
+def test_demo_prints_each_step(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cutmix_zoo", "demo", "--skip-train"], capture_output=True, text=True,
+                         env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "features:" in out.stdout and "top-1 accuracy" in out.stdout and out.stdout.count("_shapes") >= 2
+
+
+def test_readme_model_table_is_current():
+    assert model_table() in (REPO / "README.md").read_text(), "README's model table is stale: paste `cutmix-zoo list --markdown`"
+
+
+def test_readme_quickstart_has_exactly_two_commands():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2
+    assert commands[0].endswith("cutmix-zoo demo") and commands[1].endswith("python -m pytest -q")
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "python -m pytest -q" in ci and '".[test]"' in ci
