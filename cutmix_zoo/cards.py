@@ -133,11 +133,14 @@ def render_card(cfg_or_name: dict[str, Any] | str) -> str:
         cfg = resolve_config(cfg_or_name)
     else:
         cfg = cfg_or_name
-    entry = registry.ENTRIES.get(cfg.get("name", ""))
+    # A trainer export (it carries its recipe) is described by its own run, even under a registry name.
+    entry = None if "train_recipe" in cfg else registry.ENTRIES.get(cfg.get("name", ""))
     name = cfg["name"]
     data = registry.DATASETS[cfg["dataset"]]
-    hub_fn = name.replace(".", "_")
-    what = entry.architecture.description if entry else f"{cfg['family']} {cfg['arch_args']}"
+    arch = registry.ARCHITECTURES.get(cfg.get("architecture") or "")
+    what = arch.description if arch else f"{cfg['family']} {cfg['arch_args']}"
+    target = name if entry else "path/to/this/folder"
+    hub_line = f'model = torch.hub.load("{HUB_REPO_PLACEHOLDER}", "{name.replace(".", "_")}", features_only=True)\n' if entry else ""
     method = entry.method if entry else cfg.get("method", "the bundled trainer")
     parts = [
         _front_matter(cfg, entry),
@@ -147,11 +150,11 @@ def render_card(cfg_or_name: dict[str, Any] | str) -> str:
                             f"| model | top-1 error % | top-5 error % | source |\n|---|---|---|---|\n"
                             f"| **{name}** | {_fmt(cfg.get('top1_err'))} | {_fmt(cfg.get('top5_err'))} | {cfg.get('err_source', 'not evaluated')} |\n"),
         "## Usage\n\n```python\nimport torch, cutmix_zoo\n\n"
-        f'model = cutmix_zoo.load("{name}")                       # the {data.num_classes}-way classifier\n'
-        f'backbone = cutmix_zoo.load("{name}", features_only=True)  # list of feature maps\n'
-        f'model = cutmix_zoo.load("{name}", num_classes=10)       # fresh head, ready to fine-tune\n'
-        f'embedder = cutmix_zoo.load("{name}", num_classes=0)     # pooled embeddings\n'
-        f'model = torch.hub.load("{HUB_REPO_PLACEHOLDER}", "{hub_fn}", features_only=True)\n```\n\n'
+        f'model = cutmix_zoo.load("{target}")                       # the {data.num_classes}-way classifier\n'
+        f'backbone = cutmix_zoo.load("{target}", features_only=True)  # list of feature maps\n'
+        f'model = cutmix_zoo.load("{target}", num_classes=10)       # fresh head, ready to fine-tune\n'
+        f'embedder = cutmix_zoo.load("{target}", num_classes=0)     # pooled embeddings\n'
+        + hub_line + "```\n\n"
         f"Feature maps (`features_only=True`): {_feature_line(cfg)}.\n",
         f"## Preprocessing\n\nResize the shorter side to {cfg['resize']} ({cfg['interpolation']}), centre-crop "
         f"{cfg['input_size'][-1]}, scale to [0, 1], normalise with mean {tuple(round(m, 4) for m in cfg['mean'])} and std "

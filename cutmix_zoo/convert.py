@@ -108,6 +108,13 @@ def check_state_dict(
     raise WeightsError(f"The weights in {source} do not fit {what}: {'; '.join(parts)}.")
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write a safetensors file atomically: a temporary file in the same folder, then a rename."""
     from safetensors.torch import save_file
@@ -118,6 +125,7 @@ def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, 
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata or {})
+        os.chmod(tmp, 0o644 & ~current_umask())  # mkstemp makes it private; a cache or export is not
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from .api import CONFIG_NAME, WEIGHTS_NAME
-from .convert import save_safetensors
+from .convert import current_umask, save_safetensors
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -33,6 +33,7 @@ def _write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644 & ~current_umask())
     os.replace(tmp, path)
 
 

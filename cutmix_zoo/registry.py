@@ -204,7 +204,7 @@ def _c100(method: str, top1: float, top5: float, path: str, notes: str = "") -> 
     return Entry(f"pyramidnet200_a240.{method}_c100", "pyramidnet200_a240", "cifar-100", method, top1, top5, "paper, Table 5", path, "trainpy", notes=notes)
 
 
-def _shapes(method: str, top1: float | None, top5: float | None, sha256: str | None) -> Entry:
+def _shapes(method: str, top1: float, top5: float, sha256: str) -> Entry:
     return Entry(f"pyramidnet20_a48.{method}_shapes", "pyramidnet20_a48", "shapes-10", method, top1, top5,
                  "measured: best epoch on the Shapes-10 test split, cutmix_zoo.train", None, "bundled", sha256,
                  notes="Trained by the bundled trainer on Shapes-10 (generated, no download) and shipped inside the package.",
@@ -235,8 +235,8 @@ ENTRIES: dict[str, Entry] = {
         _c100("cutout_ls", 15.61, 3.88, "sh/1mur0kjcfxdn7jn/AADmghqrj0dXAG0qY1v3Csb6a"),
         _c100("dropblock_ls", 15.16, 3.86, "sh/n1dn6ggyxjcoogc/AADpSSNzvaraSCqWtHBE0qMca"),
         _c100("cutout_mixup", 15.46, 3.42, "sh/5run1sx8oy0v9oi/AACiR_wEBQVp2HMZFx6lGl3ka"),
-        _shapes("cutmix", None, None, None),
-        _shapes("baseline", None, None, None),
+        _shapes("cutmix", 0.25, 0.0, "67cd4aa53397dacc655fa290be1e558adeeabe6cb4f234bbb99cc9d7340f65ec"),
+        _shapes("baseline", 1.75, 0.0, "480717bd194fe1e1f927784b7ffbb3fe1660168fde273238e5afad35fff354ed"),
     ]
 }
 

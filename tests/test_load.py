@@ -191,3 +191,37 @@ def test_weights_of_another_architecture_name_the_keys(resnet50_file):
     assert "layer3.6.conv1.weight" in message and "\n" not in message
     with pytest.raises(cutmix_zoo.WeightsError, match="unexpected keys.*another shape"):
         cutmix_zoo.load("pyramidnet200_a240", weights=resnet50_file)
+
+
+class _WithNonPersistentBuffer(torch.nn.Module):
+    """A family whose module has a buffer that no checkpoint holds (like a positional table)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 4, 3)
+        self.register_buffer("scale", torch.full((1,), 2.0), persistent=False)
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.flatten = torch.nn.Flatten()
+        self.fc = torch.nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.conv1(x) * self.scale)))
+
+    def feature_points(self):
+        return [("conv1", 4, 1)]
+
+
+def test_a_family_with_non_persistent_buffers_gets_an_ordinary_build(tmp_path, monkeypatch):
+    from cutmix_zoo.models import FAMILIES, Family
+
+    monkeypatch.setitem(FAMILIES, "toy", Family(_WithNonPersistentBuffer, _WithNonPersistentBuffer.feature_points))
+    monkeypatch.setitem(registry.ARCHITECTURES, "toy", registry.Architecture("toy", "toy", {}, "toy"))
+    monkeypatch.setitem(registry.ENTRIES, "toy.cutmix_c10", registry.Entry("toy.cutmix_c10", "toy", "cifar-10", "cutmix", None, None, "test", None, "bare"))
+    reference = _WithNonPersistentBuffer(10)
+    path = tmp_path / "toy.safetensors"
+    save_file(reference.state_dict(), path)
+    model = cutmix_zoo.load("toy.cutmix_c10", weights=path)
+    assert not any(t.is_meta for t in list(model.parameters()) + list(model.buffers()))
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
