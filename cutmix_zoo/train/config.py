@@ -58,6 +58,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")
     g.add_argument("--synthetic-size", type=int, default=0, help="training images of --data synthetic (default 2048 at 32px, 512 at 224px) or of --dataset shapes (default 5000)")
     g.add_argument("--workers", type=int, default=4, help="data loading processes per rank (default 4; 0 loads in the training process)")
+    g.add_argument("--decode", choices=["cpu", "gpu"], default="cpu",
+                   help="where ImageFolder JPEGs are decoded and augmented: cpu (PIL in the workers, default) or gpu "
+                        "(workers read bytes; nvjpeg and the augmentation run on the CUDA device)")
     g = p.add_argument_group("recipe overrides (default: the recipe's value)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int, help="global batch, split evenly over the ranks")

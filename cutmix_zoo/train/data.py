@@ -8,6 +8,7 @@ whichever worker loads it and whether or not the run was interrupted and resumed
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ class Lighting:
         self.eigval = torch.tensor(_EIGVAL)
         self.eigvec = torch.tensor(_EIGVEC)
 
+    def draw(self) -> torch.Tensor:
+        """The per-channel weights of the eigenvectors, from torch's RNG (shared with the GPU-decoding path)."""
+        return torch.randn(3) * self.alphastd
+
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        alpha = torch.randn(3) * self.alphastd
+        alpha = self.draw()
         rgb = (self.eigvec * alpha[None, :] * self.eigval[None, :]).sum(1)
         return img + rgb[:, None, None]
 
@@ -58,12 +63,21 @@ class ColorJitter:
     def _grey(img: torch.Tensor) -> torch.Tensor:
         return (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]).expand_as(img)
 
+    def draw(self) -> tuple[list[int], list[float]]:
+        """The order of the three operations and each one's factor (0 where its strength is 0), from torch's RNG."""
+        order = torch.randperm(3).tolist()
+        factors = [0.0, 0.0, 0.0]
+        for op in order:
+            if self.strengths[op]:
+                factors[op] = float(torch.empty(()).uniform_(-self.strengths[op], self.strengths[op]))
+        return order, factors
+
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        for op in torch.randperm(3).tolist():
-            strength = self.strengths[op]
-            if strength == 0:
+        order, factors = self.draw()
+        for op in order:
+            if self.strengths[op] == 0:
                 continue
-            factor = float(torch.empty(()).uniform_(-strength, strength))
+            factor = factors[op]
             if op == 0:
                 target = torch.zeros_like(img)
             elif op == 1:
@@ -125,6 +139,15 @@ class TensorTransform:
         return (img - self.mean) / self.std
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's random augmentation: the same in any worker, rank or resumed run.
+
+    torch's CPU generator keeps only the low 32 bits of a seed, so the key is hashed into 32 bits; packing
+    it into a wider integer would give an image the same augmentation in every epoch and under every seed.
+    """
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=4).digest(), "little")
+
+
 class Augmented(Dataset):
     """Applies a random transform to a dataset's images, seeding torch from (seed, epoch, index).
 
@@ -142,7 +165,7 @@ class Augmented(Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         img, target = self.base[index]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((((self.seed * 1_000_003) + epoch) * 2**32 + index) % 2**63)
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
             return self.transform(img), target
 
 
@@ -179,14 +202,26 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A loader's image batch on the device (the inputs are ready; only the copy is left)."""
+    return x.to(device, non_blocking=True)
+
+
 @dataclass
 class DataSpec:
-    """The datasets of a run and what the model needs to know about them."""
+    """The datasets of a run, what the model needs to know about them, and how a loader's batch becomes model input.
+
+    ``collate`` (None: torch's default) batches samples in the workers; ``train_to_device`` and
+    ``val_to_device`` finish a batch on the device (with ``--decode gpu``: decode and augment there).
+    """
 
     train: Optional[Dataset]
     val: Dataset
     num_classes: int
     registry_dataset: str
+    collate: Optional[Callable] = None
+    train_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device
+    val_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device
 
 
 def _check_folder(path: str) -> None:
@@ -227,8 +262,12 @@ def _split_folders(root: str, dataset: str) -> tuple[str, str]:
 
 
 def training_data(dataset: str, data: str, transforms: str, seed: int, download: bool = False,
-                  synthetic_size: int = 0) -> DataSpec:
-    """The train and validation sets of a run (train augmentation keyed by epoch and index)."""
+                  synthetic_size: int = 0, decode: str = "cpu") -> DataSpec:
+    """The train and validation sets of a run (train augmentation keyed by epoch and index).
+
+    ``decode="gpu"`` (ImageFolder trees only): workers read the files' bytes and draw the augmentation's
+    parameters; decoding and augmenting happen on the device (see :mod:`.gpu_decode`).
+    """
     cfg = DATASETS[REGISTRY_DATASET.get(dataset, "imagenet-1k")]
     size, mean, std = cfg.input_size[-1], cfg.mean, cfg.std
     if dataset == "shapes":
@@ -255,6 +294,10 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
         num_classes = len(base_train.classes)
         if len(val.classes) != num_classes:
             raise DataError(f"{data}: train/ has {num_classes} classes but val/ has {len(val.classes)}; both need the same class folders.")
+        if decode == "gpu":
+            from .gpu_decode import encoded_data
+
+            return encoded_data(base_train, val, train_tf, val_tf, seed, num_classes, cfg.name if dataset != "folder" else "folder")
     return DataSpec(Augmented(base_train, train_tf, seed), val, num_classes, cfg.name if dataset != "folder" else "folder")
 
 
@@ -273,13 +316,13 @@ def eval_data(data: str, registry_dataset: str, input_size: int, mean: tuple, st
 
 
 def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, pin_memory: bool,
-                drop_last: bool) -> DataLoader:
+                drop_last: bool, collate_fn: Optional[Callable] = None) -> DataLoader:
     """A DataLoader with its own generator (so it never consumes the global RNG) and persistent workers."""
     kwargs: dict[str, Any] = {}
     if workers > 0:
         kwargs = {"persistent_workers": True, "prefetch_factor": 4}
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
-                      drop_last=drop_last, generator=torch.Generator().manual_seed(0), **kwargs)
+                      drop_last=drop_last, collate_fn=collate_fn, generator=torch.Generator().manual_seed(0), **kwargs)
 
 
 def steps_per_epoch(dataset_len: int, world_size: int, per_rank_batch: int) -> int:

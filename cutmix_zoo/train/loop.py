@@ -20,7 +20,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -31,7 +31,8 @@ from ..models import build_model
 from ..registry import DATASETS, LICENSE
 from . import checkpoint as ckpt
 from .config import EXIT_INTERRUPTED, ModelSpec, Recipe, resolve
-from .data import EpochSampler, ShardSampler, make_loader, training_data
+from .data import EpochSampler, ShardSampler, make_loader, to_device, training_data
+from .gpu_decode import check_gpu_decode
 from .mixing import BatchMixer, DropBlock
 
 EXPORT_DIR = "export"
@@ -140,12 +141,14 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, mixer: BatchM
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, ranks: Ranks, autocast, channels_last: bool) -> dict[str, float]:
-    """Loss and top-1/top-5 error (%) on a loader whose shards together cover the split once."""
+def evaluate(model: nn.Module, loader, ranks: Ranks, autocast, channels_last: bool,
+             finish: Callable[[Any, torch.device], torch.Tensor] = to_device) -> dict[str, float]:
+    """Loss and top-1/top-5 error (%) on a loader whose shards together cover the split once; ``finish`` makes a
+    loader batch the model's input on the device."""
     model.eval()
     sums = torch.zeros(4, device=ranks.device)  # loss sum, top-1 misses, top-5 misses, images
     for x, y in loader:
-        x = x.to(ranks.device, non_blocking=True)
+        x = finish(x, ranks.device)
         y = y.to(ranks.device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -238,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
     recipe, spec, name, method = resolve(args)
     ranks = setup_ranks(args.device)
     device = ranks.device
+    if args.decode == "gpu":
+        check_gpu_decode(recipe.dataset, args.data, device)
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -254,11 +259,12 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--batch-size {recipe.batch_size} does not split evenly over {ranks.world_size} ranks.")
     per_rank_batch = recipe.batch_size // ranks.world_size
 
-    data = training_data(recipe.dataset, args.data, recipe.transforms, args.seed, args.download, args.synthetic_size)
+    data = training_data(recipe.dataset, args.data, recipe.transforms, args.seed, args.download, args.synthetic_size, args.decode)
     sampler = EpochSampler(data.train, ranks.world_size, ranks.rank, args.seed)
     pin = device.type == "cuda"
-    train_loader = make_loader(data.train, per_rank_batch, sampler, args.workers, pin, drop_last=True)
-    val_loader = make_loader(data.val, per_rank_batch, ShardSampler(len(data.val), ranks.world_size, ranks.rank), args.workers, pin, drop_last=False)
+    train_loader = make_loader(data.train, per_rank_batch, sampler, args.workers, pin, drop_last=True, collate_fn=data.collate)
+    val_loader = make_loader(data.val, per_rank_batch, ShardSampler(len(data.val), ranks.world_size, ranks.rank), args.workers, pin,
+                             drop_last=False, collate_fn=data.collate)
     steps = len(sampler) // per_rank_batch
     if steps == 0:
         raise InvalidArgumentError(f"The training set ({len(data.train)} images) is smaller than one per-rank batch of {per_rank_batch}.")
@@ -333,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
             bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not ranks.is_main or args.quiet, leave=False)
             step = first
             for x, y in train_loader:
-                x = x.to(device, non_blocking=True)
+                x = data.train_to_device(x, device)
                 y = y.to(device, non_blocking=True)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -357,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
             train_time = time.perf_counter() - started
             average_buffers(module, ranks)
-            val = evaluate(module, val_loader, ranks, autocast, channels_last)
+            val = evaluate(module, val_loader, ranks, autocast, channels_last, data.val_to_device)
             if val["top1_err"] <= best["top1_err"]:
                 best = {"top1_err": val["top1_err"], "top5_err": val["top5_err"], "epoch": epoch}
                 if ranks.is_main:
@@ -406,8 +412,8 @@ def _resumed_args(saved: dict[str, Any], given: argparse.Namespace) -> argparse.
     from .config import train_parser
 
     defaults = vars(train_parser().parse_args([]))
-    merged = dict(saved, resume=given.resume)
-    for key in ("output", "data", "device", "workers", "quiet", "log_interval", "compile"):
+    merged = {**defaults, **saved, "resume": given.resume}  # defaults: flags added after the checkpoint was written
+    for key in ("output", "data", "device", "workers", "decode", "quiet", "log_interval", "compile"):
         if getattr(given, key) != defaults[key]:
             merged[key] = getattr(given, key)
     return argparse.Namespace(**merged)

@@ -1,0 +1,173 @@
+"""``--decode gpu``: JPEG decoding and the ImageNet augmentation on the device, for ImageFolder training.
+
+With PIL in the workers a CPU core decodes and augments about 200 ImageNet images a second, far
+below what one GPU trains on (``benchmarks/decode.py`` measures both). Here the workers only read
+each file's bytes and draw the sample's random parameters (crop box, flip, jitter order and
+factors, lighting weights) with the very transform objects of the CPU pipeline, seeded from
+(seed, epoch, index) as :class:`~.data.Augmented` does, so exact resume holds and the parameters
+equal the CPU pipeline's. The device then decodes the batch in one ``decode_jpeg`` call (nvjpeg on
+cuda) and applies those parameters. The device is an argument throughout, so the whole path also
+runs (and is tested) on the CPU; only the ``--decode gpu`` flag insists on cuda.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any, NamedTuple, Optional
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision import transforms as T
+from torchvision.transforms.v2 import functional as F
+
+from ..errors import InvalidArgumentError
+from .data import DataSpec, sample_seed
+
+_JPEG_MAGIC = b"\xff\xd8"
+
+
+def check_gpu_decode(dataset: str, data: str, device: torch.device) -> None:
+    """Refuse ``--decode gpu`` where it cannot work, in one sentence: it needs JPEG files and a CUDA device."""
+    if dataset not in ("imagenet", "folder") or data == "synthetic":
+        source = f"--dataset {dataset}" if dataset not in ("imagenet", "folder") else "--data synthetic"
+        raise InvalidArgumentError(f"--decode gpu decodes the JPEG files of an ImageFolder tree, so it needs --dataset imagenet "
+                                   f"or folder with --data DIR, not {source}.")
+    if device.type != "cuda":
+        raise InvalidArgumentError(f"--decode gpu decodes on a CUDA device, but this run's device is {device}; "
+                                   "use --decode cpu (the default) here.")
+
+
+class EncodedBatch(NamedTuple):
+    """A loader batch before decoding: each file's bytes (1-D uint8, on the host) and the stacked augmentation parameters."""
+
+    data: list[torch.Tensor]
+    params: dict[str, torch.Tensor]
+
+
+class EncodedImages(Dataset):
+    """An ImageFolder's files as raw bytes, each with its train augmentation's parameters when ``train`` is given.
+
+    ``train`` is the CPU pipeline of ``build_transforms("imagenet", ...)`` (RandomResizedCrop,
+    RandomHorizontalFlip, ToTensor, ColorJitter, Lighting, Normalize); its objects draw the
+    parameters in the same order from the same seed, so a sample gets the crop, flip, jitter and
+    lighting it would get on the CPU. The crop needs the image size, read from the file header
+    without decoding. Keys are ``(epoch, index)`` pairs, or plain indices for validation.
+    """
+
+    def __init__(self, samples: list[tuple[str, int]], seed: int, train: Optional[T.Compose] = None) -> None:
+        self.samples, self.seed = samples, seed
+        self.transforms = train.transforms if train is not None else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _draw(self, img: Image.Image) -> dict[str, torch.Tensor]:
+        crop, flip, _, jitter, lighting, _ = self.transforms
+        top, left, height, width = crop.get_params(img, crop.scale, crop.ratio)
+        flipped = torch.rand(1) < flip.p
+        order, factors = jitter.draw()
+        return {"crop": torch.tensor([top, left, height, width]), "flip": flipped[0], "order": torch.tensor(order),
+                "jitter": torch.tensor(factors), "lighting": lighting.draw()}
+
+    def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        path, target = self.samples[index]
+        with open(path, "rb") as f:
+            data = f.read()
+        params: dict[str, torch.Tensor] = {}
+        if self.transforms is not None:
+            with Image.open(io.BytesIO(data)) as img, torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed(self.seed, epoch, index))
+                params = self._draw(img)
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8), params, target
+
+
+def collate_encoded(samples: list[tuple[torch.Tensor, dict[str, torch.Tensor], int]]) -> tuple[EncodedBatch, torch.Tensor]:
+    """Batch encoded samples: the bytes stay a list (their lengths differ), the parameters and targets are stacked."""
+    data, params, targets = zip(*samples)
+    stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
+    return EncodedBatch(list(data), stacked), torch.tensor(targets)
+
+
+def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """Decode host byte tensors to uint8 RGB images on ``device``: the JPEGs in one batched ``decode_jpeg`` call
+    (nvjpeg on cuda), any other file (an ImageFolder may hold a PNG) on the host."""
+    images: list[Optional[torch.Tensor]] = [None] * len(data)
+    jpeg = [i for i, d in enumerate(data) if d[:2].numpy().tobytes() == _JPEG_MAGIC]
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if jpeg:
+            for i, img in zip(jpeg, decode_jpeg([data[i] for i in jpeg], mode=ImageReadMode.RGB, device=device)):
+                images[i] = img
+        for i in set(range(len(data))) - set(jpeg):
+            images[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(device)
+    return images
+
+
+class DeviceAugment:
+    """The ImageNet train and eval transforms applied on the device to a decoded batch, with the workers' parameters.
+
+    Train: crop and resize each image (antialiased bilinear to ``size``, rounded to uint8 as PIL
+    does), then flip, the original's colour jitter, PCA lighting and normalisation on the whole
+    batch at once. Eval: resize the shorter side to ``resize``, centre-crop ``size``, normalise.
+    """
+
+    def __init__(self, train: T.Compose, val: T.Compose) -> None:
+        crop, _, _, jitter, lighting, normalize = train.transforms
+        resize, center, _, _ = val.transforms
+        self.size, self.center = list(crop.size), list(center.size)
+        self.resize: int = resize.size
+        self.mean, self.std = torch.tensor(normalize.mean), torch.tensor(normalize.std)
+        self.eigval, self.eigvec = lighting.eigval, lighting.eigvec
+        self._constants: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Mean, std, eigenvalues and eigenvectors on ``device``, copied there once."""
+        if device not in self._constants:
+            self._constants[device] = tuple(t.to(device) for t in (self.mean.view(1, 3, 1, 1), self.std.view(1, 3, 1, 1),
+                                                                      self.eigval, self.eigvec))
+        return self._constants[device]
+
+    def train(self, batch: EncodedBatch, device: torch.device) -> torch.Tensor:
+        """Normalised float training inputs (B, 3, size, size) on ``device`` from an encoded batch."""
+        device = torch.device(device)
+        images = decode(batch.data, device)
+        crops = batch.params["crop"].tolist()  # host values: no device sync
+        x = torch.stack([F.resized_crop(img, top, left, h, w, self.size, antialias=True)
+                         for img, (top, left, h, w) in zip(images, crops)])
+        p = {k: v.to(device, non_blocking=True) for k, v in batch.params.items()}
+        x = torch.where(p["flip"].view(-1, 1, 1, 1), x.flip(-1), x).float().div_(255)
+        x = self._jitter(x, p["order"], p["jitter"])
+        mean, std, eigval, eigvec = self._on(device)
+        rgb = (eigvec[None] * p["lighting"][:, None, :] * eigval[None, None, :]).sum(2)
+        return (x + rgb[:, :, None, None] - mean) / std
+
+    @staticmethod
+    def _jitter(x: torch.Tensor, order: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+        """The original's brightness/contrast/saturation blends, each sample in its own order, as three batched steps."""
+        for k in range(3):
+            op = order[:, k].view(-1, 1, 1, 1)
+            factor = factors.gather(1, order[:, k:k + 1]).view(-1, 1, 1, 1)
+            grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+            target = torch.where(op == 0, 0.0, torch.where(op == 1, grey.mean((-2, -1), keepdim=True), grey))
+            x = torch.lerp(x, target.expand_as(x), factor.expand_as(x))
+        return x
+
+    def val(self, batch: EncodedBatch, device: torch.device) -> torch.Tensor:
+        """Normalised float eval inputs (B, 3, size, size) on ``device``: resize the shorter side, centre-crop."""
+        device = torch.device(device)
+        images = decode(batch.data, device)
+        x = torch.stack([F.center_crop(F.resize(img, [self.resize], antialias=True), self.center) for img in images])
+        mean, std, _, _ = self._on(device)
+        return (x.float().div_(255) - mean) / std
+
+
+def encoded_data(train: Any, val: Any, train_tf: T.Compose, val_tf: T.Compose, seed: int, num_classes: int,
+                 registry_dataset: str) -> DataSpec:
+    """The DataSpec of ``--decode gpu`` for ImageFolder ``train`` and ``val`` sets with the CPU transforms they would use."""
+    augment = DeviceAugment(train_tf, val_tf)
+    return DataSpec(EncodedImages(train.samples, seed, train_tf), EncodedImages(val.samples, seed), num_classes,
+                    registry_dataset, collate=collate_encoded, train_to_device=augment.train, val_to_device=augment.val)
