@@ -14,6 +14,7 @@ With --device cpu the "gpu" path runs on the CPU (the same code the tests check)
 
     python benchmarks/decode.py                                   # cuda if available: 1024 images, 8 workers
     python benchmarks/decode.py --device cpu --images 64 --workers 2 --step-batch 4 --steps 2
+    python benchmarks/decode.py --device cpu --step-rate 2500    # CPU decoding against a step measured on a GPU
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def main() -> None:
     p.add_argument("--step-batch", type=int, help="batch of the timed step (default 256 on cuda, 8 on cpu)")
     p.add_argument("--steps", type=int, help="timed steps (default 30 on cuda, 3 on cpu)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default 10 on cuda, 1 on cpu)")
+    p.add_argument("--step-rate", type=float, help="img/s of the step measured elsewhere (train_step.py on the training GPU) "
+                                                     "instead of timing it here")
     args = p.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     gpu = device.type == "cuda"
@@ -133,24 +136,24 @@ def main() -> None:
         kib = sum(f.stat().st_size for f in Path(tmp, "train").rglob("*.jpg")) / images / 1024
         cpu_one, cpu_all = cpu_rates(training_data("imagenet", tmp, "imagenet", seed=0), workers, args.batch_size)
         dev_only, dev_all = gpu_rates(training_data("imagenet", tmp, "imagenet", seed=0, decode="gpu"), workers, args.batch_size, device)
-    step = step_rate(device, step_batch, steps, warmup)
+    step = args.step_rate or step_rate(device, step_batch, steps, warmup)
     shared = 1 / (1 / step + 1 / dev_only)  # the step and the device decode take turns on one device
 
     name = torch.cuda.get_device_name(device) if gpu else "cpu"
-    print(f"{images} JPEGs of 500x375 ({kib:.0f} KiB each), {os.cpu_count()} CPUs, device {name}, {workers} workers, "
+    print(f"{images} JPEGs of 500x375 ({kib:.0f} KiB each), {os.cpu_count()} CPUs, device {name}, workers={workers}, "
           f"loader batch {args.batch_size}, step batch {step_batch}")
-    rows = [("cpu decode+augment, 1 worker (1 thread)", cpu_one), (f"cpu decode+augment, {workers} workers", cpu_all),
+    rows = [("cpu decode+augment, 1 worker (1 thread)", cpu_one), (f"cpu decode+augment, workers={workers}", cpu_all),
             (f"device decode+augment on {device.type}, device only", dev_only),
-            (f"device decode+augment on {device.type}, {workers} workers end to end", dev_all),
-            ("train step (ResNet-50, 224px, CutMix)", step),
+            (f"device decode+augment on {device.type}, workers={workers} end to end", dev_all),
+            ("train step (ResNet-50, 224px, CutMix)" + (", given" if args.step_rate else ""), step),
             (f"train step + device decode sharing {device.type}", shared)]
     width = max(len(r[0]) for r in rows)
     for label, rate in rows:
         print(f"{label.ljust(width)}  {rate:9.1f} img/s")
     bound = cpu_all < step
-    print(f"verdict: {'decode-bound' if bound else 'not decode-bound'}: CPU decoding gives {cpu_all:.1f} img/s with {workers} "
-          f"workers, the step takes {step:.1f} img/s (step/decode = {step / cpu_all:.2f}x; keeping up needs about "
-          f"{step / cpu_one:.0f} decoding cores); --decode gpu on {device.type} gives {min(dev_all, shared):.1f} img/s with the step")
+    print(f"verdict: {'decode-bound' if bound else 'not decode-bound'}: CPU decoding gives {cpu_all:.1f} img/s with workers={workers}, "
+          f"the step takes {step:.1f} img/s (step/decode = {step / cpu_all:.2f}x; keeping up needs about "
+          f"{step / cpu_one:.2f} decoding cores); --decode gpu on {device.type} gives {min(dev_all, shared):.1f} img/s with the step")
 
 
 if __name__ == "__main__":
