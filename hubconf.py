@@ -5,7 +5,7 @@ One documented entrypoint per architecture (its CutMix weights) and per registry
 keyword arguments.
 """
 
-dependencies = ["torch", "torchvision", "huggingface_hub", "safetensors", "requests"]
+dependencies = ["torch", "torchvision", "huggingface_hub", "safetensors", "requests", "tqdm", "filelock"]
 
 from cutmix_zoo.entrypoints import hub_entrypoints as _hub_entrypoints  # noqa: E402
 

@@ -46,8 +46,8 @@ def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> d
             say(f"2. export: {sorted(os.listdir(folder))}")
             trained = cutmix_zoo.load(folder)
             result["trained_top1_err"] = trained.pretrained_cfg["top1_err"]
-            say(f"3. load the exported folder: {type(trained).__name__}, top-1 error after one short epoch "
-                f"{result['trained_top1_err']:.2f}%")
+            say(f"3. load the exported folder: a {type(trained).__name__} whose top-1 error after this one short epoch is "
+                f"{result['trained_top1_err']:.2f}% (chance: 90%; the shipped model below trained for 30 epochs)")
     backbone = cutmix_zoo.load(DEMO_MODEL, features_only=True)
     with torch.no_grad():
         maps = backbone(torch.zeros(1, 3, 32, 32))

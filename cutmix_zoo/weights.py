@@ -252,7 +252,7 @@ def write_converted(entry: Entry, state: dict, out: Path, source_url: str | None
 
 def cache_status(entry: Entry) -> dict[str, Any]:
     """What is cached for ``entry``: the file that would load, and the recorded original sha256."""
-    found = cached_file(entry)
+    found = entry.bundled_file or cached_file(entry)
     status: dict[str, Any] = {"cached_file": str(found) if found else None}
     record = cache_dir() / entry.name / SOURCE_NAME
     if record.is_file():
