@@ -23,7 +23,8 @@ from .api import transforms
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
 from .models import FAMILIES
-from .predict import class_names, open_image, resolve_model, run_command
+from .cli import run_command
+from .predict import class_names, open_image, resolve_model
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from . import registry
 from .errors import InvalidArgumentError, UnknownModelError, ZooError
@@ -324,10 +324,10 @@ def _run(argv: list[str]) -> int:
     return args.func(args)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cutmix-zoo`` console script."""
+def run_command(command: Callable[..., int], *args: Any) -> int:
+    """Run a command, turning a ZooError into one ``cutmix-zoo: error:`` line and its exit code (2 bad input, 1 failure)."""
     try:
-        return _run(sys.argv[1:] if argv is None else argv)
+        return command(*args)
     except (UnknownModelError, InvalidArgumentError) as e:
         print(f"cutmix-zoo: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -337,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cutmix-zoo: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cutmix-zoo`` console script."""
+    return run_command(_run, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import torch
 from torch import nn
 
 from .api import load, transforms
+from .cli import run_command
 from .categories import categories
-from .errors import InvalidArgumentError, UnknownModelError, ZooError
+from .errors import InvalidArgumentError
 from .models import FAMILIES
 
 if TYPE_CHECKING:
@@ -114,18 +114,6 @@ def predict(
     finally:
         net.train(was_training)
     return results
-
-
-def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command, turning a ZooError into one ``cutmix-zoo: error:`` line and the CLI's exit code."""
-    try:
-        return command(args)
-    except (UnknownModelError, InvalidArgumentError) as e:
-        print(f"cutmix-zoo: error: {e}", file=sys.stderr)
-        return 2
-    except ZooError as e:
-        print(f"cutmix-zoo: error: {e}", file=sys.stderr)
-        return 1
 
 
 def _predict_command(args: argparse.Namespace) -> int:
