@@ -235,8 +235,8 @@ ENTRIES: dict[str, Entry] = {
         _c100("cutout_ls", 15.61, 3.88, "sh/1mur0kjcfxdn7jn/AADmghqrj0dXAG0qY1v3Csb6a"),
         _c100("dropblock_ls", 15.16, 3.86, "sh/n1dn6ggyxjcoogc/AADpSSNzvaraSCqWtHBE0qMca"),
         _c100("cutout_mixup", 15.46, 3.42, "sh/5run1sx8oy0v9oi/AACiR_wEBQVp2HMZFx6lGl3ka"),
-        _shapes("cutmix", 0.25, 0.0, "67cd4aa53397dacc655fa290be1e558adeeabe6cb4f234bbb99cc9d7340f65ec"),
-        _shapes("baseline", 1.75, 0.0, "480717bd194fe1e1f927784b7ffbb3fe1660168fde273238e5afad35fff354ed"),
+        _shapes("cutmix", 0.35, 0.0, "f23fc2f43fd6924018001bc9823358e3602e363587d9c48af3ca1e618104a85d"),
+        _shapes("baseline", 0.45, 0.0, "576dfad467606ad7bf87330ed0e507d533372229534800171fa3fae72e6c184f"),
     ]
 }
 
