@@ -225,3 +225,19 @@ def test_a_family_with_non_persistent_buffers_gets_an_ordinary_build(tmp_path, m
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
+
+
+def test_skipping_initialisers_only_affects_the_building_thread():
+    import threading
+
+    from cutmix_zoo.api import _skip_init
+
+    here, elsewhere = torch.zeros(3), torch.zeros(3)
+    with _skip_init():
+        torch.nn.init.constant_(here, 3.0)
+        worker = threading.Thread(target=torch.nn.init.constant_, args=(elsewhere, 3.0))
+        worker.start()
+        worker.join()
+    assert torch.equal(here, torch.zeros(3)) and torch.equal(elsewhere, torch.full((3,), 3.0))
+    torch.nn.init.constant_(here, 3.0)  # restored afterwards
+    assert torch.equal(here, torch.full((3,), 3.0))
