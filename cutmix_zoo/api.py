@@ -1,7 +1,7 @@
 """``load()``: the one straight path from a name to a ready module.
 
 name -> registry entry (or an exported folder's config.json) -> weights file -> build on the meta
-device with initialisers skipped -> ``load_state_dict(assign=True)`` -> adapt the head
+device with initialisers skipped -> checked tensors assigned to their slots -> adapt the head
 (features_only / num_classes) -> module carrying its ``pretrained_cfg``.
 """
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from .convert import check_state_dict
 from .errors import InvalidArgumentError, WeightsError
-from .features import FeatureListNet, check_out_indices
+from .features import FeatureListNet
 from .models import FAMILIES, build_model
 from .registry import get_entry
 
@@ -200,7 +200,6 @@ def load(
 
     cfg = model.pretrained_cfg
     if features_only:
-        check_out_indices(out_indices, len(family.feature_points(model)))
         model = FeatureListNet(model, family.feature_points(model), out_indices)
         model.pretrained_cfg = dict(cfg, num_classes=0, features_only=True)
     elif num_classes is not None and num_classes != cfg["num_classes"]:

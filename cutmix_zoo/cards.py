@@ -21,10 +21,6 @@ def _acc(err: float | None) -> float | None:
     return None if err is None else round(100 - err, 2)
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def _front_matter(cfg: dict[str, Any], entry: registry.Entry | None) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -61,10 +57,10 @@ def _feature_line(cfg: dict[str, Any]) -> str:
 
 
 def _results(entry: registry.Entry) -> str:
-    rows = [f"| **{entry.name}** ({entry.method}) | {_fmt(entry.top1_err)} | {_fmt(entry.top5_err)} | {entry.err_source} |"]
+    rows = [f"| **{entry.name}** ({entry.method}) | {registry.format_err(entry.top1_err)} | {registry.format_err(entry.top5_err)} | {entry.err_source} |"]
     baseline = registry.ENTRIES.get(f"{entry.arch}.baseline_{entry.tag.rsplit('_', 1)[1]}")
     if baseline is not None and baseline is not entry:
-        rows.append(f"| {baseline.name} (baseline, same table) | {_fmt(baseline.top1_err)} | {_fmt(baseline.top5_err)} | {baseline.err_source} |")
+        rows.append(f"| {baseline.name} (baseline, same table) | {registry.format_err(baseline.top1_err)} | {registry.format_err(baseline.top5_err)} | {baseline.err_source} |")
     text = "| model | top-1 error % | top-5 error % | source |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
     if baseline is None:
         text += "\nThe original release has no baseline file for this architecture, so no baseline is listed.\n"
@@ -148,7 +144,7 @@ def render_card(cfg_or_name: dict[str, Any] | str) -> str:
         f"From {registry.PAPER}, served by cutmix_zoo as safetensors weights that load into standard PyTorch modules.\n",
         "## Results\n\n" + (_results(entry) if entry else
                             f"| model | top-1 error % | top-5 error % | source |\n|---|---|---|---|\n"
-                            f"| **{name}** | {_fmt(cfg.get('top1_err'))} | {_fmt(cfg.get('top5_err'))} | {cfg.get('err_source', 'not evaluated')} |\n"),
+                            f"| **{name}** | {registry.format_err(cfg.get('top1_err'))} | {registry.format_err(cfg.get('top5_err'))} | {cfg.get('err_source', 'not evaluated')} |\n"),
         "## Usage\n\n```python\nimport torch, cutmix_zoo\n\n"
         f'model = cutmix_zoo.load("{target}")                       # the {data.num_classes}-way classifier\n'
         f'backbone = cutmix_zoo.load("{target}", features_only=True)  # list of feature maps\n'
@@ -182,11 +178,11 @@ def model_table() -> str:
     """The README's markdown table of every registry model (``cutmix-zoo list --markdown`` prints it)."""
     from .api import count_parameters
 
-    defaults = {f"{a}.{t}" for a, t in registry.DEFAULT_TAGS.items()}
+    defaults = registry.default_names()
     lines = ["| name | dataset | method | top-1 err % | top-5 err % | params | numbers from |", "|---|---|---|---|---|---|---|"]
     for name in registry.list_models():
         e = registry.get_entry(name)
         shown = f"`{name}`" + (" (default)" if name in defaults else "")
         params = f"{count_parameters(name) / 1e6:.1f}M"
-        lines.append(f"| {shown} | {e.dataset} | {e.method} | {_fmt(e.top1_err)} | {_fmt(e.top5_err)} | {params} | {e.err_source} |")
+        lines.append(f"| {shown} | {e.dataset} | {e.method} | {registry.format_err(e.top1_err)} | {registry.format_err(e.top5_err)} | {params} | {e.err_source} |")
     return "\n".join(lines) + "\n"

@@ -18,10 +18,6 @@ from .errors import InvalidArgumentError, UnknownModelError, ZooError
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 
 
-def _fmt_err(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -32,7 +28,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     names = registry.list_models(args.pattern)
     if not names:
         raise InvalidArgumentError(f"No model matches the pattern {args.pattern!r}; `cutmix-zoo list` shows them all.")
-    defaults = {f"{a}.{t}" for a, t in registry.DEFAULT_TAGS.items()}
+    defaults = registry.default_names()
     if args.markdown:
         from .cards import model_table
 
@@ -44,7 +40,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for n in names:
         e = registry.get_entry(n)
-        rows.append([n + (" *" if n in defaults else ""), e.dataset, e.method, _fmt_err(e.top1_err), _fmt_err(e.top5_err)])
+        rows.append([n + (" *" if n in defaults else ""), e.dataset, e.method, registry.format_err(e.top1_err), registry.format_err(e.top5_err)])
     _print_table(rows, ["name (* = default of its architecture)", "dataset", "method", "top-1 err %", "top-5 err %"])
     return 0
 
@@ -52,15 +48,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def info_dict(name: str) -> dict[str, Any]:
     """model_info plus what is only known at run time: parameter count and cached files."""
     from .api import count_parameters
+    from .weights import cache_status
 
     info = registry.model_info(name)
     info["num_params"] = count_parameters(name)
-    try:
-        from .weights import cache_status
-
-        info.update(cache_status(registry.get_entry(name)))
-    except ImportError:
-        pass
+    info.update(cache_status(registry.get_entry(name)))
     return info
 
 
@@ -116,7 +108,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cached_files() -> list[dict[str, Any]]:
-    from .convert import sha256_file
+    """Every cached weights file with its size, origin and the sha256 it should have (files are not read)."""
     from .weights import SOURCE_NAME, cache_dir, cached_file
 
     rows = []
@@ -130,7 +122,7 @@ def _cached_files() -> list[dict[str, Any]]:
         blob = path.resolve().name
         expected = record.get("converted_sha256") or (blob if len(blob) == 64 else None)
         rows.append({"name": name, "file": str(path), "bytes": path.stat().st_size, "expected_sha256": expected,
-                     "origin": "original release" if record else "hub", "sha256": sha256_file(path)})
+                     "origin": "original release" if record else "hub"})
     return rows
 
 
@@ -154,9 +146,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from safetensors import safe_open
 
+    from .convert import sha256_file
+
     rows = _cached_files()
     bad = 0
     for r in rows:
+        r["sha256"] = sha256_file(r["file"])
         ok = r["expected_sha256"] in (None, r["sha256"])
         try:
             with safe_open(r["file"], framework="pt") as f:

@@ -115,6 +115,17 @@ def current_umask() -> int:
     return mask
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644 & ~current_umask())
+    os.replace(tmp, path)
+    return path
+
+
 def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write a safetensors file atomically: a temporary file in the same folder, then a rename."""
     from safetensors.torch import save_file

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from .api import CONFIG_NAME, WEIGHTS_NAME
-from .convert import current_umask, save_safetensors
+from .convert import save_safetensors, write_text_atomic
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -29,14 +28,6 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644 & ~current_umask())
-    os.replace(tmp, path)
-
-
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, cfg: dict[str, Any] | None = None,
                     card: str | None = None, metadata: dict[str, str] | None = None) -> Path:
     """Export ``model`` (its ``pretrained_cfg`` unless ``cfg`` is given) as a Hub-ready folder."""
@@ -48,10 +39,10 @@ def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, cfg: dict[str,
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_safetensors(state, out / WEIGHTS_NAME, {"format": "pt", "name": str(cfg.get("name")), **(metadata or {})})
-    _write_text(out / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
+    write_text_atomic(out / CONFIG_NAME, json.dumps(cfg, indent=2) + "\n")
     if card is None:
         from .cards import render_card
 
         card = render_card(cfg)
-    _write_text(out / "README.md", card)
+    write_text_atomic(out / "README.md", card)
     return out

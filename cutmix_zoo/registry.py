@@ -250,6 +250,16 @@ DEFAULT_TAGS: dict[str, str] = {
 }
 
 
+def default_names() -> set[str]:
+    """The full names that the bare architecture names stand for (``resnet50.cutmix_in1k``, ...)."""
+    return {f"{arch}.{tag}" for arch, tag in DEFAULT_TAGS.items()}
+
+
+def format_err(value: float | None) -> str:
+    """An error rate as tables show it: two decimals, ``-`` where the source gives none."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def list_models(pattern: str = "*", architectures: bool = False) -> list[str]:
     """Registry names matching an fnmatch ``pattern`` (``"resnet50.*"``, ``"*c100"``), sorted.
 

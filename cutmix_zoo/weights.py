@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .api import WEIGHTS_NAME
-from .convert import check_state_dict, load_original, save_safetensors, sha256_file
+from .convert import check_state_dict, load_original, save_safetensors, sha256_file, write_text_atomic
 from .errors import DownloadError
 from .registry import Entry
 
@@ -214,9 +214,7 @@ def fetch_original(entry: Entry, progress: bool = True, force: bool = False) -> 
         record = {"name": entry.name, "url": url, "sha256": digest, "layout": meta.get("layout"),
                   "converted_sha256": sha256_file(target), "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   **{k: meta[k] for k in ("epoch", "best_err1", "best_err5") if k in meta}}
-        tmp_record = folder / f".{SOURCE_NAME}.tmp"
-        tmp_record.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp_record, folder / SOURCE_NAME)
+        write_text_atomic(folder / SOURCE_NAME, json.dumps(record, indent=2) + "\n")
         return target
 
 
