@@ -8,12 +8,13 @@ crafted pickle is refused before any of its code can run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -115,30 +116,40 @@ def current_umask() -> int:
     return mask
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically: a temporary file in the same folder, then a rename."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; renamed onto ``path`` when the block succeeds, deleted otherwise.
+
+    The file is made readable like any other (mkstemp makes it private) and, with ``fsync``,
+    flushed to disk before the rename, so a crash mid-write never leaves a torn file at ``path``.
+    """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644 & ~current_umask())
-    os.replace(tmp, path)
-    return path
-
-
-def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Write a safetensors file atomically: a temporary file in the same folder, then a rename."""
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata or {})
-        os.chmod(tmp, 0o644 & ~current_umask())  # mkstemp makes it private; a cache or export is not
-        os.replace(tmp, out)
+        yield Path(tmp)
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~current_umask())
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return out
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write a safetensors file atomically (see :func:`atomic_path`)."""
+    from safetensors.torch import save_file
+
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata or {})
+    return Path(out)
