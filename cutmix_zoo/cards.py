@@ -58,6 +58,9 @@ def _feature_line(cfg: dict[str, Any]) -> str:
 
 def _results(entry: registry.Entry) -> str:
     rows = [f"| **{entry.name}** ({entry.method}) | {registry.format_err(entry.top1_err)} | {registry.format_err(entry.top5_err)} | {entry.err_source} |"]
+    if entry.paper_top1_err is not None:
+        rows.append(f"| {entry.name}: the paper's figure ({entry.method}) | {registry.format_err(entry.paper_top1_err)} | "
+                    f"{registry.format_err(entry.paper_top5_err)} | {entry.paper_err_source} |")
     baseline = registry.ENTRIES.get(f"{entry.arch}.baseline_{entry.tag.rsplit('_', 1)[1]}")
     if baseline is not None and baseline is not entry:
         rows.append(f"| {baseline.name} (baseline, same table) | {registry.format_err(baseline.top1_err)} | {registry.format_err(baseline.top5_err)} | {baseline.err_source} |")
@@ -184,5 +187,8 @@ def model_table() -> str:
         e = registry.get_entry(name)
         shown = f"`{name}`" + (" (default)" if name in defaults else "")
         params = f"{count_parameters(name) / 1e6:.1f}M"
-        lines.append(f"| {shown} | {e.dataset} | {e.method} | {registry.format_err(e.top1_err)} | {registry.format_err(e.top5_err)} | {params} | {e.err_source} |")
+        source = e.err_source
+        if e.paper_top1_err is not None:
+            source += f"; {e.paper_err_source}: {registry.format_err(e.paper_top1_err)} / {registry.format_err(e.paper_top5_err)}"
+        lines.append(f"| {shown} | {e.dataset} | {e.method} | {registry.format_err(e.top1_err)} | {registry.format_err(e.top5_err)} | {params} | {source} |")
     return "\n".join(lines) + "\n"

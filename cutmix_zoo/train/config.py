@@ -66,7 +66,7 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="global batch, split evenly over the ranks")
     g.add_argument("--lr", type=float, help="initial learning rate")
     g.add_argument("--lr-milestones", type=_float_tuple, help="comma-separated fractions of the run where lr drops (CIFAR: 0.5,0.75)")
-    g.add_argument("--lr-step", type=int, help="drop lr every N epochs instead of at milestones (ImageNet: 75 for 300 epochs)")
+    g.add_argument("--lr-step", type=int, help="drop lr every N epochs instead of at milestones (ImageNet, as the original: 75 for 300 epochs, else 30)")
     g.add_argument("--lr-gamma", type=float)
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
@@ -117,10 +117,10 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
         raise InvalidArgumentError("Pass --recipe NAME (e.g. pyramidnet200_a240.cutmix_c100) or --model ARCH to say what to train.")
     method = None
     if args.recipe is not None:
-        recipe, arch = recipe_for(args.recipe)
+        recipe, arch = recipe_for(args.recipe, args.epochs)
         method = get_entry(args.recipe).method
         if args.dataset is not None and args.dataset != recipe.dataset:
-            recipe = base_recipe(args.dataset).replace(**method_settings(method, args.dataset))
+            recipe = base_recipe(args.dataset, args.epochs).replace(**method_settings(method))
     else:
         dataset = args.dataset
         if dataset is None:
@@ -128,7 +128,7 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
                 dataset = {v: k for k, v in REGISTRY_DATASET.items()}[get_entry(args.model).dataset]
             except UnknownModelError:
                 dataset = "cifar100"
-        recipe = base_recipe(dataset)
+        recipe = base_recipe(dataset, args.epochs)
         arch = None
     overrides = {k: getattr(args, k) for k in RECIPE_FIELDS if k not in ("dataset", "transforms") and getattr(args, k, None) is not None}
     if args.lr_step is not None and args.lr_milestones is None:
