@@ -12,7 +12,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .pyramidnet import PyramidNet
-from .resnet import build_resnet, resnet_feature_points
+from .resnet import CifarResNet, build_resnet, cifar_resnet_feature_points, resnet_feature_points
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "resnet": Family(build_resnet, resnet_feature_points),
     "pyramidnet": Family(PyramidNet, PyramidNet.feature_points),
+    "cifar_resnet": Family(CifarResNet, cifar_resnet_feature_points),
 }
 
 

@@ -1,4 +1,5 @@
-"""ResNet and ResNeXt as torchvision builds them, so state dicts match torchvision's key for key.
+"""ResNet and ResNeXt as torchvision builds them, so state dicts match torchvision's key for key,
+and the CIFAR ResNet of the CutMix release (``CifarResNet``), whose keys match its ``resnet.py``.
 
 Returning torchvision's own ``ResNet`` class keeps every torchvision helper (BackboneWithFPN,
 FasterRCNN, IntermediateLayerGetter) working on zoo models as they are.
@@ -6,6 +7,10 @@ FasterRCNN, IntermediateLayerGetter) working on zoo models as they are.
 
 from __future__ import annotations
 
+from typing import Optional
+
+import torch
+from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 
@@ -28,4 +33,80 @@ def resnet_feature_points(model: ResNet) -> list[tuple[str, int, int]]:
         last_block = getattr(model, f"layer{i}")[-1]
         last_bn = last_block.bn3 if hasattr(last_block, "bn3") else last_block.bn2
         points.append((f"layer{i}", last_bn.num_features, 2 ** (i + 1)))
+    return points
+
+
+class CifarResNet(nn.Module):
+    """The CIFAR ResNet of He et al. (2016) as the CutMix release's ``resnet.py`` builds it.
+
+    A 3x3 stem of 16 channels, three stages of ``n`` blocks with 16, 32 and 64 planes (stride 2
+    at the start of stages 2 and 3, a 1x1 convolution and BatchNorm as the projection shortcut
+    wherever the shape changes), global average pooling and a linear classifier. Depth is 6n+2
+    with basic blocks or 9n+2 with bottlenecks (4x expansion), so ResNet-110 is 18 basic blocks
+    per stage and ResNet-164 18 bottlenecks. The blocks are torchvision's, which compute what the
+    original's do and have its key names, so its checkpoints load with ``strict=True``. The head
+    pools adaptively, which equals the original's fixed 8x8 pool at 32x32 input. The forward
+    pass runs the top-level children in registration order, so feature extractors can run them
+    one by one.
+    """
+
+    def __init__(self, depth: int, num_classes: int = 100, bottleneck: bool = True) -> None:
+        super().__init__()
+        blocks_per_stage = cifar_resnet_blocks(depth, bottleneck)
+        if blocks_per_stage is None:
+            unit = 9 if bottleneck else 6
+            raise ValueError(f"depth {depth} must be {unit}n+2 with n >= 1 for a CIFAR ResNet with "
+                             f"{'bottleneck' if bottleneck else 'basic'} blocks.")
+        block = Bottleneck if bottleneck else BasicBlock
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        in_channels = 16
+        for index, planes in enumerate((16, 32, 64)):
+            stride = 1 if index == 0 else 2
+            out_channels = planes * block.expansion
+            downsample = None
+            if stride != 1 or in_channels != out_channels:
+                downsample = nn.Sequential(
+                    nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                    nn.BatchNorm2d(out_channels),
+                )
+            stage = [block(in_channels, planes, stride, downsample)]
+            stage += [block(out_channels, planes) for _ in range(blocks_per_stage - 1)]
+            self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
+            in_channels = out_channels
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.fc = nn.Linear(in_channels, num_classes)
+        self.num_features = in_channels
+
+        # The original's initialisation: N(0, 2 / (k * k * out_channels)) convolutions, BN weight 1 and bias 0.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for child in self.children():
+            x = child(x)
+        return x
+
+
+def cifar_resnet_blocks(depth: int, bottleneck: bool) -> Optional[int]:
+    """Blocks per stage of a CIFAR ResNet of ``depth`` (6n+2 basic, 9n+2 bottleneck), None when no such n >= 1 exists."""
+    unit = 9 if bottleneck else 6
+    if depth < 2 + unit or (depth - 2) % unit:
+        return None
+    return (depth - 2) // unit
+
+
+def cifar_resnet_feature_points(model: CifarResNet) -> list[tuple[str, int, int]]:
+    """(child name, channels, reduction) of the four feature levels: stem ReLU, then layer1..3."""
+    points = [("relu", model.bn1.num_features, 1)]
+    for i in range(1, 4):
+        last_block = getattr(model, f"layer{i}")[-1]
+        last_bn = last_block.bn3 if hasattr(last_block, "bn3") else last_block.bn2
+        points.append((f"layer{i}", last_bn.num_features, 2 ** (i - 1)))
     return points

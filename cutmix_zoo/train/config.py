@@ -17,8 +17,9 @@ from ..errors import InvalidArgumentError, UnknownModelError
 from ..registry import ARCHITECTURES, get_entry
 from .recipes import FEATURE_MIX_MODES, REGISTRY_DATASET, Recipe, base_recipe, method_settings, recipe_for
 
+# ImageNet depths of the original resnet.py: depth -> (blocks per stage, bottleneck).
 _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
-                  101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True)}
+                  101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True), 200: ([3, 24, 36, 3], True)}
 _DATASET_SUFFIX = {"imagenet": "in1k", "cifar100": "c100", "cifar10": "c10", "shapes": "shapes", "folder": "folder"}
 RECIPE_FIELDS = [f.name for f in dataclasses.fields(Recipe)]
 EXIT_INTERRUPTED = 143
@@ -98,11 +99,22 @@ def model_spec(model: Optional[str], depth: Optional[int], alpha: Optional[float
     if model in ("pyramidnet", "resnet"):
         if depth is None or (model == "pyramidnet" and alpha is None):
             raise InvalidArgumentError(f"--model {model} needs --depth{' and --alpha' if model == 'pyramidnet' else ''}.")
-        if model == "resnet":
+        if model == "resnet" and dataset in ("imagenet", "folder"):
             if depth not in _RESNET_DEPTHS:
-                raise InvalidArgumentError(f"--model resnet takes --depth {', '.join(map(str, _RESNET_DEPTHS))}, not {depth}.")
+                raise InvalidArgumentError(f"--model resnet on {dataset} takes --depth {', '.join(map(str, _RESNET_DEPTHS))}, not {depth}.")
             layers, bottleneck = _RESNET_DEPTHS[depth]
             return ModelSpec("resnet", {"layers": layers, "bottleneck": bottleneck}, None, f"resnet{depth}")
+        if model == "resnet":
+            from ..models.resnet import cifar_resnet_blocks
+
+            # The original's CIFAR ResNet: 9n+2 with bottlenecks (its train.py's default), 6n+2 with --no-bottleneck.
+            # The original takes n = int((depth - 2) / 9 or 6) and so silently builds another depth; that is refused here.
+            if cifar_resnet_blocks(depth, bottleneck) is None:
+                given, other = (("9n+2 with bottlenecks (e.g. 164)", "6n+2 with --no-bottleneck (e.g. 110)") if bottleneck
+                                else ("6n+2 with --no-bottleneck (e.g. 110)", "9n+2 without it (e.g. 164)"))
+                raise InvalidArgumentError(f"--model resnet on {dataset} takes depth {given} or {other}, not {depth}.")
+            return ModelSpec("cifar_resnet", {"depth": depth, "bottleneck": bottleneck}, None,
+                             f"resnet{depth}_cifar" + ("" if bottleneck else "_basic"))
         alpha_value = int(alpha) if float(alpha).is_integer() else alpha
         args = {"depth": depth, "alpha": alpha_value, "bottleneck": bottleneck, "imagenet": dataset in ("imagenet", "folder")}
         return ModelSpec("pyramidnet", args, None, f"pyramidnet{depth}_a{alpha_value}" + ("" if bottleneck else "_basic"))
