@@ -7,18 +7,17 @@ device with initialisers skipped -> checked tensors assigned to their slots -> a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from .convert import check_state_dict
 from .errors import InvalidArgumentError, WeightsError
+from .fastload import assign_tensors, build_on_meta, tensor_slots
 from .features import FeatureListNet
 from .models import FAMILIES, build_model
 from .registry import get_entry
@@ -27,38 +26,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 _CFG_KEYS = ("name", "architecture", "family", "arch_args", "num_classes", "dataset", "input_size", "mean", "std",
              "interpolation", "crop_pct", "resize", "hub_repo", "license")
-_init_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _skip_init() -> Iterator[None]:
-    """Make ``torch.nn.init``'s in-place initialisers no-ops in this thread while a meta-device model is built.
-
-    Their values would be thrown away by the weights about to be assigned; skipping them makes a
-    ResNet-50 build about four times faster. Other threads keep initialising normally (the stand-ins
-    check the calling thread), and a lock keeps two of our builds from patching at once.
-    """
-    init = torch.nn.init
-    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
-    builder = threading.get_ident()
-
-    def skipping(original: Any) -> Any:
-        def initialiser(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            if threading.get_ident() == builder:
-                return tensor
-            return original(tensor, *args, **kwargs)
-
-        return initialiser
-
-    with _init_lock:
-        saved = {n: getattr(init, n) for n in names}
-        try:
-            for n in names:
-                setattr(init, n, skipping(saved[n]))
-            yield
-        finally:
-            for n, fn in saved.items():
-                setattr(init, n, fn)
 
 
 def _is_folder(name: str | os.PathLike) -> bool:
@@ -100,27 +67,7 @@ def read_state_dict(path: str | os.PathLike, device: torch.device | str | None =
 
 
 def _build_on_meta(cfg: dict[str, Any], num_classes: int) -> nn.Module:
-    with torch.device("meta"), _skip_init():
-        return build_model(cfg["family"], cfg["arch_args"], num_classes)
-
-
-def _tensor_slots(model: nn.Module) -> tuple[dict[str, tuple[nn.Module, str, torch.Tensor]], bool]:
-    """Every state-dict slot of ``model`` (key -> owning module, attribute, tensor), and whether it has non-persistent buffers."""
-    slots: dict[str, tuple[nn.Module, str, torch.Tensor]] = {}
-    non_persistent = False
-    for prefix, module in model.named_modules():
-        dot = prefix + "." if prefix else ""
-        for attr, tensor in module._parameters.items():
-            if tensor is not None:
-                slots[dot + attr] = (module, attr, tensor)
-        for attr, tensor in module._buffers.items():
-            if tensor is None:
-                continue
-            if attr in module._non_persistent_buffers_set:
-                non_persistent = True
-            else:
-                slots[dot + attr] = (module, attr, tensor)
-    return slots, non_persistent
+    return build_on_meta(cfg["family"], cfg["arch_args"], num_classes)
 
 
 def _load_weights(cfg: dict[str, Any], state: dict[str, torch.Tensor], source: str, head_kept: bool,
@@ -134,7 +81,7 @@ def _load_weights(cfg: dict[str, Any], state: dict[str, torch.Tensor], source: s
     classifier = FAMILIES[cfg["family"]].classifier
     ckpt_classes = state[f"{classifier}.weight"].shape[0] if f"{classifier}.weight" in state else cfg["num_classes"]
     model = _build_on_meta(cfg, ckpt_classes)
-    slots, non_persistent = _tensor_slots(model)
+    slots, non_persistent = tensor_slots(model)
     optional = () if head_kept else (f"{classifier}.",)
     expected = {key: tensor for key, (_, _, tensor) in slots.items()}
     check_state_dict(state, expected, f"{cfg['name']} ({cfg['architecture'] or cfg['family']})", source, optional)
@@ -144,13 +91,7 @@ def _load_weights(cfg: dict[str, Any], state: dict[str, torch.Tensor], source: s
         model = build_model(cfg["family"], cfg["arch_args"], ckpt_classes).to(device=device, dtype=dtype)
         model.load_state_dict(state, strict=head_kept)
     else:
-        for key, (module, attr, old) in slots.items():
-            if key not in state:
-                continue  # an optional classifier key: that head is dropped or replaced
-            if attr in module._parameters:
-                module._parameters[attr] = nn.Parameter(state[key], requires_grad=old.requires_grad)
-            else:
-                module._buffers[attr] = state[key]
+        assign_tensors(model, state)
     model.pretrained_cfg = dict(cfg, num_classes=ckpt_classes, source=source)
     return model
 

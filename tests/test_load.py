@@ -230,10 +230,10 @@ def test_a_family_with_non_persistent_buffers_gets_an_ordinary_build(tmp_path, m
 def test_skipping_initialisers_only_affects_the_building_thread():
     import threading
 
-    from cutmix_zoo.api import _skip_init
+    from cutmix_zoo.fastload import skip_init
 
     here, elsewhere = torch.zeros(3), torch.zeros(3)
-    with _skip_init():
+    with skip_init():
         torch.nn.init.constant_(here, 3.0)
         worker = threading.Thread(target=torch.nn.init.constant_, args=(elsewhere, 3.0))
         worker.start()
@@ -241,3 +241,33 @@ def test_skipping_initialisers_only_affects_the_building_thread():
     assert torch.equal(here, torch.zeros(3)) and torch.equal(elsewhere, torch.full((3,), 3.0))
     torch.nn.init.constant_(here, 3.0)  # restored afterwards
     assert torch.equal(here, torch.full((3,), 3.0))
+
+
+@pytest.mark.parametrize("family,args,classes", [("resnet", {"layers": [1, 1, 1, 1]}, 7),
+                                                 ("pyramidnet", {"depth": 20, "alpha": 48, "bottleneck": False}, 10)])
+def test_direct_slot_assignment_equals_load_state_dict_assign(family, args, classes):
+    """The fast path (tensors put in their slots) gives the model that ``load_state_dict(assign=True)`` gives."""
+    from cutmix_zoo.fastload import assign_tensors, build_on_meta
+    from cutmix_zoo.models import build_model
+
+    torch.manual_seed(0)
+    reference = build_model(family, args, classes).eval()
+    for module in reference.modules():  # non-trivial batch-norm statistics, so buffers matter too
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.num_batches_tracked.fill_(7)
+    state = {k: v.clone() for k, v in reference.state_dict().items()}
+    fast, slow = build_on_meta(family, args, classes), build_on_meta(family, args, classes)
+    assert all(p.is_meta for p in fast.parameters())
+    assign_tensors(fast, state)
+    assign_tensors(slow, state, direct=False)
+    for model in (fast, slow):
+        assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+        assert all(p.requires_grad for p in model.parameters())
+    assert fast.state_dict().keys() == slow.state_dict().keys() == state.keys()
+    assert all(torch.equal(fast.state_dict()[k], slow.state_dict()[k]) for k in state)
+    assert all(fast.state_dict()[k].data_ptr() == state[k].data_ptr() for k in state)  # assigned, not copied
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(fast.eval()(x), slow.eval()(x)) and torch.equal(fast(x), reference(x))

@@ -87,7 +87,7 @@ def test_missing_or_misshapen_data_folders_are_one_sentence(tmp_path):
     with pytest.raises(DataError, match="cifar-10-batches-py"):
         train_main([*TINY, "--data", str(tmp_path), "--output", str(tmp_path)])
     with pytest.raises(DataError, match="train/ and val/"):
-        train_main([*TINY, "--dataset", "folder", "--data", str(tmp_path), "--output", str(tmp_path)])
+        train_main([*TINY, "--dataset", "folder", "--depth", "10", "--data", str(tmp_path), "--output", str(tmp_path)])
     with pytest.raises(WeightsError, match="no checkpoint"):
         train_main(["--resume", str(tmp_path / "none")])
 
@@ -141,6 +141,21 @@ def test_eval_reports_the_exported_models_error(trained, tmp_path, capsys):
     assert eval_main([str(trained / "export"), "--data", str(tmp_path), "--workers", "0", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 64 and result["top1_err"] < 50
+    assert result["precision"] == "fp32"  # the original test.py and the published numbers are fp32
+
+    # fp32 evaluation equals the model's own fp32 logits; bf16 is asked for by name and differs in the loss
+    from cutmix_zoo.train.evaluation import evaluate_model
+
+    model = cutmix_zoo.load(trained / "export")
+    fp32 = evaluate_model(model, str(tmp_path), batch_size=64)
+    x = torch.stack([cutmix_zoo.transforms(model)(Image.open(p).convert("RGB")) for p in sorted((tmp_path / "val").rglob("*.png"))])
+    y = torch.tensor([int(p.parent.name.removeprefix("class")) for p in sorted((tmp_path / "val").rglob("*.png"))])
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(x), y).item()
+    assert fp32["loss"] == pytest.approx(expected, rel=1e-5)
+    assert eval_main([str(trained / "export"), "--data", str(tmp_path), "--workers", "0", "--json", "--precision", "bf16"]) == 0
+    bf16 = json.loads(capsys.readouterr().out)
+    assert bf16["precision"] == "bf16" and bf16["loss"] != fp32["loss"] and bf16["loss"] == pytest.approx(fp32["loss"], rel=0.05)
 
 
 def _interrupt_at(monkeypatch, step: int, how: str) -> None:

@@ -16,8 +16,7 @@ import torch
 
 from ..convert import atomic_path
 from ..errors import WeightsError
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from .config import CHECKPOINT_NAME
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:

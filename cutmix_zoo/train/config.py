@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import InvalidArgumentError, UnknownModelError
-from ..registry import ARCHITECTURES, get_entry
+from ..fastload import build_on_meta
+from ..registry import ARCHITECTURES, DATASETS, get_entry
 from .recipes import FEATURE_MIX_MODES, REGISTRY_DATASET, Recipe, base_recipe, method_settings, recipe_for
 
 # ImageNet depths of the original resnet.py: depth -> (blocks per stage, bottleneck).
@@ -23,6 +26,21 @@ _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3,
 _DATASET_SUFFIX = {"imagenet": "in1k", "cifar100": "c100", "cifar10": "c10", "shapes": "shapes", "folder": "folder"}
 RECIPE_FIELDS = [f.name for f in dataclasses.fields(Recipe)]
 EXIT_INTERRUPTED = 143
+# What a run writes into its --output folder.
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+BEST_WEIGHTS = "best.safetensors"
+EXPORT_DIR = "export"
+# Flags a resumed run may change: where files are and how this process runs, not what is trained.
+RESOLVED_FLAGS = (*RECIPE_FIELDS, "recipe", "model", "depth", "alpha", "bottleneck", "dataset")  # flags resolve() reads
+RESUMABLE_FLAGS = ("epochs", "output", "data", "device", "workers", "decode", "quiet", "log_interval", "compile",
+                   "precision", "channels_last", "export", "download", "dry_run")
+
+
+def default_workers() -> int:
+    """Loader processes per rank: 4, or fewer where the machine has fewer CPUs (torch warns beyond them)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
     g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")
     g.add_argument("--synthetic-size", type=int, default=0, help="training images of --data synthetic (default 2048 at 32px, 512 at 224px) or of --dataset shapes (default 5000)")
-    g.add_argument("--workers", type=int, default=4, help="data loading processes per rank (default 4; 0 loads in the training process)")
+    g.add_argument("--workers", type=int, default=default_workers(),
+                   help=f"data loading processes per rank (default {default_workers()}: 4 or the CPU count if smaller; 0 loads in the training process)")
     g.add_argument("--decode", choices=["cpu", "gpu"], default="cpu",
                    help="where ImageFolder JPEGs are decoded and augmented: cpu (PIL in the workers, default) or gpu "
                         "(workers read bytes; nvjpeg and the augmentation run on the CUDA device)")
@@ -81,7 +100,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropblock-size", type=int)
     g = p.add_argument_group("run")
     g.add_argument("--output", default="runs/train", help="folder for checkpoint.pt, metrics.jsonl and export/ (default runs/train)")
-    g.add_argument("--resume", help="checkpoint file or output folder to continue; the run's settings come from the checkpoint")
+    g.add_argument("--resume", help="checkpoint file or output folder to continue; what is trained comes from the checkpoint, and "
+                                    "--epochs (to extend a run), --output, --workers, --device and other run flags may change")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="auto: bf16 autocast on cuda, fp32 on cpu")
@@ -91,6 +111,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-interval", type=int, default=20, help="steps between metric reductions, log lines and (multi-rank) interruption checks")
     g.add_argument("--no-export", dest="export", action="store_false", default=True, help="skip writing OUTPUT/export/")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--dry-run", action="store_true", help="print the resolved run (model, recipe, learning rate of every epoch, "
+                                                          "output files) as JSON and exit without reading data or writing files")
     return p
 
 
@@ -155,7 +177,24 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
             method = FEATURE_MIX_MODES[recipe.mix == "mixup"]
     name = args.recipe if args.recipe and args.model is None and args.mix is None else f"{spec.label}.{method}_{_DATASET_SUFFIX[recipe.dataset]}"
     check_recipe(recipe)
+    check_model(spec, recipe.dataset)
     return recipe, spec, name, method
+
+
+def dataset_classes(dataset: str) -> Optional[int]:
+    """Classes of a trainer dataset known before its data is read (None for a folder, which its class folders decide)."""
+    return None if dataset == "folder" else DATASETS[REGISTRY_DATASET[dataset]].num_classes
+
+
+def check_model(spec: ModelSpec, dataset: str) -> int:
+    """Build the model on the meta device (no memory, no data) and return its parameter count; a shape it cannot
+    take is one sentence, before any data loader starts. A folder dataset's head is left out of the count."""
+    try:
+        model = build_on_meta(spec.family, spec.args, dataset_classes(dataset) or 0)
+    except (ValueError, TypeError, KeyError, RuntimeError, ZeroDivisionError) as e:
+        reason = str(e).rstrip(".") or type(e).__name__
+        raise InvalidArgumentError(f"The model {spec.label} ({spec.family} {spec.args}) cannot be built: {reason}.") from None
+    return sum(p.numel() for p in model.parameters())
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -172,3 +211,52 @@ def check_recipe(recipe: Recipe) -> None:
     for bad, message in problems:
         if bad:
             raise InvalidArgumentError(message + ".")
+
+
+def describe_run(args: argparse.Namespace, recipe: Recipe, spec: ModelSpec, name: str, method: str) -> dict[str, Any]:
+    """The resolved run as plain data (what ``--dry-run`` prints): the model, every recipe value, the learning rate
+    of every epoch, how it runs and the files it writes."""
+    output = Path(args.output)
+    classes = dataset_classes(recipe.dataset)
+    return {
+        "name": name,
+        "method": method,
+        "model": {"label": spec.label, "family": spec.family, "args": spec.args, "architecture": spec.architecture,
+                  "num_classes": classes, "parameters": check_model(spec, recipe.dataset),
+                  "parameters_counted": "with the classifier" if classes else "without the classifier (a folder's classes are read with its data)"},
+        "recipe": dataclasses.asdict(recipe),
+        "lr_per_epoch": [recipe.lr_at(epoch) for epoch in range(recipe.epochs)],
+        "data": {"dataset": recipe.dataset, "data": args.data, "workers": args.workers, "decode": args.decode},
+        "run": {"seed": args.seed, "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
+                "compile": args.compile, "deterministic": args.deterministic, "log_interval": args.log_interval,
+                "world_size": int(os.environ.get("WORLD_SIZE", "1")), "resume": args.resume},
+        "outputs": {"checkpoint": str(output / CHECKPOINT_NAME), "metrics": str(output / METRICS),
+                    "best_weights": str(output / BEST_WEIGHTS), "export": str(output / EXPORT_DIR) if args.export else None},
+    }
+
+
+def resumed_args(saved: dict[str, Any], given: argparse.Namespace) -> argparse.Namespace:
+    """The run settings of a resumed run: the checkpoint's, with the run flags given now (``RESUMABLE_FLAGS``).
+
+    Without ``--output`` the run continues in the checkpoint's folder. A flag that would change what is
+    trained (model, dataset, recipe values, seed) is refused with one sentence naming it, rather than
+    silently ignored: resuming continues the same training.
+    """
+    defaults = vars(train_parser().parse_args([]))
+    merged = {**defaults, **saved, "resume": given.resume}  # defaults: flags added after the checkpoint was written
+    resumed = Path(given.resume)
+    merged["output"] = str(resumed if resumed.is_dir() else resumed.parent)  # the run continues where its checkpoint is
+    for key, value in vars(given).items():
+        if key in RESUMABLE_FLAGS and value != defaults.get(key):
+            merged[key] = value
+    run = resolve(argparse.Namespace(**merged))
+    for key, value in vars(given).items():
+        if key == "resume" or key in RESUMABLE_FLAGS or value == defaults.get(key) or value == merged.get(key):
+            continue  # not given, given as its default, or the run's own value
+        if key in RESOLVED_FLAGS and resolve(argparse.Namespace(**{**merged, key: value})) == run:
+            continue  # spelled differently, resolves to the same training (--lr 0.25 on a 0.25 recipe)
+        flag = {"bottleneck": "--no-bottleneck"}.get(key, "--" + key.replace("_", "-"))
+        raise InvalidArgumentError(
+            f"{flag} cannot change when resuming {given.resume} (the run trains with {merged.get(key)!r}, not {value!r}): "
+            f"resuming continues the same training, so start a new run with another --output instead.")
+    return argparse.Namespace(**merged)

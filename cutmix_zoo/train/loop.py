@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -30,14 +31,11 @@ from ..errors import InvalidArgumentError
 from ..models import build_model
 from ..registry import DATASETS, LICENSE
 from . import checkpoint as ckpt
-from .config import EXIT_INTERRUPTED, ModelSpec, Recipe, resolve
+from .config import (BEST_WEIGHTS, CHECKPOINT_NAME, EXIT_INTERRUPTED, EXPORT_DIR, METRICS, ModelSpec, Recipe, describe_run, resolve,
+                     resumed_args)
 from .data import EpochSampler, ShardSampler, make_loader, to_device, training_data
 from .gpu_decode import check_gpu_decode
 from .mixing import BatchMixer, DropBlock
-
-EXPORT_DIR = "export"
-BEST_WEIGHTS = "best.safetensors"
-METRICS = "metrics.jsonl"
 
 
 @dataclass
@@ -236,9 +234,14 @@ def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say; returns 0 when done, 143 when interrupted with a checkpoint saved."""
     resume_state = ckpt.load_checkpoint(args.resume) if args.resume else None
     if resume_state is not None:
-        args = _resumed_args(resume_state["args"], args)
+        args = resumed_args(resume_state["args"], args)
     output = Path(args.output)
     recipe, spec, name, method = resolve(args)
+    if args.dry_run:
+        print(json.dumps(describe_run(args, recipe, spec, name, method), indent=2))
+        return 0
+    if args.workers < 0:
+        raise InvalidArgumentError(f"--workers must be 0 or more, not {args.workers}.")
     ranks = setup_ranks(args.device)
     device = ranks.device
     if args.decode == "gpu":
@@ -306,6 +309,8 @@ def run(args: argparse.Namespace) -> int:
     log = MetricsLog(output, ranks.is_main)
     if ranks.is_main:
         output.mkdir(parents=True, exist_ok=True)
+        if resume_state is not None:
+            _carry_run_files(Path(args.resume), output)
         log.write({"event": "start", "name": name, "resumed_from": str(args.resume) if args.resume else None,
                    "epoch": start_epoch, "step": start_step, "world_size": ranks.world_size, "device": str(device),
                    "bf16": bf16, "channels_last": channels_last, "recipe": dataclasses.asdict(recipe)})
@@ -320,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
         if ranks.is_main:
             ckpt.save_atomic({"version": 1, "args": vars(args), "epoch": epoch, "step": step, "best": best,
                               "model": module.state_dict(), "optimizer": optimizer.state_dict(),
-                              "mixer": mixer.state_dict(), "ranks": gathered}, output / ckpt.CHECKPOINT_NAME)
+                              "mixer": mixer.state_dict(), "ranks": gathered}, output / CHECKPOINT_NAME)
 
     from tqdm import tqdm
 
@@ -407,16 +412,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resumed_args(saved: dict[str, Any], given: argparse.Namespace) -> argparse.Namespace:
-    """The checkpoint's run settings, except those given explicitly that say where the files are and how this process runs."""
-    from .config import train_parser
+def _carry_run_files(resumed: Path, output: Path) -> None:
+    """Resuming into another --output: copy the run's checkpoint, best weights and metrics there, so the export,
+    the log and a later resume continue from B while A stays as it was."""
+    checkpoint = resumed / CHECKPOINT_NAME if resumed.is_dir() else resumed
+    source = checkpoint.parent
+    if source.resolve() == output.resolve():
+        return
+    from ..convert import atomic_path
 
-    defaults = vars(train_parser().parse_args([]))
-    merged = {**defaults, **saved, "resume": given.resume}  # defaults: flags added after the checkpoint was written
-    for key in ("output", "data", "device", "workers", "decode", "quiet", "log_interval", "compile"):
-        if getattr(given, key) != defaults[key]:
-            merged[key] = getattr(given, key)
-    return argparse.Namespace(**merged)
+    for src, name in ((checkpoint, CHECKPOINT_NAME), (source / BEST_WEIGHTS, BEST_WEIGHTS), (source / METRICS, METRICS)):
+        if src.is_file() and not (output / name).exists():
+            with atomic_path(output / name) as tmp:
+                shutil.copyfile(src, tmp)
 
 
 def _card(cfg: dict[str, Any]) -> Optional[str]:
