@@ -3,7 +3,9 @@
 ``--recipe NAME`` starts from the registry entry's recipe (dataset base + method mixing); every
 flag left unset keeps the recipe's value, every flag given overrides it. ``--model`` names a
 registry model or architecture, or a family (``pyramidnet``, ``resnet``) shaped by
-``--depth``/``--alpha``/``--no-bottleneck`` as in the original ``train.py``.
+``--depth``/``--alpha``/``--no-bottleneck`` as in the original ``train.py``: ``resnet`` on CIFAR is the
+original resnet.py's CIFAR ResNet (depth 9n+2 with bottlenecks, 6n+2 with basic blocks), on ImageNet
+torchvision's ResNet-18/34/50/101/152/200.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def train_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("what to train")
     g.add_argument("--recipe", help="registry name whose original recipe to use, e.g. resnet50.cutmix_in1k")
-    g.add_argument("--model", help="registry model or architecture (resnet50, pyramidnet200_a240) or a family: pyramidnet, resnet")
+    g.add_argument("--model", help="registry model or architecture (resnet50, pyramidnet200_a240) or a family: pyramidnet, resnet "
+                                    "(CIFAR ResNet on cifar10/cifar100/shapes, ImageNet ResNet on imagenet/folder)")
     g.add_argument("--depth", type=int, help="depth for --model pyramidnet/resnet")
     g.add_argument("--alpha", type=float, help="widening factor for --model pyramidnet")
     g.add_argument("--no-bottleneck", dest="bottleneck", action="store_false", default=True, help="basic blocks for --model pyramidnet/resnet")
