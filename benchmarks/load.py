@@ -8,7 +8,7 @@ load_state_dict) and cutmix_zoo.load(features_only=True) from a local file, from
 (after a first download from a loopback olah server) and from the converted-original cache (after
 a first download from a loopback HTTP server); then the import overhead of cutmix_zoo over
 ``import torch, torchvision`` and the peak memory of a load over the import baseline.
-Targets (DESIGN.md): load at most 0.1x timm, import overhead at most 0.3 s, peak memory at most
+Targets: load at most 0.1x timm, import overhead at most 0.3 s, peak memory at most
 1.2x the weights.
 """
 
