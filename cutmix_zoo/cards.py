@@ -81,7 +81,7 @@ def regenerate_command(entry: registry.Entry) -> str:
 
 
 def _training(entry: registry.Entry) -> str:
-    from .train.recipes import recipe_for
+    from .recipes import recipe_for
 
     recipe, _ = recipe_for(entry.name)
     where = "on a CPU" if entry.bundled else f"on {_GPUS[entry.dataset]} GPUs"

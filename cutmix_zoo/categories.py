@@ -2,7 +2,7 @@
 
 ImageNet-1k's names come from torchvision's weights metadata (already installed, nothing to
 download); CIFAR's are the datasets' own label names, written out here; Shapes-10's (the embedded
-models' generated data) come from its generator.
+models' generated data) are written here and drawn in this order by its generator.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Callable
 
 from .errors import InvalidArgumentError
+
+# Shapes-10, the embedded models' generated data (cutmix_zoo.train.shapes draws them in this order).
+SHAPES10 = ("circle", "square", "triangle", "ring", "plus", "cross", "diamond", "horizontal bar", "vertical bar", "hollow square")
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -33,17 +36,11 @@ def _imagenet() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def _shapes() -> list[str]:
-    from .train.shapes import CLASSES  # the generator of the embedded models' data owns their names
-
-    return list(CLASSES)
-
-
 _SOURCES: dict[str, Callable[[], list[str]]] = {
     "imagenet-1k": _imagenet,
     "cifar-100": lambda: list(CIFAR100),
     "cifar-10": lambda: list(CIFAR10),
-    "shapes-10": _shapes,
+    "shapes-10": lambda: list(SHAPES10),
 }
 
 

@@ -44,9 +44,15 @@ class Architecture:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What a model trained on one dataset expects as input: classes, size and normalisation."""
+    """What a model trained on one dataset expects as input: classes, size and normalisation.
+
+    One dataset has three spellings, all here: ``name`` in cards and configs (``cifar-100``), ``key``
+    on the command line and in the trainer (``cifar100``), ``suffix`` in registry tags (``c100``).
+    """
 
     name: str
+    key: str
+    suffix: str
     hf_id: str
     num_classes: int
     input_size: tuple[int, int, int]
@@ -194,12 +200,28 @@ _CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 DATASETS: dict[str, DataConfig] = {
     d.name: d
     for d in [
-        DataConfig("imagenet-1k", "imagenet-1k", 1000, (3, 224, 224), _IMAGENET_MEAN, _IMAGENET_STD, "bilinear", 0.875),
-        DataConfig("cifar-100", "cifar100", 100, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, "bilinear", 1.0),
-        DataConfig("cifar-10", "cifar10", 10, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, "bilinear", 1.0),
-        DataConfig("shapes-10", "shapes-10", 10, (3, 32, 32), (0.5, 0.5, 0.5), (0.295, 0.295, 0.295), "bilinear", 1.0),
+        DataConfig(name="imagenet-1k", key="imagenet", suffix="in1k", hf_id="imagenet-1k", num_classes=1000, input_size=(3, 224, 224),
+                   mean=_IMAGENET_MEAN, std=_IMAGENET_STD, interpolation="bilinear", crop_pct=0.875),
+        DataConfig(name="cifar-100", key="cifar100", suffix="c100", hf_id="cifar100", num_classes=100, input_size=(3, 32, 32),
+                   mean=_CIFAR_MEAN, std=_CIFAR_STD, interpolation="bilinear", crop_pct=1.0),
+        DataConfig(name="cifar-10", key="cifar10", suffix="c10", hf_id="cifar10", num_classes=10, input_size=(3, 32, 32),
+                   mean=_CIFAR_MEAN, std=_CIFAR_STD, interpolation="bilinear", crop_pct=1.0),
+        DataConfig(name="shapes-10", key="shapes", suffix="shapes", hf_id="shapes-10", num_classes=10, input_size=(3, 32, 32),
+                   mean=(0.5, 0.5, 0.5), std=(0.295, 0.295, 0.295), interpolation="bilinear", crop_pct=1.0),
     ]
 }
+FOLDER = "folder"  # the trainer's ImageFolder tree: not a registry dataset, it trains like ImageNet
+TRAINER_DATASETS = (*sorted(d.key for d in DATASETS.values()), FOLDER)
+
+
+def data_config(key: str) -> DataConfig:
+    """The data config a trainer dataset (``cifar100``, ``imagenet``, ``folder``) trains with: an ImageFolder tree's is ImageNet's."""
+    return next(d for d in DATASETS.values() if d.key == ("imagenet" if key == FOLDER else key))
+
+
+def run_suffix(key: str) -> str:
+    """The tag suffix of a run on a trainer dataset: ``c100`` for cifar100, ``folder`` for an ImageFolder tree."""
+    return FOLDER if key == FOLDER else data_config(key).suffix
 
 
 def _in1k(arch: str, method: str, top1: float | None, top5: float | None, source: str, path: str, layout: str = "trainpy", notes: str = "") -> Entry:

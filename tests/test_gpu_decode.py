@@ -119,7 +119,7 @@ def test_decode_gpu_is_refused_without_cuda_or_jpegs(tree, tmp_path):
         train_main([*folder, "--dataset", "folder", "--data", str(tree), "--decode", "gpu", "--device", "cpu"])
     assert "\n" not in str(e.value) and str(e.value).count(". ") == 0
     with pytest.raises(InvalidArgumentError, match="not --dataset cifar10"):
-        train_main([*folder, "--dataset", "cifar10", "--decode", "gpu"])
+        train_main([*folder, "--dataset", "cifar10", "--depth", "8", "--decode", "gpu"])
     with pytest.raises(InvalidArgumentError, match="not --data synthetic"):
         train_main([*folder, "--dataset", "folder", "--decode", "gpu"])
 

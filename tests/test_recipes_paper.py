@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from cutmix_zoo.train.config import resolve, train_parser
-from cutmix_zoo.train.recipes import recipe_for
+from cutmix_zoo.recipes import recipe_for
 
 
 def _resolved(*flags: str):

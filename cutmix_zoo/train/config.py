@@ -19,13 +19,12 @@ from typing import Any, Optional
 
 from ..errors import InvalidArgumentError, UnknownModelError
 from ..fastload import build_on_meta
-from ..registry import ARCHITECTURES, DATASETS, get_entry
-from .recipes import FEATURE_MIX_MODES, REGISTRY_DATASET, Recipe, base_recipe, method_settings, recipe_for
+from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, data_config, get_entry, run_suffix
+from ..recipes import FEATURE_MIX_MODES, Recipe, base_recipe, method_settings, recipe_for
 
 # ImageNet depths of the original resnet.py: depth -> (blocks per stage, bottleneck).
 _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
                   101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True), 200: ([3, 24, 36, 3], True)}
-_DATASET_SUFFIX = {"imagenet": "in1k", "cifar100": "c100", "cifar10": "c10", "shapes": "shapes", "folder": "folder"}
 RECIPE_FIELDS = [f.name for f in dataclasses.fields(Recipe)]
 EXIT_INTERRUPTED = 143
 # What a run writes into its --output folder.
@@ -74,7 +73,7 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--alpha", type=float, help="widening factor for --model pyramidnet")
     g.add_argument("--no-bottleneck", dest="bottleneck", action="store_false", default=True, help="basic blocks for --model pyramidnet/resnet")
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=["cifar10", "cifar100", "imagenet", "folder", "shapes"],
+    g.add_argument("--dataset", choices=TRAINER_DATASETS,
                    help="default: the recipe's, else cifar100 (shapes: the generated Shapes-10, --data is not used)")
     g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
     g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")
@@ -122,9 +121,10 @@ def train_parser() -> argparse.ArgumentParser:
 def model_spec(model: Optional[str], depth: Optional[int], alpha: Optional[float], bottleneck: bool, dataset: str) -> ModelSpec:
     """Resolve ``--model`` (with ``--depth``/``--alpha``) to a family and its arguments."""
     if model in ("pyramidnet", "resnet"):
+        imagenet = data_config(dataset).key == "imagenet"  # ImageNet and ImageFolder trees take the ImageNet layout
         if depth is None or (model == "pyramidnet" and alpha is None):
             raise InvalidArgumentError(f"--model {model} needs --depth{' and --alpha' if model == 'pyramidnet' else ''}.")
-        if model == "resnet" and dataset in ("imagenet", "folder"):
+        if model == "resnet" and imagenet:
             if depth not in _RESNET_DEPTHS:
                 raise InvalidArgumentError(f"--model resnet on {dataset} takes --depth {', '.join(map(str, _RESNET_DEPTHS))}, not {depth}.")
             layers, bottleneck = _RESNET_DEPTHS[depth]
@@ -141,7 +141,7 @@ def model_spec(model: Optional[str], depth: Optional[int], alpha: Optional[float
             return ModelSpec("cifar_resnet", {"depth": depth, "bottleneck": bottleneck}, None,
                              f"resnet{depth}_cifar" + ("" if bottleneck else "_basic"))
         alpha_value = int(alpha) if float(alpha).is_integer() else alpha
-        args = {"depth": depth, "alpha": alpha_value, "bottleneck": bottleneck, "imagenet": dataset in ("imagenet", "folder")}
+        args = {"depth": depth, "alpha": alpha_value, "bottleneck": bottleneck, "imagenet": imagenet}
         return ModelSpec("pyramidnet", args, None, f"pyramidnet{depth}_a{alpha_value}" + ("" if bottleneck else "_basic"))
     arch = model if model in ARCHITECTURES else get_entry(model).arch
     spec = ARCHITECTURES[arch]
@@ -162,7 +162,7 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
         dataset = args.dataset
         if dataset is None:
             try:
-                dataset = {v: k for k, v in REGISTRY_DATASET.items()}[get_entry(args.model).dataset]
+                dataset = get_entry(args.model).data.key
             except UnknownModelError:
                 dataset = "cifar100"
         recipe = base_recipe(dataset, args.epochs)
@@ -178,7 +178,7 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
         method = {"none": "baseline", "cutout+mixup": "cutout_mixup"}.get(recipe.mix, recipe.mix)
         if recipe.mix_layers == "random" and recipe.mix in ("cutmix", "mixup"):
             method = FEATURE_MIX_MODES[recipe.mix == "mixup"]
-    name = args.recipe if args.recipe and args.model is None and args.mix is None else f"{spec.label}.{method}_{_DATASET_SUFFIX[recipe.dataset]}"
+    name = args.recipe if args.recipe and args.model is None and args.mix is None else f"{spec.label}.{method}_{run_suffix(recipe.dataset)}"
     check_recipe(recipe)
     check_model(spec, recipe.dataset)
     return recipe, spec, name, method
@@ -186,7 +186,7 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
 
 def dataset_classes(dataset: str) -> Optional[int]:
     """Classes of a trainer dataset known before its data is read (None for a folder, which its class folders decide)."""
-    return None if dataset == "folder" else DATASETS[REGISTRY_DATASET[dataset]].num_classes
+    return None if dataset == FOLDER else data_config(dataset).num_classes
 
 
 def check_model(spec: ModelSpec, dataset: str) -> int:

@@ -18,8 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import ZooError
-from ..registry import DATASETS
-from .recipes import REGISTRY_DATASET
+from ..registry import FOLDER, data_config
 
 # AlexNet-style PCA lighting of the original (ImageNet eigenvalues and eigenvectors of RGB).
 _EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -268,7 +267,8 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
     ``decode="gpu"`` (ImageFolder trees only): workers read the files' bytes and draw the augmentation's
     parameters; decoding and augmenting happen on the device (see :mod:`.gpu_decode`).
     """
-    cfg = DATASETS[REGISTRY_DATASET.get(dataset, "imagenet-1k")]
+    cfg = data_config(dataset)
+    name = FOLDER if dataset == FOLDER else cfg.name
     size, mean, std = cfg.input_size[-1], cfg.mean, cfg.std
     if dataset == "shapes":
         from .shapes import Shapes
@@ -297,8 +297,8 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
         if decode == "gpu":
             from .gpu_decode import encoded_data
 
-            return encoded_data(base_train, val, train_tf, val_tf, seed, num_classes, cfg.name if dataset != "folder" else "folder")
-    return DataSpec(Augmented(base_train, train_tf, seed), val, num_classes, cfg.name if dataset != "folder" else "folder")
+            return encoded_data(base_train, val, train_tf, val_tf, seed, num_classes, name)
+    return DataSpec(Augmented(base_train, train_tf, seed), val, num_classes, name)
 
 
 def eval_data(data: str, registry_dataset: str, input_size: int, mean: tuple, std: tuple, resize: int) -> Dataset:

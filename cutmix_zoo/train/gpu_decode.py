@@ -24,6 +24,7 @@ from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as F
 
 from ..errors import InvalidArgumentError
+from ..registry import data_config
 from .data import DataSpec, sample_seed
 
 _JPEG_MAGIC = b"\xff\xd8"
@@ -31,8 +32,9 @@ _JPEG_MAGIC = b"\xff\xd8"
 
 def check_gpu_decode(dataset: str, data: str, device: torch.device) -> None:
     """Refuse ``--decode gpu`` where it cannot work, in one sentence: it needs JPEG files and a CUDA device."""
-    if dataset not in ("imagenet", "folder") or data == "synthetic":
-        source = f"--dataset {dataset}" if dataset not in ("imagenet", "folder") else "--data synthetic"
+    imagenet_like = data_config(dataset).key == "imagenet"
+    if not imagenet_like or data == "synthetic":
+        source = f"--dataset {dataset}" if not imagenet_like else "--data synthetic"
         raise InvalidArgumentError(f"--decode gpu decodes the JPEG files of an ImageFolder tree, so it needs --dataset imagenet "
                                    f"or folder with --data DIR, not {source}.")
     if device.type != "cuda":

@@ -14,7 +14,7 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-CLASSES = ("circle", "square", "triangle", "ring", "plus", "cross", "diamond", "horizontal bar", "vertical bar", "hollow square")
+from ..categories import SHAPES10 as CLASSES
 SIZE = 32
 TRAIN_SIZE, TEST_SIZE = 3000, 2000
 DISTRACTORS = 3

@@ -1,5 +1,5 @@
-"""Training recipes, derived from registry entries: the dataset gives the base hyperparameters,
-the method gives the mixing.
+"""Training recipes as data, derived from registry entries: the dataset gives the base hyperparameters,
+the method gives the mixing. The trainer runs them and the model cards describe them.
 
 Nothing here is per model: ``recipe_for("pyramidnet200_a240.mixup_c100")`` combines the
 CIFAR-100 base recipe of the original ``train.py`` with the mixup settings, so every registry
@@ -12,12 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidArgumentError
-from ..registry import get_entry
+from .errors import InvalidArgumentError
+from .registry import data_config, get_entry
 
-# The trainer's dataset names (CLI spelling) and the registry's DataConfig names.
-REGISTRY_DATASET = {"imagenet": "imagenet-1k", "cifar100": "cifar-100", "cifar10": "cifar-10", "shapes": "shapes-10"}
-MIX_MODES = ("cutmix", "mixup", "cutout", "none")
 FEATURE_MIX_MODES = ("feature_cutmix", "manifold_mixup")
 
 
@@ -103,7 +100,7 @@ def base_recipe(dataset: str, epochs: int | None = None) -> Recipe:
 
     ``folder`` trains like ImageNet. The ImageNet step follows the run's length as the original's does.
     """
-    base = _BASE["imagenet" if dataset == "folder" else dataset]
+    base = _BASE[data_config(dataset).key]
     epochs = epochs or base.epochs
     return base.replace(dataset=dataset, epochs=epochs, lr_step=imagenet_lr_step(epochs) if base.lr_step else 0)
 
@@ -118,5 +115,4 @@ def method_settings(method: str) -> dict[str, Any]:
 def recipe_for(name: str, epochs: int | None = None) -> tuple[Recipe, str]:
     """The recipe of a registry entry and the architecture it trains, e.g. ``recipe_for("resnet50.cutmix_in1k")``."""
     entry = get_entry(name)
-    dataset = {v: k for k, v in REGISTRY_DATASET.items()}[entry.dataset]
-    return base_recipe(dataset, epochs).replace(**method_settings(entry.method)), entry.arch
+    return base_recipe(entry.data.key, epochs).replace(**method_settings(entry.method)), entry.arch
