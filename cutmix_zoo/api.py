@@ -7,94 +7,20 @@ device with initialisers skipped -> checked tensors assigned to their slots -> a
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from .convert import check_state_dict
-from .errors import InvalidArgumentError, WeightsError
-from .fastload import assign_tensors, build_on_meta, tensor_slots
+from .builder import (build_random, build_with_weights, config_of, is_exported_folder, read_state_dict,
+                      resolve_config)
+from .builder import count_parameters as _count
+from .errors import InvalidArgumentError
 from .features import FeatureListNet
-from .models import FAMILIES, build_model
+from .model_config import ModelConfig
+from .models import FAMILIES
 from .registry import get_entry
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-_CFG_KEYS = ("name", "architecture", "family", "arch_args", "num_classes", "dataset", "input_size", "mean", "std",
-             "interpolation", "crop_pct", "resize", "hub_repo", "license")
-
-
-def _is_folder(name: str | os.PathLike) -> bool:
-    return os.path.isfile(os.path.join(name, CONFIG_NAME))
-
-
-def resolve_config(name: str | os.PathLike) -> dict[str, Any]:
-    """The pretrained_cfg of a registry name, or of an exported folder (its config.json)."""
-    if _is_folder(name):
-        with open(os.path.join(name, CONFIG_NAME)) as f:
-            cfg = json.load(f)
-        missing = [k for k in ("family", "arch_args", "num_classes") if k not in cfg]
-        if missing or cfg["family"] not in FAMILIES:
-            raise WeightsError(f"{os.path.join(name, CONFIG_NAME)} does not describe a cutmix_zoo model (it needs family, arch_args and num_classes).")
-        return cfg
-    info = get_entry(str(name)).as_dict()
-    return {k: info[k] for k in _CFG_KEYS}
-
-
-def read_state_dict(path: str | os.PathLike, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file: safetensors, an exported folder, or an original .pth/.pth.tar."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / WEIGHTS_NAME
-    if not path.is_file():
-        raise WeightsError(f"The weights file {path} does not exist.")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(path, device=str(device) if device is not None else "cpu")
-        except SafetensorError as e:
-            raise WeightsError(f"Could not read {path} as a safetensors file: {e}.") from None
-    from .convert import load_original
-
-    state, _ = load_original(path)
-    return state if device is None else {k: v.to(device) for k, v in state.items()}
-
-
-def _build_on_meta(cfg: dict[str, Any], num_classes: int) -> nn.Module:
-    return build_on_meta(cfg["family"], cfg["arch_args"], num_classes)
-
-
-def _load_weights(cfg: dict[str, Any], state: dict[str, torch.Tensor], source: str, head_kept: bool,
-                  device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Module:
-    """Build the model on the meta device and assign the checkpoint's tensors to it.
-
-    Keys and shapes are checked first (one sentence naming what differs); then each tensor is put
-    in its slot directly, which is what ``load_state_dict(assign=True)`` does, without its
-    per-module hook machinery (a third of a ResNet-50 load).
-    """
-    classifier = FAMILIES[cfg["family"]].classifier
-    ckpt_classes = state[f"{classifier}.weight"].shape[0] if f"{classifier}.weight" in state else cfg["num_classes"]
-    model = _build_on_meta(cfg, ckpt_classes)
-    slots, non_persistent = tensor_slots(model)
-    optional = () if head_kept else (f"{classifier}.",)
-    expected = {key: tensor for key, (_, _, tensor) in slots.items()}
-    check_state_dict(state, expected, f"{cfg['name']} ({cfg['architecture'] or cfg['family']})", source, optional)
-    if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    if non_persistent:  # such buffers are not in a checkpoint, so the model needs an ordinary build
-        model = build_model(cfg["family"], cfg["arch_args"], ckpt_classes).to(device=device, dtype=dtype)
-        model.load_state_dict(state, strict=head_kept)
-    else:
-        assign_tensors(model, state)
-    model.pretrained_cfg = dict(cfg, num_classes=ckpt_classes, source=source)
-    return model
-
 
 def load(
     name: str | os.PathLike,
@@ -123,27 +49,26 @@ def load(
         raise InvalidArgumentError("num_classes has no meaning with features_only=True, which removes the classifier.")
     if out_indices is not None and not features_only:
         raise InvalidArgumentError("out_indices selects feature levels, so it needs features_only=True.")
-    family = FAMILIES[cfg["family"]]
-    if _is_folder(name) and weights is None and pretrained:
+    family = FAMILIES[cfg.family]
+    if is_exported_folder(name) and weights is None and pretrained:
         weights = name
-    head_kept = not features_only and num_classes in (None, cfg["num_classes"])
+    head_kept = not features_only and num_classes in (None, cfg.num_classes)
 
     if weights is not None:
-        model = _load_weights(cfg, read_state_dict(weights, device), str(weights), head_kept, device, dtype)
+        model = build_with_weights(cfg, read_state_dict(weights, device), str(weights), head_kept, device, dtype)
     elif pretrained:
         from .weights import fetch_weights
 
         path = fetch_weights(get_entry(str(name)), revision=revision, progress=progress)
-        model = _load_weights(cfg, read_state_dict(path, device), str(path), head_kept, device, dtype)
+        model = build_with_weights(cfg, read_state_dict(path, device), str(path), head_kept, device, dtype)
     else:
-        model = build_model(cfg["family"], cfg["arch_args"], cfg["num_classes"]).to(device=device, dtype=dtype)
-        model.pretrained_cfg = dict(cfg, source=None)
+        model = build_random(cfg, device, dtype)
 
-    cfg = model.pretrained_cfg
+    loaded = model.pretrained_cfg
     if features_only:
         model = FeatureListNet(model, family.feature_points(model), out_indices)
-        model.pretrained_cfg = dict(cfg, num_classes=0, features_only=True)
-    elif num_classes is not None and num_classes != cfg["num_classes"]:
+        model.pretrained_cfg = dict(_unmeasured(loaded, num_classes=0), features_only=True)
+    elif num_classes is not None and num_classes != loaded["num_classes"]:
         reset_classifier(model, num_classes, device=device, dtype=dtype)
     return model.eval()
 
@@ -157,31 +82,32 @@ def reset_classifier(model: nn.Module, num_classes: int, device: torch.device | 
     head = nn.Identity() if num_classes == 0 else nn.Linear(in_features, num_classes, device=device, dtype=dtype)
     setattr(model, family.classifier, head)
     model.num_features = in_features
-    model.pretrained_cfg = dict(model.pretrained_cfg, num_classes=num_classes)
+    model.pretrained_cfg = _unmeasured(model.pretrained_cfg, num_classes=num_classes)
 
 
-def transforms(name_or_model: str | os.PathLike | nn.Module | dict[str, Any]) -> Any:
+def transforms(name_or_model: str | os.PathLike | nn.Module | dict[str, Any] | ModelConfig) -> Any:
     """The eval transform of a model: resize, centre crop, to tensor, normalise (like torchvision's ``weights.transforms()``)."""
     from torchvision import transforms as T
 
-    if isinstance(name_or_model, nn.Module):
-        cfg = name_or_model.pretrained_cfg
-    elif isinstance(name_or_model, dict):
-        cfg = name_or_model
+    if isinstance(name_or_model, (nn.Module, dict, ModelConfig)):
+        cfg = config_of(name_or_model)
     else:
         cfg = resolve_config(name_or_model)
-    size = cfg["input_size"][-1]
-    interpolation = T.InterpolationMode(cfg["interpolation"])
+    size = cfg.input_size[-1]
     return T.Compose([
-        T.Resize(round(size / cfg["crop_pct"]), interpolation=interpolation),
+        T.Resize(cfg.resize, interpolation=T.InterpolationMode(cfg.interpolation)),
         T.CenterCrop(size),
         T.ToTensor(),
-        T.Normalize(cfg["mean"], cfg["std"]),
+        T.Normalize(cfg.mean, cfg.std),
     ])
 
 
 def count_parameters(name: str | os.PathLike, num_classes: int | None = None) -> int:
     """Number of parameters of a model, counted on the meta device (no memory, no weights)."""
-    cfg = resolve_config(name)
-    model = _build_on_meta(cfg, cfg["num_classes"] if num_classes is None else num_classes)
-    return sum(p.numel() for p in model.parameters())
+    return _count(resolve_config(name), num_classes)
+
+
+def _unmeasured(pretrained_cfg: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """A ``pretrained_cfg`` for another head: its classifier's errors no longer describe the model."""
+    source = pretrained_cfg.get("source")
+    return dict(config_of(pretrained_cfg).unmeasured(num_classes=num_classes).to_dict(), source=source)

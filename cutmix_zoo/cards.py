@@ -1,17 +1,24 @@
-"""Model cards: Hub-ready README.md files generated from the registry (or from an exported config).
+"""Model cards: Hub-ready README.md files generated from the registry or from an exported config.
 
 The YAML front matter is written by huggingface_hub's ModelCardData/EvalResult, so the Hub reads
 the license, tags, datasets and the model-index (top-1/top-5 accuracy with the source of each
-number). ``cutmix-zoo cards`` writes one card per registry entry into ``model_cards/``; a test
-fails when a committed card differs from what the registry generates.
+number). A registry card shows the release's numbers; an export's card shows only what its own
+config says was measured (nothing for random, re-headed or feature-only weights, no model-index
+for a run on synthetic data). ``cutmix-zoo cards`` writes one card per registry entry into
+``model_cards/``; a test fails when a committed card differs from what the registry generates.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from . import registry
+from .builder import config_of, count_parameters, is_exported_folder, meta_model, resolve_config
+from .model_config import ModelConfig
+from .models import FAMILIES
+from .recipes import recipe_for, recipe_text
 
 HUB_REPO_PLACEHOLDER = "<owner>/cutmix-zoo"
 _GPUS = {"imagenet-1k": 4, "cifar-100": 2, "cifar-10": 2}
@@ -21,38 +28,36 @@ def _acc(err: float | None) -> float | None:
     return None if err is None else round(100 - err, 2)
 
 
-def _front_matter(cfg: dict[str, Any], entry: registry.Entry | None) -> str:
+def front_matter(cfg: ModelConfig, source_url: str | None = None, base_model: str | None = None) -> str:
+    """The card's YAML front matter: license, library, tags, datasets and, where a result was measured on a Hub
+    dataset, the model-index (``source_url`` names where the numbers come from)."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    data = registry.DATASETS[cfg["dataset"]]
+    data = registry.DATASETS.get(cfg.dataset)
+    measured = registry.DATASETS.get(cfg.eval_dataset or "")
     results = []
-    top1, top5 = (entry.top1_err, entry.top5_err) if entry else (cfg.get("top1_err"), cfg.get("top5_err"))
-    source = entry.err_source if entry else cfg.get("err_source", "measured by cutmix_zoo")
-    source_url = registry.PAPER_URL if entry and entry.err_source.startswith("paper") else (registry.CODE_URL if entry else None)
-    for metric, err in (("top-1 accuracy", top1), ("top-5 accuracy", top5)):
-        if err is not None:
-            results.append(EvalResult(task_type="image-classification", dataset_type=data.hf_id, dataset_name=data.name,
-                                       dataset_split="validation" if data.name == "imagenet-1k" else "test",
-                                       metric_type="accuracy", metric_name=metric, metric_value=_acc(err),
-                                       source_name=source if source_url else None, source_url=source_url))
-    family = cfg["family"]
+    if measured is not None and measured.hf_id:
+        for metric, err in (("top-1 accuracy", cfg.top1_err), ("top-5 accuracy", cfg.top5_err)):
+            if err is not None:
+                results.append(EvalResult(task_type="image-classification", dataset_type=measured.hf_id, dataset_name=measured.name,
+                                           dataset_split="validation" if measured.name == "imagenet-1k" else "test",
+                                           metric_type="accuracy", metric_name=metric, metric_value=_acc(err),
+                                           source_name=cfg.err_source if source_url else None, source_url=source_url))
     card = ModelCardData(
-        license=registry.LICENSE,
-        library_name="cutmix-zoo",
-        tags=["image-classification", "cutmix", family, "pytorch", "safetensors"],
-        datasets=[data.hf_id],
+        license=cfg.license,
+        library_name=registry.LIBRARY_NAME,
+        tags=["image-classification", "cutmix", cfg.family, "pytorch", "safetensors"],
+        datasets=[data.hf_id] if data is not None and data.hf_id else None,
+        base_model=base_model,
         pipeline_tag="image-classification",
-        model_name=cfg["name"],
+        model_name=cfg.name,
         eval_results=results or None,
     )
     return f"---\n{card.to_yaml()}\n---\n"
 
 
-def _feature_line(cfg: dict[str, Any]) -> str:
-    from .api import _build_on_meta
-    from .models import FAMILIES
-
-    points = FAMILIES[cfg["family"]].feature_points(_build_on_meta(cfg, cfg["num_classes"]))
+def _feature_line(cfg: ModelConfig) -> str:
+    points = FAMILIES[cfg.family].feature_points(meta_model(cfg))
     return f"channels {[c for _, c, _ in points]} at reductions {[r for _, _, r in points]}"
 
 
@@ -77,34 +82,15 @@ def regenerate_command(entry: registry.Entry) -> str:
     if entry.bundled:
         return (f"OMP_NUM_THREADS=1 cutmix-zoo train --recipe {entry.name} --device cpu --workers 0 --output runs/{entry.name}\n"
                 f"cp runs/{entry.name}/export/model.safetensors cutmix_zoo/data/{entry.name}.safetensors")
-    return f"torchrun --nproc-per-node {_GPUS[entry.dataset]} -m cutmix_zoo.train --recipe {entry.name} --data /path/to/{entry.data.hf_id}"
+    return f"torchrun --nproc-per-node {_GPUS[entry.dataset]} -m cutmix_zoo.train --recipe {entry.name} --data /path/to/{entry.data.key}"
 
 
 def _training(entry: registry.Entry) -> str:
-    from .recipes import recipe_for
-
     recipe, _ = recipe_for(entry.name)
     where = "on a CPU" if entry.bundled else f"on {_GPUS[entry.dataset]} GPUs"
-    schedule = f"x{recipe.lr_gamma} every {recipe.lr_step} epochs" if recipe.lr_step else \
-        f"x{recipe.lr_gamma} at {', '.join(f'{int(m * 100)}%' for m in recipe.lr_milestones)} of training"
-    if recipe.mix == "none":
-        mixing = "none"
-    elif recipe.mix == "cutout":
-        mixing = f"cutout (a {recipe.cutout_size}-pixel square, probability {recipe.mix_prob})"
-    else:
-        mixing = f"{recipe.mix} (beta {recipe.beta}, probability {recipe.mix_prob}, applied at: {recipe.mix_layers})"
-    extra = []
-    if recipe.label_smoothing:
-        extra.append(f"label smoothing {recipe.label_smoothing}")
-    if recipe.dropblock:
-        extra.append(f"DropBlock {recipe.dropblock} (block {recipe.dropblock_size})")
     origin = "Recipe" if entry.bundled else "Original recipe"
-    return (
-        f"{origin}: {recipe.epochs} epochs, global batch {recipe.batch_size} {where}, SGD with Nesterov momentum "
-        f"{recipe.momentum}, weight decay {recipe.weight_decay}, learning rate {recipe.lr} ({schedule}); mixing: {mixing}"
-        + (f"; {', '.join(extra)}" if extra else "") + ".\n\nRegenerate it with the bundled trainer:\n\n"
-        f"```bash\n{regenerate_command(entry)}\n```\n"
-    )
+    return (f"{origin}: {recipe_text(recipe, where)}\n\nRegenerate it with the bundled trainer:\n\n"
+            f"```bash\n{regenerate_command(entry)}\n```\n")
 
 
 def _provenance(entry: registry.Entry) -> str:
@@ -124,45 +110,85 @@ def _provenance(entry: registry.Entry) -> str:
     )
 
 
-def render_card(cfg_or_name: dict[str, Any] | str) -> str:
-    """The model card of a registry name, or of an exported model's config (its ``pretrained_cfg``)."""
-    if isinstance(cfg_or_name, str):
-        from .api import resolve_config
+def _usage(target: str, cfg: ModelConfig, hub_line: str) -> str:
+    other = 5 if cfg.num_classes == 10 else 10  # a head size the model does not have, so the line shows a fresh head
+    head = f"the {cfg.num_classes}-way classifier" if cfg.num_classes else "pooled embeddings (no classifier)"
+    return ("## Usage\n\n```python\nimport torch, cutmix_zoo\n\n"
+            f'model = cutmix_zoo.load("{target}")                       # {head}\n'
+            f'backbone = cutmix_zoo.load("{target}", features_only=True)  # list of feature maps\n'
+            f'model = cutmix_zoo.load("{target}", num_classes={other})        # fresh {other}-way head, ready to fine-tune\n'
+            f'embedder = cutmix_zoo.load("{target}", num_classes=0)     # pooled embeddings\n'
+            f'preprocess = cutmix_zoo.transforms("{target}")\n'
+            + hub_line + "```\n\n"
+            f"Feature maps (`features_only=True`): {_feature_line(cfg)}.\n")
 
-        cfg = resolve_config(cfg_or_name)
-    else:
-        cfg = cfg_or_name
-    # A trainer export (it carries its recipe) is described by its own run, even under a registry name.
-    entry = None if "train_recipe" in cfg else registry.ENTRIES.get(cfg.get("name", ""))
-    name = cfg["name"]
-    data = registry.DATASETS[cfg["dataset"]]
-    arch = registry.ARCHITECTURES.get(cfg.get("architecture") or "")
-    what = arch.description if arch else f"{cfg['family']} {cfg['arch_args']}"
-    target = name if entry else "path/to/this/folder"
-    hub_line = f'model = torch.hub.load("{HUB_REPO_PLACEHOLDER}", "{name.replace(".", "_")}", features_only=True)\n' if entry else ""
-    method = entry.method if entry else cfg.get("method", "the bundled trainer")
+
+def _preprocessing(cfg: ModelConfig) -> str:
+    return (f"## Preprocessing\n\nResize the shorter side to {cfg.resize} ({cfg.interpolation}), centre-crop "
+            f"{cfg.input_size[-1]}, scale to [0, 1], normalise with mean {tuple(round(m, 4) for m in cfg.mean)} and std "
+            f"{tuple(round(s, 4) for s in cfg.std)}.\n")
+
+
+def _license() -> str:
+    return f"## License and citation\n\nMIT (the original release: Copyright (c) 2019-present NAVER Corp.).\n\n```bibtex\n{registry.CITATION}\n```\n"
+
+
+def registry_card(name: str) -> str:
+    """The card of a registry entry: the release's numbers beside its baseline, its recipe and provenance."""
+    entry = registry.get_entry(name)
+    cfg = ModelConfig.from_entry(entry)
+    data = entry.data
+    source_url = registry.PAPER_URL if entry.err_source.startswith("paper") else registry.CODE_URL
+    hub_line = f'model = torch.hub.load("{HUB_REPO_PLACEHOLDER}", "{entry.name.replace(".", "_")}", features_only=True)\n'
     parts = [
-        _front_matter(cfg, entry),
-        f"# {name}\n\n{what}, trained on {data.name} ({data.num_classes} classes) with {method}. "
+        front_matter(cfg, source_url),
+        f"# {entry.name}\n\n{entry.architecture.description}, trained on {data.name} ({data.num_classes} classes) with {entry.method}. "
         f"From {registry.PAPER}, served by cutmix_zoo as safetensors weights that load into standard PyTorch modules.\n",
-        "## Results\n\n" + (_results(entry) if entry else
-                            f"| model | top-1 error % | top-5 error % | source |\n|---|---|---|---|\n"
-                            f"| **{name}** | {registry.format_err(cfg.get('top1_err'))} | {registry.format_err(cfg.get('top5_err'))} | {cfg.get('err_source', 'not evaluated')} |\n"),
-        "## Usage\n\n```python\nimport torch, cutmix_zoo\n\n"
-        f'model = cutmix_zoo.load("{target}")                       # the {data.num_classes}-way classifier\n'
-        f'backbone = cutmix_zoo.load("{target}", features_only=True)  # list of feature maps\n'
-        f'model = cutmix_zoo.load("{target}", num_classes=10)       # fresh head, ready to fine-tune\n'
-        f'embedder = cutmix_zoo.load("{target}", num_classes=0)     # pooled embeddings\n'
-        + hub_line + "```\n\n"
-        f"Feature maps (`features_only=True`): {_feature_line(cfg)}.\n",
-        f"## Preprocessing\n\nResize the shorter side to {cfg['resize']} ({cfg['interpolation']}), centre-crop "
-        f"{cfg['input_size'][-1]}, scale to [0, 1], normalise with mean {tuple(round(m, 4) for m in cfg['mean'])} and std "
-        f"{tuple(round(s, 4) for s in cfg['std'])}: `cutmix_zoo.transforms(\"{name}\")`.\n",
-        "## Training\n\n" + (_training(entry) if entry else cfg.get("training", "See the config.json beside this card.\n")),
-        "## Provenance\n\n" + (_provenance(entry) if entry else "Exported by cutmix_zoo from a model trained with its bundled trainer.\n"),
-        f"## License and citation\n\nMIT (the original release: Copyright (c) 2019-present NAVER Corp.).\n\n```bibtex\n{registry.CITATION}\n```\n",
+        "## Results\n\n" + _results(entry),
+        _usage(entry.name, cfg, hub_line),
+        _preprocessing(cfg),
+        "## Training\n\n" + _training(entry),
+        "## Provenance\n\n" + _provenance(entry),
+        _license(),
     ]
     return "\n".join(parts)
+
+
+def export_card(cfg: ModelConfig, base_model: str | None = None) -> str:
+    """The card of an exported folder: only what its config says (results it measured, the run's recipe)."""
+    arch = registry.ARCHITECTURES.get(cfg.architecture or "")
+    what = arch.description if arch else f"{cfg.family} {cfg.arch_args}"
+    data = registry.DATASETS.get(cfg.dataset)
+    trained_on = f"{data.name} ({data.num_classes} classes)" if data else f"an ImageFolder dataset ({cfg.num_classes} classes)"
+    if cfg.top1_err is not None:
+        results = (f"| model | top-1 error % | top-5 error % | source |\n|---|---|---|---|\n"
+                   f"| **{cfg.name}** | {registry.format_err(cfg.top1_err)} | {registry.format_err(cfg.top5_err)} | {cfg.err_source or 'not stated'} |\n")
+    else:
+        results = "No result was measured for these weights.\n"
+    notes = []
+    if cfg.family != "resnet":
+        notes.append("This is a cutmix_zoo architecture: load it with `cutmix_zoo.load`; timm has no builder for it.")
+    parts = [
+        front_matter(cfg, None, base_model),
+        f"# {cfg.name}\n\n{what}, {'trained on ' + trained_on if cfg.training else 'for inputs of ' + trained_on}"
+        + (f" with {cfg.method}" if cfg.method and cfg.training else "") + ". Exported by cutmix_zoo.\n"
+        + ("\n" + " ".join(notes) + "\n" if notes else ""),
+        "## Results\n\n" + results,
+        _usage("path/to/this/folder", cfg, ""),
+        _preprocessing(cfg),
+        "## Training\n\n" + (cfg.training or "Not trained by cutmix_zoo's trainer; see config.json beside this card.\n"),
+        f"## License and citation\n\nLicense: {cfg.license}. The architecture and training recipes follow {registry.PAPER}.\n\n"
+        f"```bibtex\n{registry.CITATION}\n```\n",
+    ]
+    return "\n".join(parts)
+
+
+def render_card(cfg_or_name: ModelConfig | dict[str, Any] | str | os.PathLike) -> str:
+    """The card of a registry name, or of an exported model (a folder, its config, or a ``pretrained_cfg``)."""
+    if isinstance(cfg_or_name, (str, os.PathLike)) and not is_exported_folder(cfg_or_name):
+        return registry_card(str(cfg_or_name))
+    cfg = resolve_config(cfg_or_name) if isinstance(cfg_or_name, (str, os.PathLike)) else config_of(cfg_or_name)
+    return export_card(cfg, cfg.extra.get("base_model"))
 
 
 def write_cards(out_dir: str | Path = "model_cards") -> list[Path]:
@@ -172,21 +198,19 @@ def write_cards(out_dir: str | Path = "model_cards") -> list[Path]:
     paths = []
     for name in registry.list_models():
         path = out / f"{name}.md"
-        path.write_text(render_card(name))
+        path.write_text(registry_card(name))
         paths.append(path)
     return paths
 
 
 def model_table() -> str:
     """The README's markdown table of every registry model (``cutmix-zoo list --markdown`` prints it)."""
-    from .api import count_parameters
-
     defaults = registry.default_names()
     lines = ["| name | dataset | method | top-1 err % | top-5 err % | params | numbers from |", "|---|---|---|---|---|---|---|"]
     for name in registry.list_models():
         e = registry.get_entry(name)
         shown = f"`{name}`" + (" (default)" if name in defaults else "")
-        params = f"{count_parameters(name) / 1e6:.1f}M"
+        params = f"{count_parameters(resolve_config(name)) / 1e6:.1f}M"
         source = e.err_source
         if e.paper_top1_err is not None:
             source += f"; {e.paper_err_source}: {registry.format_err(e.paper_top1_err)} / {registry.format_err(e.paper_top5_err)}"

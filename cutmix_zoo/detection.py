@@ -64,9 +64,9 @@ def detection_backbone(
     from .models.resnet import resnet_feature_points
 
     cfg = resolve_config(name)
-    if cfg["family"] != "resnet":
+    if cfg.family != "resnet":
         raise InvalidArgumentError(
-            f"{cfg['name']} is a {cfg['family']} model; detection backbones are made from the ResNet and ResNeXt entries only "
+            f"{cfg.name} is a {cfg.family} model; detection backbones are made from the ResNet and ResNeXt entries only "
             f"(`cutmix-zoo list 'res*'` shows them)."
         )
     if not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= 5:

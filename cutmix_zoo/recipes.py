@@ -116,3 +116,26 @@ def recipe_for(name: str, epochs: int | None = None) -> tuple[Recipe, str]:
     """The recipe of a registry entry and the architecture it trains, e.g. ``recipe_for("resnet50.cutmix_in1k")``."""
     entry = get_entry(name)
     return base_recipe(entry.data.key, epochs).replace(**method_settings(entry.method)), entry.arch
+
+
+def recipe_text(recipe: Recipe, where: str) -> str:
+    """The recipe in one sentence, for model cards of registry entries and of trainer exports alike.
+
+    ``where`` says what it ran on ("global batch 64 on 2 GPUs", "on 1 rank(s), seed 0").
+    """
+    schedule = (f"x{recipe.lr_gamma} every {recipe.lr_step} epochs" if recipe.lr_step
+                else f"x{recipe.lr_gamma} at {', '.join(f'{m:.0%}' for m in recipe.lr_milestones)} of training")
+    if recipe.mix == "none":
+        mixing = "none"
+    elif recipe.mix == "cutout":
+        mixing = f"cutout (a {recipe.cutout_size}-pixel square, probability {recipe.mix_prob})"
+    else:
+        mixing = f"{recipe.mix} (beta {recipe.beta}, probability {recipe.mix_prob}, applied at: {recipe.mix_layers})"
+    extra = []
+    if recipe.label_smoothing:
+        extra.append(f"label smoothing {recipe.label_smoothing}")
+    if recipe.dropblock:
+        extra.append(f"DropBlock {recipe.dropblock} (block {recipe.dropblock_size})")
+    return (f"{recipe.epochs} epochs, global batch {recipe.batch_size} {where}, SGD with Nesterov momentum {recipe.momentum}, "
+            f"weight decay {recipe.weight_decay}, learning rate {recipe.lr} ({schedule}); mixing: {mixing}"
+            + (f"; {', '.join(extra)}" if extra else "") + f"; {recipe.transforms} transforms.")

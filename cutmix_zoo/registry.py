@@ -22,6 +22,7 @@ PAPER = "CutMix: Regularization Strategy to Train Strong Classifiers with Locali
 PAPER_URL = "https://arxiv.org/abs/1905.04899"
 CODE_URL = "https://github.com/clovaai/CutMix-PyTorch"
 LICENSE = "mit"
+LIBRARY_NAME = "cutmix-zoo"  # the Hub's library_name, in cards, config.json and the download user agent
 CITATION = """@inproceedings{yun2019cutmix,
     title={CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features},
     author={Yun, Sangdoo and Han, Dongyoon and Oh, Seong Joon and Chun, Sanghyuk and Choe, Junsuk and Yoo, Youngjoon},
@@ -53,7 +54,7 @@ class DataConfig:
     name: str
     key: str
     suffix: str
-    hf_id: str
+    hf_id: str | None
     num_classes: int
     input_size: tuple[int, int, int]
     mean: tuple[float, float, float]
@@ -200,13 +201,13 @@ _CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 DATASETS: dict[str, DataConfig] = {
     d.name: d
     for d in [
-        DataConfig(name="imagenet-1k", key="imagenet", suffix="in1k", hf_id="imagenet-1k", num_classes=1000, input_size=(3, 224, 224),
+        DataConfig(name="imagenet-1k", key="imagenet", suffix="in1k", hf_id="ILSVRC/imagenet-1k", num_classes=1000, input_size=(3, 224, 224),
                    mean=_IMAGENET_MEAN, std=_IMAGENET_STD, interpolation="bilinear", crop_pct=0.875),
-        DataConfig(name="cifar-100", key="cifar100", suffix="c100", hf_id="cifar100", num_classes=100, input_size=(3, 32, 32),
+        DataConfig(name="cifar-100", key="cifar100", suffix="c100", hf_id="uoft-cs/cifar100", num_classes=100, input_size=(3, 32, 32),
                    mean=_CIFAR_MEAN, std=_CIFAR_STD, interpolation="bilinear", crop_pct=1.0),
-        DataConfig(name="cifar-10", key="cifar10", suffix="c10", hf_id="cifar10", num_classes=10, input_size=(3, 32, 32),
+        DataConfig(name="cifar-10", key="cifar10", suffix="c10", hf_id="uoft-cs/cifar10", num_classes=10, input_size=(3, 32, 32),
                    mean=_CIFAR_MEAN, std=_CIFAR_STD, interpolation="bilinear", crop_pct=1.0),
-        DataConfig(name="shapes-10", key="shapes", suffix="shapes", hf_id="shapes-10", num_classes=10, input_size=(3, 32, 32),
+        DataConfig(name="shapes-10", key="shapes", suffix="shapes", hf_id=None, num_classes=10, input_size=(3, 32, 32),
                    mean=(0.5, 0.5, 0.5), std=(0.295, 0.295, 0.295), interpolation="bilinear", crop_pct=1.0),
     ]
 }

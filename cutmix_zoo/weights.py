@@ -20,10 +20,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .api import WEIGHTS_NAME
+from .builder import WEIGHTS_NAME, expected_state, resolve_config
 from .convert import check_state_dict, load_original, save_safetensors, sha256_file, write_text_atomic
 from .errors import DownloadError
-from .registry import Entry
+from .registry import LIBRARY_NAME, Entry
 
 SOURCE_NAME = "source.json"
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar")
@@ -60,7 +60,7 @@ def _hub_kwargs(entry: Entry, revision: str | None) -> dict[str, Any]:
         "revision": revision,
         "cache_dir": hub_cache_dir(),
         "endpoint": os.environ.get("HF_ENDPOINT") or None,
-        "library_name": "cutmix_zoo",
+        "library_name": LIBRARY_NAME,
     }
 
 
@@ -239,10 +239,7 @@ def _download_and_convert(entry: Entry, url: str, folder: Path, target: Path, pr
 def write_converted(entry: Entry, state: dict, out: Path, source_url: str | None, source_sha256: str | None,
                     label: str | None = None) -> Path:
     """Check ``state`` against the entry's architecture and write it as safetensors with provenance metadata."""
-    from .api import _build_on_meta, resolve_config
-
-    cfg = resolve_config(entry.name)
-    expected = _build_on_meta(cfg, cfg["num_classes"]).state_dict()
+    expected = expected_state(resolve_config(entry.name))
     check_state_dict(state, expected, f"{entry.name} ({entry.arch})", label or source_url or "the checkpoint")
     metadata = {"format": "pt", "name": entry.name, "source_url": source_url or "", "source_sha256": source_sha256 or ""}
     return save_safetensors(state, out, metadata)

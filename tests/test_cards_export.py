@@ -31,7 +31,7 @@ def test_committed_card_matches_the_registry(name):
 def test_card_front_matter_as_the_hub_reads_it():
     card = ModelCard(render_card("resnet50.mixup_in1k"))
     data = card.data
-    assert data.license == "mit" and data.pipeline_tag == "image-classification" and data.datasets == ["imagenet-1k"]
+    assert data.license == "mit" and data.pipeline_tag == "image-classification" and data.datasets == ["ILSVRC/imagenet-1k"]  # a Hub dataset id that exists
     assert "cutmix" in data.tags and data.library_name == "cutmix-zoo"
     values = {r.metric_name: r.metric_value for r in data.eval_results}
     assert values == {"top-1 accuracy": pytest.approx(77.42), "top-5 accuracy": pytest.approx(93.60)}
@@ -70,7 +70,7 @@ def test_exported_folder_loads_as_it_is(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
     assert config["family"] == "pyramidnet" and config["arch_args"] == {"depth": 20, "alpha": 12, "bottleneck": False}
-    assert config["library_name"] == "cutmix_zoo" and "source" not in config
+    assert config["library_name"] == "cutmix-zoo" and "source" not in config
     with torch.no_grad():
         assert torch.equal(cutmix_zoo.load(folder)(X), tiny.logits(state, X))
         assert torch.equal(cutmix_zoo.load(tiny.FOLDER_ENTRY, weights=folder)(X), tiny.logits(state, X))

@@ -1,0 +1,117 @@
+"""The one generic build path below every loader: a name or folder to its config, a weights file to
+tensors, and config + tensors to a ready module.
+
+``weights`` (which fetches files) and ``api`` (which users call) both sit on this module, and it
+imports neither: imports run registry/models -> builder -> weights -> api -> commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .convert import check_state_dict
+from .errors import WeightsError
+from .fastload import assign_tensors, build_on_meta, tensor_slots
+from .model_config import ModelConfig
+from .models import FAMILIES, build_model
+from .registry import get_entry
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def is_exported_folder(name: str | os.PathLike) -> bool:
+    """Whether ``name`` is a folder holding a config.json (an export, like ``from_pretrained("./dir")``)."""
+    return os.path.isfile(os.path.join(name, CONFIG_NAME))
+
+
+def resolve_config(name: str | os.PathLike) -> ModelConfig:
+    """The config of a registry name, or of an exported folder (its config.json)."""
+    if is_exported_folder(name):
+        path = os.path.join(name, CONFIG_NAME)
+        with open(path) as f:
+            values = json.load(f)
+        return ModelConfig.from_dict(values, where=path)
+    return ModelConfig.from_entry(get_entry(str(name)))
+
+
+def read_state_dict(path: str | os.PathLike, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file: safetensors, an exported folder, or an original .pth/.pth.tar."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.is_file():
+        raise WeightsError(f"The weights file {path} does not exist.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device=str(device) if device is not None else "cpu")
+        except SafetensorError as e:
+            raise WeightsError(f"Could not read {path} as a safetensors file: {e}.") from None
+    from .convert import load_original
+
+    state, _ = load_original(path)
+    return state if device is None else {k: v.to(device) for k, v in state.items()}
+
+
+def meta_model(cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:
+    """The config's network on the meta device (no memory, no initialisers): for shapes, keys and counts."""
+    return build_on_meta(cfg.family, cfg.arch_args, cfg.num_classes if num_classes is None else num_classes)
+
+
+def expected_state(cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state dict (meta tensors) a checkpoint of ``cfg`` must match, key for key and shape for shape."""
+    return meta_model(cfg).state_dict()
+
+
+def count_parameters(cfg: ModelConfig, num_classes: int | None = None) -> int:
+    """Number of parameters of the config's network, counted on the meta device."""
+    return sum(p.numel() for p in meta_model(cfg, num_classes).parameters())
+
+
+def build_with_weights(cfg: ModelConfig, state: dict[str, torch.Tensor], source: str, head_kept: bool,
+                       device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> nn.Module:
+    """Build the network on the meta device and put the checkpoint's tensors in it.
+
+    Keys and shapes are checked first (one sentence naming what differs); the classifier may be
+    absent or of another size when ``head_kept`` is False (it is dropped or replaced afterwards).
+    """
+    classifier = FAMILIES[cfg.family].classifier
+    ckpt_classes = state[f"{classifier}.weight"].shape[0] if f"{classifier}.weight" in state else cfg.num_classes
+    model = meta_model(cfg, ckpt_classes)
+    slots, non_persistent = tensor_slots(model)
+    optional = () if head_kept else (f"{classifier}.",)
+    expected = {key: tensor for key, (_, _, tensor) in slots.items()}
+    check_state_dict(state, expected, f"{cfg.name} ({cfg.architecture or cfg.family})", source, optional)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    if non_persistent:  # such buffers are not in a checkpoint, so the model needs an ordinary build
+        model = build_model(cfg.family, cfg.arch_args, ckpt_classes).to(device=device, dtype=dtype)
+        model.load_state_dict(state, strict=head_kept)
+    else:
+        assign_tensors(model, state)
+    model.pretrained_cfg = dict(cfg.to_dict(), num_classes=ckpt_classes, source=source)
+    return model
+
+
+def build_random(cfg: ModelConfig, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> nn.Module:
+    """The config's network with its own random initialisation (``pretrained=False``)."""
+    model = build_model(cfg.family, cfg.arch_args, cfg.num_classes).to(device=device, dtype=dtype)
+    model.pretrained_cfg = dict(cfg.unmeasured().to_dict(), source=None)  # the release's results are not these weights
+    return model
+
+
+def config_of(model_or_cfg: Any) -> ModelConfig:
+    """The typed config of a loaded model (its ``pretrained_cfg``), a config dict, or a config."""
+    if isinstance(model_or_cfg, ModelConfig):
+        return model_or_cfg
+    values = model_or_cfg.pretrained_cfg if isinstance(model_or_cfg, nn.Module) else model_or_cfg
+    return ModelConfig.from_dict({k: v for k, v in values.items() if k not in ("source", "features_only")}, where="pretrained_cfg")
