@@ -9,10 +9,8 @@ the image, alone or beside a second model's (the CutMix paper's baseline-versus-
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import torch
@@ -23,8 +21,7 @@ from .api import transforms
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
 from .models import FAMILIES
-from .cli import run_command
-from .predict import class_names, open_image, resolve_model
+from .predict import open_image, resolve_model
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -176,56 +173,3 @@ def side_by_side(panels: list[Image.Image]) -> Image.Image:
         row.paste(p, (x, 0))
         x += p.width + PANEL_GAP
     return row
-
-
-def _check_output(path: str) -> None:
-    from PIL import Image
-
-    extension = Path(path).suffix.lower()
-    if Image.registered_extensions().get(extension) not in Image.SAVE:
-        raise InvalidArgumentError(f"Cannot tell an image format from {path!r}: give the output a name ending in .png or .jpg.")
-    if not Path(path).resolve().parent.is_dir():
-        raise InvalidArgumentError(f"The folder of the output {path} does not exist.")
-
-
-def _cam_command(args: argparse.Namespace) -> int:
-    _check_output(args.output)
-    image = open_image(args.image)
-    panels = []
-    for name, weights in [(args.model, args.weights)] + ([(args.compare, args.weights2)] if args.compare else []):
-        model = resolve_model(name, weights, args.device)
-        result = class_activation(model, image, args.class_index)
-        label = class_names(model)[result.class_index]
-        shown = model.pretrained_cfg["name"] + (f" with {Path(weights).name}" if weights else "")
-        print(f"{shown}: class {result.class_index} {label} ({result.probability:.2%})")
-        panels.append(render(image, result.map, f"{label} ({result.probability:.1%})\n{shown}", args.alpha))
-    try:
-        side_by_side(panels).save(args.output)
-    except OSError as e:
-        raise InvalidArgumentError(f"Could not write {args.output} ({e}).") from None
-    print(f"wrote {args.output}")
-    return 0
-
-
-def cam_main(argv: list[str]) -> int:
-    """``cutmix-zoo cam IMAGE --model NAME [--weights FILE] [--class K] -o OUT.png [--compare NAME2 [--weights2 FILE]]``."""
-    parser = argparse.ArgumentParser(
-        prog="cutmix-zoo cam",
-        description="Draw a model's class activation map (Zhou et al., 2016) over an image and write it as a picture, "
-                    "titled with the class; --compare puts a second model's map beside it.",
-    )
-    parser.add_argument("image", metavar="IMAGE", help="image file (anything Pillow reads)")
-    parser.add_argument("--model", default="resnet50", help="registry name or exported folder (default: resnet50)")
-    parser.add_argument("--weights", help="a local weights file for --model instead of its download")
-    parser.add_argument("--class", dest="class_index", type=int, metavar="K", help="class index to map (default: the top prediction of each model)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.png", help="picture to write (.png, .jpg, ...)")
-    parser.add_argument("--compare", metavar="NAME2", help="a second model whose map is drawn beside the first, e.g. resnet50.baseline_in1k")
-    parser.add_argument("--weights2", metavar="FILE", help="a local weights file for --compare")
-    parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the heatmap, 0 to 1 (default: 0.5)")
-    parser.add_argument("--device", help="torch device to run on, e.g. cuda (default: cpu)")
-    args = parser.parse_args(argv)
-    if args.weights2 and not args.compare:
-        parser.error("--weights2 needs --compare NAME2")
-    if not 0 <= args.alpha <= 1:
-        parser.error("--alpha must be between 0 and 1")
-    return run_command(_cam_command, args)

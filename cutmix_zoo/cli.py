@@ -304,8 +304,8 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "train": ("cutmix_zoo.train", "train_main", "train a model with an original recipe (see `cutmix-zoo train --help`)"),
     "eval": ("cutmix_zoo.train", "eval_main", "evaluate a zoo model on an ImageFolder or CIFAR folder"),
     "demo": ("cutmix_zoo.demo", "demo_main", "train, export, load and evaluate the embedded model, offline, in a minute"),
-    "predict": ("cutmix_zoo.predict", "predict_main", "top-k classes of images, with class names"),
-    "cam": ("cutmix_zoo.cam", "cam_main", "class activation map of an image, written as a PNG"),
+    "predict": ("cutmix_zoo.commands.images", "predict_main", "top-k classes of images, with class names"),
+    "cam": ("cutmix_zoo.commands.images", "cam_main", "class activation map of an image, written as a PNG"),
 }
 
 

@@ -6,8 +6,6 @@ is the one the model's reported error was measured with.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from typing import TYPE_CHECKING, Any, Sequence, Union
 
@@ -15,7 +13,6 @@ import torch
 from torch import nn
 
 from .api import load, transforms
-from .cli import run_command
 from .categories import categories
 from .errors import InvalidArgumentError
 from .models import FAMILIES
@@ -114,31 +111,3 @@ def predict(
     finally:
         net.train(was_training)
     return results
-
-
-def _predict_command(args: argparse.Namespace) -> int:
-    results = predict(args.images, args.model, top=args.top, weights=args.weights, device=args.device)
-    if args.json:
-        print(json.dumps([{"image": image, "predictions": preds} for image, preds in zip(args.images, results)], indent=2))
-        return 0
-    for image, preds in zip(args.images, results):
-        print(image)
-        for rank, p in enumerate(preds, 1):
-            print(f"  {rank}. {p['probability']:7.2%}  {p['label']} ({p['index']})")
-    return 0
-
-
-def predict_main(argv: list[str]) -> int:
-    """``cutmix-zoo predict IMAGE... --model NAME [--weights FILE] [--top 5] [--json]``."""
-    parser = argparse.ArgumentParser(
-        prog="cutmix-zoo predict",
-        description="Print the most probable classes of each image, with their names and probabilities, "
-                    "using the model's own eval transform.",
-    )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
-    parser.add_argument("--model", default="resnet50", help="registry name or exported folder (default: resnet50)")
-    parser.add_argument("--weights", help="a local weights file to use instead of the model's download")
-    parser.add_argument("--top", type=int, default=5, help="how many classes to show per image (default: 5)")
-    parser.add_argument("--device", help="torch device to run on, e.g. cuda (default: cpu)")
-    parser.add_argument("--json", action="store_true", help="print the predictions as JSON")
-    return run_command(_predict_command, parser.parse_args(argv))

@@ -10,7 +10,8 @@ from PIL import Image
 
 import cutmix_zoo
 import tiny
-from cutmix_zoo.cam import cam, cam_main, class_activation, jet
+from cutmix_zoo.cam import cam, class_activation, jet
+from cutmix_zoo.commands.images import cam_main
 from cutmix_zoo.cli import main
 from cutmix_zoo.errors import InvalidArgumentError
 

@@ -16,7 +16,8 @@ import tiny
 from cutmix_zoo.categories import categories
 from cutmix_zoo.cli import main
 from cutmix_zoo.errors import InvalidArgumentError
-from cutmix_zoo.predict import predict, predict_main
+from cutmix_zoo.commands.images import predict_main
+from cutmix_zoo.predict import predict
 from cutmix_zoo.registry import DATASETS
 
 
