@@ -8,13 +8,14 @@ dataset it was trained on referenced by name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import fnmatch
 import os
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import UnknownModelError
 
@@ -166,41 +167,37 @@ class Entry:
         }
 
 
-ARCHITECTURES: dict[str, Architecture] = {
-    a.name: a
-    for a in [
-        Architecture("resnet50", "resnet", {"layers": [3, 4, 6, 3]}, "ResNet-50 (He et al., 2016), torchvision layout"),
-        Architecture("resnet101", "resnet", {"layers": [3, 4, 23, 3]}, "ResNet-101 (He et al., 2016), torchvision layout"),
-        Architecture("resnet152", "resnet", {"layers": [3, 8, 36, 3]}, "ResNet-152 (He et al., 2016), torchvision layout"),
-        Architecture(
-            "resnext101_32x4d",
-            "resnet",
-            {"layers": [3, 4, 23, 3], "groups": 32, "width_per_group": 4},
-            "ResNeXt-101 32x4d (Xie et al., 2017), torchvision ResNet with grouped convolutions",
-        ),
-        Architecture(
-            "pyramidnet200_a240",
-            "pyramidnet",
-            {"depth": 200, "alpha": 240, "bottleneck": True},
-            "PyramidNet-200, alpha 240, bottleneck (Han et al., 2017), CIFAR layout of the CutMix repository",
-        ),
-        Architecture(
-            "pyramidnet20_a48",
-            "pyramidnet",
-            {"depth": 20, "alpha": 48, "bottleneck": False},
-            "PyramidNet-20, alpha 48, basic blocks (Han et al., 2017), CIFAR layout: the zoo's small embedded model",
-        ),
-    ]
-}
+def _table(items: list[Any], kind: str) -> dict[str, Any]:
+    """A name -> item table; a name given twice is a mistake in the registry, refused when it is imported."""
+    table: dict[str, Any] = {}
+    for item in items:
+        if item.name in table:
+            raise ValueError(f"The registry lists the {kind} {item.name!r} twice.")
+        table[item.name] = item
+    return table
+
+
+ARCHITECTURES: dict[str, Architecture] = _table([
+    Architecture(name="resnet50", family="resnet", args={"layers": [3, 4, 6, 3]},
+                 description="ResNet-50 (He et al., 2016), torchvision layout"),
+    Architecture(name="resnet101", family="resnet", args={"layers": [3, 4, 23, 3]},
+                 description="ResNet-101 (He et al., 2016), torchvision layout"),
+    Architecture(name="resnet152", family="resnet", args={"layers": [3, 8, 36, 3]},
+                 description="ResNet-152 (He et al., 2016), torchvision layout"),
+    Architecture(name="resnext101_32x4d", family="resnet", args={"layers": [3, 4, 23, 3], "groups": 32, "width_per_group": 4},
+                 description="ResNeXt-101 32x4d (Xie et al., 2017), torchvision ResNet with grouped convolutions"),
+    Architecture(name="pyramidnet200_a240", family="pyramidnet", args={"depth": 200, "alpha": 240, "bottleneck": True},
+                 description="PyramidNet-200, alpha 240, bottleneck (Han et al., 2017), CIFAR layout of the CutMix repository"),
+    Architecture(name="pyramidnet20_a48", family="pyramidnet", args={"depth": 20, "alpha": 48, "bottleneck": False},
+                 description="PyramidNet-20, alpha 48, basic blocks (Han et al., 2017), CIFAR layout: the zoo's small embedded model"),
+], "architecture")
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 _CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 
-DATASETS: dict[str, DataConfig] = {
-    d.name: d
-    for d in [
+DATASETS: dict[str, DataConfig] = _table([
         DataConfig(name="imagenet-1k", key="imagenet", suffix="in1k", hf_id="ILSVRC/imagenet-1k", num_classes=1000, input_size=(3, 224, 224),
                    mean=_IMAGENET_MEAN, std=_IMAGENET_STD, interpolation="bilinear", crop_pct=0.875),
         DataConfig(name="cifar-100", key="cifar100", suffix="c100", hf_id="uoft-cs/cifar100", num_classes=100, input_size=(3, 32, 32),
@@ -209,8 +206,7 @@ DATASETS: dict[str, DataConfig] = {
                    mean=_CIFAR_MEAN, std=_CIFAR_STD, interpolation="bilinear", crop_pct=1.0),
         DataConfig(name="shapes-10", key="shapes", suffix="shapes", hf_id=None, num_classes=10, input_size=(3, 32, 32),
                    mean=(0.5, 0.5, 0.5), std=(0.295, 0.295, 0.295), interpolation="bilinear", crop_pct=1.0),
-    ]
-}
+], "dataset")
 FOLDER = "folder"  # the trainer's ImageFolder tree: not a registry dataset, it trains like ImageNet
 TRAINER_DATASETS = (*sorted(d.key for d in DATASETS.values()), FOLDER)
 
@@ -225,55 +221,53 @@ def run_suffix(key: str) -> str:
     return FOLDER if key == FOLDER else data_config(key).suffix
 
 
-def _in1k(arch: str, method: str, top1: float | None, top5: float | None, source: str, path: str, layout: str = "trainpy", notes: str = "") -> Entry:
-    return Entry(f"{arch}.{method}_in1k", arch, "imagenet-1k", method, top1, top5, source, path, layout, notes=notes)
+def _in1k(arch: str, method: str, top1: float, top5: float | None, source: str, path: str, layout: str = "trainpy",
+          **more: Any) -> Entry:
+    return Entry(name=f"{arch}.{method}_in1k", arch=arch, dataset="imagenet-1k", method=method, top1_err=top1, top5_err=top5,
+                 err_source=source, original_path=path, layout=layout, **more)
 
 
-def _c100(method: str, top1: float, top5: float | None, path: str, notes: str = "") -> Entry:
-    return Entry(f"pyramidnet200_a240.{method}_c100", "pyramidnet200_a240", "cifar-100", method, top1, top5, "paper, Table 5", path, "trainpy", notes=notes)
+def _c100(method: str, top1: float, top5: float | None, path: str, source: str = "paper, Table 5", **more: Any) -> Entry:
+    return Entry(name=f"pyramidnet200_a240.{method}_c100", arch="pyramidnet200_a240", dataset="cifar-100", method=method,
+                 top1_err=top1, top5_err=top5, err_source=source, original_path=path, layout="trainpy", **more)
 
 
 def _shapes(method: str, top1: float, top5: float, sha256: str) -> Entry:
-    return Entry(f"pyramidnet20_a48.{method}_shapes", "pyramidnet20_a48", "shapes-10", method, top1, top5,
-                 "measured: best epoch on the Shapes-10 test split, cutmix_zoo.train", None, "bundled", sha256,
-                 notes="Trained by the bundled trainer on Shapes-10 (generated, no download) and shipped inside the package.",
-                 bundled=True)
+    return Entry(name=f"pyramidnet20_a48.{method}_shapes", arch="pyramidnet20_a48", dataset="shapes-10", method=method,
+                 top1_err=top1, top5_err=top5, err_source="measured: best epoch on the Shapes-10 test split, cutmix_zoo.train",
+                 original_path=None, layout="bundled", sha256=sha256, bundled=True,
+                 notes="Trained by the bundled trainer on Shapes-10 (generated, no download) and shipped inside the package.")
 
 
-ENTRIES: dict[str, Entry] = {
-    e.name: e
-    for e in [
-        _in1k("resnet50", "baseline", 23.68, 7.05, "paper, Table 3", "sh/phwbbrtadrclpnx/AAA9QUW9G_xvBdI-mDiIzP_Ha"),
-        _in1k("resnet50", "cutmix", 21.40, 5.92, "paper, Table 3", "sh/w8dvfgdc3eirivf/AABnGcTO9wao9xVGWwqsXRala"),
-        _in1k("resnet50", "feature_cutmix", 21.80, 6.06, "paper, Table 3", "sh/zj1wptsg0hwqf0k/AABRNzvjFmIS7_vOEQkqb6T4a"),
-        _in1k("resnet50", "mixup", 22.58, 6.40, "paper, Table 3", "sh/g64c8bda61n12if/AACyaTZnku_Sgibc9UvOSblNa"),
-        _in1k("resnet50", "manifold_mixup", 22.50, 6.21, "paper, Table 3", "sh/bjardjje11pti0g/AABFGW0gNrNE8o8TqUf4-SYSa"),
-        _in1k("resnet50", "cutout", 22.93, 6.66, "paper, Table 3", "sh/ln8zk2z7zt2h1en/AAA7z8xTBlzz7Ofbd5L7oTnTa"),
-        _in1k("resnet101", "cutmix", 20.17, 5.24, "paper, Table 4", "sh/1z4xnp9nwdmpzb5/AACQX4KU8XkTN0JSTfjkCktNa"),
-        _in1k(
-            "resnet152", "cutmix", 19.20, None, "README (single best run)", "s/6vq1mzy27z8qxko/resnet152_cutmix_acc_80_80.pth", "bare",
-            notes="Top-1 from the original README only; the paper reports no ResNet-152 result and no top-5 error.",
-        ),
-        _in1k("resnext101_32x4d", "cutmix", 19.47, 5.03, "paper, Table 4", "s/maysvgopsi17qi0/resnext_cutmix.pth.tar", "module"),
-        _c100("baseline", 16.45, 3.69, "sh/6rfew3lr761jq6c/AADrdQOXNx5tWmgOSnAw9NEVa"),
-        dataclasses.replace(
-            _c100("cutmix", 14.23, None, "sh/o68qbvayptt2rz5/AACy3o779BxoRqw6_GQf_QFQa",
-                  notes="The linked file is the original README's single best run (14.23 top-1 error; the README gives no "
-                        "top-5 error); the paper's Table 5 reports the mean of three runs, 14.47 / 2.97."),
-            err_source="original README (this file's best epoch)", paper_top1_err=14.47, paper_top5_err=2.97,
-            paper_err_source="paper, Table 5 (mean of 3 runs)",
-        ),
-        _c100("mixup", 15.63, 3.99, "sh/g55jnsv62v0n59s/AAC9LPg-LjlnBn4ttKs6vr7Ka"),
-        _c100("manifold_mixup", 16.14, 4.07, "sh/nngw7hhk1e8msbr/AABkdCsP0ABnQJDBX7LQVj4la"),
-        _c100("cutout", 16.53, 3.65, "sh/ajjz4q8c8t6qva9/AAAeBGb2Q4TnJMW0JAzeVSpfa"),
-        _c100("dropblock", 15.73, 3.26, "sh/vefjo960gyrsx2i/AACYA5wOJ_yroNjIjdsN1Dz2a"),
-        _c100("cutout_ls", 15.61, 3.88, "sh/1mur0kjcfxdn7jn/AADmghqrj0dXAG0qY1v3Csb6a"),
-        _c100("dropblock_ls", 15.16, 3.86, "sh/n1dn6ggyxjcoogc/AADpSSNzvaraSCqWtHBE0qMca"),
-        _c100("cutout_mixup", 15.46, 3.42, "sh/5run1sx8oy0v9oi/AACiR_wEBQVp2HMZFx6lGl3ka"),
-        _shapes("cutmix", 0.35, 0.0, "f23fc2f43fd6924018001bc9823358e3602e363587d9c48af3ca1e618104a85d"),
-        _shapes("baseline", 0.45, 0.0, "576dfad467606ad7bf87330ed0e507d533372229534800171fa3fae72e6c184f"),
-    ]
-}
+ENTRIES: dict[str, Entry] = _table([
+    _in1k("resnet50", "baseline", top1=23.68, top5=7.05, source="paper, Table 3", path="sh/phwbbrtadrclpnx/AAA9QUW9G_xvBdI-mDiIzP_Ha"),
+    _in1k("resnet50", "cutmix", top1=21.40, top5=5.92, source="paper, Table 3", path="sh/w8dvfgdc3eirivf/AABnGcTO9wao9xVGWwqsXRala"),
+    _in1k("resnet50", "feature_cutmix", top1=21.80, top5=6.06, source="paper, Table 3", path="sh/zj1wptsg0hwqf0k/AABRNzvjFmIS7_vOEQkqb6T4a"),
+    _in1k("resnet50", "mixup", top1=22.58, top5=6.40, source="paper, Table 3", path="sh/g64c8bda61n12if/AACyaTZnku_Sgibc9UvOSblNa"),
+    _in1k("resnet50", "manifold_mixup", top1=22.50, top5=6.21, source="paper, Table 3", path="sh/bjardjje11pti0g/AABFGW0gNrNE8o8TqUf4-SYSa"),
+    _in1k("resnet50", "cutout", top1=22.93, top5=6.66, source="paper, Table 3", path="sh/ln8zk2z7zt2h1en/AAA7z8xTBlzz7Ofbd5L7oTnTa"),
+    _in1k("resnet101", "cutmix", top1=20.17, top5=5.24, source="paper, Table 4", path="sh/1z4xnp9nwdmpzb5/AACQX4KU8XkTN0JSTfjkCktNa"),
+    _in1k("resnet152", "cutmix", top1=19.20, top5=None, source="README (single best run)",
+          path="s/6vq1mzy27z8qxko/resnet152_cutmix_acc_80_80.pth", layout="bare",
+          notes="Top-1 from the original README only; the paper reports no ResNet-152 result and no top-5 error."),
+    _in1k("resnext101_32x4d", "cutmix", top1=19.47, top5=5.03, source="paper, Table 4", path="s/maysvgopsi17qi0/resnext_cutmix.pth.tar",
+          layout="module"),
+    _c100("baseline", top1=16.45, top5=3.69, path="sh/6rfew3lr761jq6c/AADrdQOXNx5tWmgOSnAw9NEVa"),
+    _c100("cutmix", top1=14.23, top5=None, path="sh/o68qbvayptt2rz5/AACy3o779BxoRqw6_GQf_QFQa",
+          source="original README (this file's best epoch)",
+          paper_top1_err=14.47, paper_top5_err=2.97, paper_err_source="paper, Table 5 (mean of 3 runs)",
+          notes="The linked file is the original README's single best run (14.23 top-1 error; the README gives no "
+                "top-5 error); the paper's Table 5 reports the mean of three runs, 14.47 / 2.97."),
+    _c100("mixup", top1=15.63, top5=3.99, path="sh/g55jnsv62v0n59s/AAC9LPg-LjlnBn4ttKs6vr7Ka"),
+    _c100("manifold_mixup", top1=16.14, top5=4.07, path="sh/nngw7hhk1e8msbr/AABkdCsP0ABnQJDBX7LQVj4la"),
+    _c100("cutout", top1=16.53, top5=3.65, path="sh/ajjz4q8c8t6qva9/AAAeBGb2Q4TnJMW0JAzeVSpfa"),
+    _c100("dropblock", top1=15.73, top5=3.26, path="sh/vefjo960gyrsx2i/AACYA5wOJ_yroNjIjdsN1Dz2a"),
+    _c100("cutout_ls", top1=15.61, top5=3.88, path="sh/1mur0kjcfxdn7jn/AADmghqrj0dXAG0qY1v3Csb6a"),
+    _c100("dropblock_ls", top1=15.16, top5=3.86, path="sh/n1dn6ggyxjcoogc/AADpSSNzvaraSCqWtHBE0qMca"),
+    _c100("cutout_mixup", top1=15.46, top5=3.42, path="sh/5run1sx8oy0v9oi/AACiR_wEBQVp2HMZFx6lGl3ka"),
+    _shapes("cutmix", top1=0.35, top5=0.0, sha256="f23fc2f43fd6924018001bc9823358e3602e363587d9c48af3ca1e618104a85d"),
+    _shapes("baseline", top1=0.45, top5=0.0, sha256="576dfad467606ad7bf87330ed0e507d533372229534800171fa3fae72e6c184f"),
+], "entry")
 
 DEFAULT_TAGS: dict[str, str] = {
     "resnet50": "cutmix_in1k",
@@ -283,6 +277,25 @@ DEFAULT_TAGS: dict[str, str] = {
     "pyramidnet200_a240": "cutmix_c100",
     "pyramidnet20_a48": "cutmix_shapes",
 }
+
+
+@contextlib.contextmanager
+def registered(*items: Architecture | Entry) -> Iterator[None]:
+    """Add architectures and entries for the duration of a block (tests, local experiments); a taken name is refused."""
+    added: list[tuple[dict[str, Any], str]] = []
+    try:
+        for item in items:
+            table: dict[str, Any] = ARCHITECTURES if isinstance(item, Architecture) else ENTRIES
+            if item.name in table:
+                raise ValueError(f"{item.name!r} is already in the registry.")
+            if isinstance(item, Entry) and item.arch not in ARCHITECTURES:
+                raise ValueError(f"{item.name!r} names the architecture {item.arch!r}, which is not registered.")
+            table[item.name] = item
+            added.append((table, item.name))
+        yield
+    finally:
+        for table, name in added:
+            del table[name]
 
 
 def default_names() -> set[str]:

@@ -58,9 +58,17 @@ def hub(tmp_path_factory):
 
 
 @pytest.fixture
-def env(monkeypatch, hub, isolated_env):
+def tiny_registry():
+    """The tiny test architecture and its two entries in the registry for one test."""
+    from cutmix_zoo import registry
+
+    with registry.registered(*tiny.items()):
+        yield
+
+
+@pytest.fixture
+def env(tiny_registry, monkeypatch, hub, isolated_env):
     """Tiny entries registered, HF_ENDPOINT on the loopback hub, a fresh hub organisation per test."""
-    tiny.register(monkeypatch)
     org = f"org{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.setenv("CUTMIX_ZOO_HUB_ORG", org)

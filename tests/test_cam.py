@@ -47,10 +47,9 @@ def brightness_state() -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture
-def bright_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def bright_file(tiny_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from safetensors.torch import save_file
 
-    tiny.register(monkeypatch)
     path = tmp_path / "bright.safetensors"
     save_file(brightness_state(), path)
     return path

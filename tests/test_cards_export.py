@@ -58,8 +58,7 @@ def test_cards_check_command(tmp_path, capsys):
     assert "resnet50.cutmix_in1k" in capsys.readouterr().err
 
 
-def test_exported_folder_loads_as_it_is(tmp_path, monkeypatch):
-    tiny.register(monkeypatch)
+def test_exported_folder_loads_as_it_is(tiny_registry, tmp_path, monkeypatch):
     state = tiny.state_dict(11)
     weights = tmp_path / "w.safetensors"
     from safetensors.torch import save_file
@@ -92,16 +91,14 @@ def test_export_command_then_the_hub_serves_the_folder(dropbox, hub, env, tmp_pa
         assert torch.equal(model(X), tiny.logits(dropbox.states["folder"], X))
 
 
-def test_publish_dry_run_lists_the_upload(tmp_path, monkeypatch, capsys):
-    tiny.register(monkeypatch)
+def test_publish_dry_run_lists_the_upload(tiny_registry, tmp_path, monkeypatch, capsys):
     folder = save_pretrained(cutmix_zoo.load(tiny.FILE_ENTRY, pretrained=False), tmp_path / "f")
     assert cli_main(["publish", str(folder), "--repo-id", "someone/tiny", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "someone/tiny" in out and all(n in out for n in ("README.md", "config.json", "model.safetensors"))
 
 
-def test_publish_failure_is_one_line(tmp_path, monkeypatch, capsys):
-    tiny.register(monkeypatch)
+def test_publish_failure_is_one_line(tiny_registry, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", "hf_invalid")
     folder = save_pretrained(cutmix_zoo.load(tiny.FILE_ENTRY, pretrained=False), tmp_path / "f")
     assert cli_main(["publish", str(folder), "--repo-id", "someone/tiny"]) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 
 import pytest
@@ -19,15 +21,19 @@ TINY = "tinyresnet10.cutmix_in1k"  # a one-block-per-stage ResNet: the ResNet co
 
 
 @pytest.fixture
-def tiny_resnet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def tiny_resnet(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """Register the tiny ResNet entry and return a weights file for it with non-trivial batch norm statistics."""
     from safetensors.torch import save_file
 
     from cutmix_zoo.models import build_model
 
-    arch = registry.Architecture("tinyresnet10", "resnet", {"layers": [1, 1, 1, 1], "bottleneck": False}, "ResNet-10 for tests")
-    monkeypatch.setitem(registry.ARCHITECTURES, arch.name, arch)
-    monkeypatch.setitem(registry.ENTRIES, TINY, registry.Entry(TINY, arch.name, "imagenet-1k", "cutmix", 30.0, 10.0, "test", None, "bare"))
+    arch = registry.Architecture(name="tinyresnet10", family="resnet", args={"layers": [1, 1, 1, 1], "bottleneck": False},
+                                 description="ResNet-10 for tests")
+    entry = registry.Entry(name=TINY, arch=arch.name, dataset="imagenet-1k", method="cutmix", top1_err=30.0, top5_err=10.0,
+                           err_source="test", original_path=None, layout="bare")
+    stack = contextlib.ExitStack()
+    stack.enter_context(registry.registered(arch, entry))
+    request.addfinalizer(stack.close)
     torch.manual_seed(0)
     state = build_model("resnet", arch.args, 1000).state_dict()
     for key, value in state.items():

@@ -215,8 +215,14 @@ def test_a_family_with_non_persistent_buffers_gets_an_ordinary_build(tmp_path, m
     from cutmix_zoo.models import FAMILIES, Family
 
     monkeypatch.setitem(FAMILIES, "toy", Family(_WithNonPersistentBuffer, _WithNonPersistentBuffer.feature_points))
-    monkeypatch.setitem(registry.ARCHITECTURES, "toy", registry.Architecture("toy", "toy", {}, "toy"))
-    monkeypatch.setitem(registry.ENTRIES, "toy.cutmix_c10", registry.Entry("toy.cutmix_c10", "toy", "cifar-10", "cutmix", None, None, "test", None, "bare"))
+    toy = registry.Architecture(name="toy", family="toy", args={}, description="toy")
+    entry = registry.Entry(name="toy.cutmix_c10", arch="toy", dataset="cifar-10", method="cutmix", top1_err=None, top5_err=None,
+                           err_source="test", original_path=None, layout="bare")
+    with registry.registered(toy, entry):
+        _check_toy_loads(tmp_path)
+
+
+def _check_toy_loads(tmp_path):
     reference = _WithNonPersistentBuffer(10)
     path = tmp_path / "toy.safetensors"
     save_file(reference.state_dict(), path)

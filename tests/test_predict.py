@@ -65,8 +65,7 @@ def test_predict_takes_a_single_image_and_a_model_name(resnet50_file, photo):
     assert results[0][0]["probability"] >= results[0][1]["probability"]
 
 
-def test_cifar_names_top_clamped_and_mode_restored(monkeypatch, photo):
-    tiny.register(monkeypatch)
+def test_cifar_names_top_clamped_and_mode_restored(tiny_registry, monkeypatch, photo):
     model = cutmix_zoo.load(tiny.FILE_ENTRY, pretrained=False).train()
     [preds] = predict(photo, model, top=50)
     assert len(preds) == 10 and sorted(p["label"] for p in preds) == sorted(categories("cifar-10"))
@@ -74,15 +73,13 @@ def test_cifar_names_top_clamped_and_mode_restored(monkeypatch, photo):
     assert model.training
 
 
-def test_a_new_head_gets_numbered_labels(monkeypatch, photo):
-    tiny.register(monkeypatch)
+def test_a_new_head_gets_numbered_labels(tiny_registry, monkeypatch, photo):
     model = cutmix_zoo.load(tiny.FILE_ENTRY, pretrained=False, num_classes=3)
     [preds] = predict(photo, model, top=3)
     assert sorted(p["label"] for p in preds) == ["class 0", "class 1", "class 2"]
 
 
-def test_bad_inputs_are_one_sentence(monkeypatch, tmp_path, photo):
-    tiny.register(monkeypatch)
+def test_bad_inputs_are_one_sentence(tiny_registry, monkeypatch, tmp_path, photo):
     model = cutmix_zoo.load(tiny.FILE_ENTRY, pretrained=False)
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "cut.jpg").write_bytes(photo.read_bytes()[:400])
@@ -110,8 +107,7 @@ def test_predict_command_text_and_json(resnet50_file, photo, capsys):
     assert set(rows[0]["predictions"][0]) == {"index", "label", "probability"} and len(rows[0]["predictions"]) == 2
 
 
-def test_predict_command_errors(monkeypatch, tmp_path, photo, capsys):
-    tiny.register(monkeypatch)
+def test_predict_command_errors(tiny_registry, monkeypatch, tmp_path, photo, capsys):
     (tmp_path / "notes.txt").write_text("not an image")
     cases = [
         ([str(tmp_path / "notes.txt"), "--model", tiny.FILE_ENTRY], 2, "is not an image file"),

@@ -74,3 +74,27 @@ def test_unknown_name_suggests_close_names(typo, suggested):
 def test_unknown_name_without_close_match_points_to_the_list():
     with pytest.raises(cutmix_zoo.UnknownModelError, match="cutmix-zoo list"):
         cutmix_zoo.load("vit_huge_patch14")
+
+
+def test_registered_adds_for_a_block_and_refuses_taken_names():
+    arch = registry.Architecture(name="demo_net", family="pyramidnet", args={"depth": 8, "alpha": 12, "bottleneck": False},
+                                 description="a test architecture")
+    entry = registry.Entry(name="demo_net.cutmix_c10", arch="demo_net", dataset="cifar-10", method="cutmix", top1_err=None,
+                           top5_err=None, err_source="test", original_path=None, layout="bare")
+    with registry.registered(arch, entry):
+        assert registry.get_entry("demo_net.cutmix_c10") is entry and "demo_net.cutmix_c10" in registry.list_models()
+        with pytest.raises(ValueError, match="already in the registry"):
+            with registry.registered(entry):
+                pass
+    assert "demo_net.cutmix_c10" not in registry.ENTRIES and "demo_net" not in registry.ARCHITECTURES
+    orphan = registry.dataclasses.replace(entry, arch="not_registered")
+    with pytest.raises(ValueError, match="not registered"):
+        with registry.registered(orphan):
+            pass
+    assert orphan.name not in registry.ENTRIES
+
+
+def test_a_name_listed_twice_is_refused_when_the_tables_are_built():
+    arch = registry.ARCHITECTURES["resnet50"]
+    with pytest.raises(ValueError, match="lists the architecture 'resnet50' twice"):
+        registry._table([arch, arch], "architecture")

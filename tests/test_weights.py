@@ -57,8 +57,7 @@ def test_pinned_revision(env, hub):
         cutmix_zoo.load(tiny.FOLDER_ENTRY, revision="no-such-branch", progress=False)
 
 
-def test_cached_hub_file_loads_after_the_server_stops(tmp_path, monkeypatch, isolated_env):
-    tiny.register(monkeypatch)
+def test_cached_hub_file_loads_after_the_server_stops(tiny_registry, tmp_path, monkeypatch, isolated_env):
     state = tiny.state_dict(3)
     with OlahServer(tmp_path / "olah") as server:
         monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
@@ -150,11 +149,10 @@ def test_fewer_bytes_than_announced(dropbox, isolated_env):
     assert zoo_files(isolated_env) == []
 
 
-def test_wrong_sha256(dropbox, monkeypatch, isolated_env):
-    entry = registry.ENTRIES[tiny.FILE_ENTRY]
-    monkeypatch.setitem(registry.ENTRIES, tiny.FILE_ENTRY, registry.dataclasses.replace(entry, sha256="0" * 64))
-    with pytest.raises(cutmix_zoo.DownloadError, match="sha256 .* not the registry's 0000.*deleted"):
-        cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
+def test_wrong_sha256(dropbox, isolated_env):
+    pinned = registry.dataclasses.replace(registry.ENTRIES[tiny.FILE_ENTRY], name=f"{tiny.ARCH}.pinned_c10", sha256="0" * 64)
+    with registry.registered(pinned), pytest.raises(cutmix_zoo.DownloadError, match="sha256 .* not the registry's 0000.*deleted"):
+        cutmix_zoo.load(pinned.name, progress=False)
     assert zoo_files(isolated_env) == []
 
 
@@ -221,8 +219,7 @@ def test_two_processes_download_once(dropbox, isolated_env):
 
 
 @pytest.mark.parametrize("layout", ["trainpy", "module", "bare", "trainpy-legacy"])
-def test_convert_every_layout(layout, tmp_path, monkeypatch, capsys):
-    tiny.register(monkeypatch)
+def test_convert_every_layout(tiny_registry, layout, tmp_path, monkeypatch, capsys):
     state = tiny.state_dict(6)
     data = {
         "trainpy": lambda: tiny.trainpy_bytes(state),
@@ -239,8 +236,7 @@ def test_convert_every_layout(layout, tmp_path, monkeypatch, capsys):
     assert_same_logits(cutmix_zoo.load(tiny.FILE_ENTRY, weights=source), state)  # originals load directly too
 
 
-def test_convert_names_the_mismatch(tmp_path, monkeypatch, capsys):
-    tiny.register(monkeypatch)
+def test_convert_names_the_mismatch(tiny_registry, tmp_path, monkeypatch, capsys):
     state = tiny.state_dict(6)
     state["fc.weight"] = torch.zeros(100, state["fc.weight"].shape[1])
     source = tmp_path / "c100.pth"

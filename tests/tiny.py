@@ -6,6 +6,8 @@ same code path) and build checkpoints from them in each original layout.
 
 from __future__ import annotations
 
+import contextlib
+
 import io
 import zipfile
 from pathlib import Path
@@ -21,19 +23,25 @@ FOLDER_PATH = "sh/tinyfolder/AAAtinyfolder"
 FILE_PATH = "s/tinyfile/tiny_baseline.pth"
 
 
-def register(monkeypatch=None) -> None:
-    """Add the tiny architecture and its two entries to the registry (undone by monkeypatch when given)."""
-    arch = registry.Architecture(ARCH, "pyramidnet", {"depth": 20, "alpha": 12, "bottleneck": False}, "PyramidNet-20, alpha 12, for tests")
-    entries = [
-        registry.Entry(FOLDER_ENTRY, ARCH, "cifar-10", "cutmix", 10.0, 1.0, "test", FOLDER_PATH, "trainpy"),
-        registry.Entry(FILE_ENTRY, ARCH, "cifar-10", "baseline", 12.0, 1.5, "test", FILE_PATH, "bare"),
+def items() -> list:
+    """The tiny architecture and its two entries, for ``registry.registered`` (the ``tiny_registry`` fixture)."""
+    arch = registry.Architecture(name=ARCH, family="pyramidnet", args={"depth": 20, "alpha": 12, "bottleneck": False},
+                                 description="PyramidNet-20, alpha 12, for tests")
+    return [
+        arch,
+        registry.Entry(name=FOLDER_ENTRY, arch=ARCH, dataset="cifar-10", method="cutmix", top1_err=10.0, top5_err=1.0,
+                       err_source="test", original_path=FOLDER_PATH, layout="trainpy"),
+        registry.Entry(name=FILE_ENTRY, arch=ARCH, dataset="cifar-10", method="baseline", top1_err=12.0, top5_err=1.5,
+                       err_source="test", original_path=FILE_PATH, layout="bare"),
     ]
-    items = [(registry.ARCHITECTURES, ARCH, arch)] + [(registry.ENTRIES, e.name, e) for e in entries]
-    for table, key, value in items:
-        if monkeypatch is not None:
-            monkeypatch.setitem(table, key, value)
-        else:
-            table[key] = value
+
+
+_KEPT = contextlib.ExitStack()
+
+
+def register() -> None:
+    """Register the tiny models for the rest of this process (a subprocess of a test)."""
+    _KEPT.enter_context(registry.registered(*items()))  # kept open: closing the block would unregister them
 
 
 def state_dict(seed: int) -> dict[str, torch.Tensor]:
