@@ -1,0 +1,105 @@
+"""The package's layering, as docs/ARCHITECTURE.md draws it: imports run one way, no cycles, no private names across modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cutmix_zoo"
+# Bottom to top: a module may import its own layer or a lower one.
+LAYERS = [
+    ("facts", {"errors", "registry", "recipes", "categories"}),
+    ("parts", {"models", "models.resnet", "models.pyramidnet", "model_config", "fastload", "convert", "features"}),
+    ("building", {"builder"}),
+    ("fetching", {"weights"}),
+    ("library", {"api", "export", "cards", "predict", "cam", "detection", "entrypoints", ""}),
+    ("trainer", {"train"}),
+    ("commands", {"cli", "commands", "demo", "__main__", "train.__main__"}),
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _layer(module: str) -> int:
+    best = None
+    for index, (_, members) in enumerate(LAYERS):
+        for member in members:
+            if module == member or (member and module.startswith(member + ".")):
+                if best is None or len(member) > best[1]:
+                    best = (index, len(member))
+    assert best is not None, f"cutmix_zoo.{module} is in no layer of docs/ARCHITECTURE.md"
+    return best[0]
+
+
+def _imports() -> dict[str, list[tuple[str, list[str]]]]:
+    """cutmix_zoo module -> (imported cutmix_zoo module, names taken from it), function-level imports included."""
+    graph: dict[str, list[tuple[str, list[str]]]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".") if package else []
+                    base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                    target = ".".join([*base, *([node.module] if node.module else [])])
+                elif node.module and node.module.startswith("cutmix_zoo"):
+                    target = node.module.removeprefix("cutmix_zoo").lstrip(".")
+                else:
+                    continue
+                names = [a.name for a in node.names]
+                submodules = [f"{target}.{n}".lstrip(".") for n in names if (PACKAGE / Path(*f"{target}.{n}".lstrip(".").split("."))).with_suffix(".py").exists()]
+                plain = [n for n in names if f"{target}.{n}".lstrip(".") not in submodules]
+                if plain or not submodules:
+                    found.append((target, plain))
+                found.extend((s, []) for s in submodules)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("cutmix_zoo"):
+                        found.append((alias.name.removeprefix("cutmix_zoo").lstrip("."), []))
+        graph[module] = found
+    return graph
+
+
+GRAPH = _imports()
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_imports_run_down_the_layers(module):
+    upward = [target for target, _ in GRAPH[module] if target != module and _layer(target) > _layer(module)]
+    assert not upward, f"cutmix_zoo.{module} ({LAYERS[_layer(module)][0]}) imports a higher layer: {upward}"
+
+
+def test_no_private_name_is_imported_across_modules():
+    private = [(m, t, n) for m, found in GRAPH.items() for t, names in found for n in names if n.startswith("_") and t != m]
+    assert not private
+
+
+def test_no_import_cycles():
+    edges = {m: {t for t, _ in found if t in GRAPH and t != m} for m, found in GRAPH.items()}
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        assert node not in path, f"import cycle: {' -> '.join(path[path.index(node):] + [node])}"
+        if node in done:
+            return
+        for target in edges[node]:
+            visit(target, path + [node])
+        done.add(node)
+
+    for module in edges:
+        visit(module, [])
+
+
+def test_the_checker_sees_what_it_checks():
+    """The graph holds known edges, so an empty graph cannot pass the tests above."""
+    assert ("builder", ["WEIGHTS_NAME", "expected_state", "resolve_config"]) in GRAPH["weights"]
+    assert any(t == "registry" for t, _ in GRAPH["recipes"]) and _layer("train.loop") == 5 and _layer("train.__main__") == 6
