@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .builder import (build_random, build_with_weights, config_of, is_exported_folder, read_state_dict,
+from .builder import (build_random, build_with_weights, config_of, is_exported_folder, meta_model, read_state_dict,
                       resolve_config)
 from .builder import count_parameters as _count
 from .errors import InvalidArgumentError
@@ -54,7 +54,10 @@ def load(
         weights = name
     head_kept = not features_only and num_classes in (None, cfg.num_classes)
 
-    if weights is not None:
+    if device is not None and torch.device(device).type == "meta":  # shapes only: no file is read or fetched
+        model = meta_model(cfg).to(dtype=dtype)
+        model.pretrained_cfg = dict(cfg.to_dict(), source=None)
+    elif weights is not None:
         model = build_with_weights(cfg, read_state_dict(weights, device), str(weights), head_kept, device, dtype)
     elif pretrained:
         from .weights import fetch_weights

@@ -85,10 +85,11 @@ def build_with_weights(cfg: ModelConfig, state: dict[str, torch.Tensor], source:
     absent or of another size when ``head_kept`` is False (it is dropped or replaced afterwards).
     """
     classifier = FAMILIES[cfg.family].classifier
+    headless = f"{classifier}.weight" not in state and cfg.num_classes == 0  # an export of a num_classes=0 model
     ckpt_classes = state[f"{classifier}.weight"].shape[0] if f"{classifier}.weight" in state else cfg.num_classes
     model = meta_model(cfg, ckpt_classes)
     slots, non_persistent = tensor_slots(model)
-    optional = () if head_kept else (f"{classifier}.",)
+    optional = () if head_kept and not headless else (f"{classifier}.",)
     expected = {key: tensor for key, (_, _, tensor) in slots.items()}
     check_state_dict(state, expected, f"{cfg.name} ({cfg.architecture or cfg.family})", source, optional)
     if dtype is not None:
@@ -98,6 +99,9 @@ def build_with_weights(cfg: ModelConfig, state: dict[str, torch.Tensor], source:
         model.load_state_dict(state, strict=head_kept)
     else:
         assign_tensors(model, state)
+    if headless:
+        model.num_features = getattr(model, classifier).in_features
+        setattr(model, classifier, nn.Identity())
     model.pretrained_cfg = dict(cfg.to_dict(), num_classes=ckpt_classes, source=source)
     return model
 

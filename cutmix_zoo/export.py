@@ -13,10 +13,12 @@ from typing import Any
 
 from torch import nn
 
-from .builder import CONFIG_NAME, WEIGHTS_NAME, config_of
+from .builder import CONFIG_NAME, WEIGHTS_NAME, config_of, meta_model
+from .categories import categories
 from .convert import save_safetensors, write_text_atomic
 from .model_config import ModelConfig
-from .registry import LIBRARY_NAME
+from .models import FAMILIES
+from .registry import CODE_URL, DATASETS, LIBRARY_NAME
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -30,12 +32,49 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def timm_architecture(cfg: ModelConfig) -> str | None:
+    """timm's name for the config's network where timm builds it with the same state-dict keys (ResNets, ResNeXts)."""
+    if cfg.family != "resnet":
+        return None
+    args = cfg.arch_args
+    layers, groups, width = list(args["layers"]), args.get("groups", 1), args.get("width_per_group", 64)
+    depth = (3 if args.get("bottleneck", True) else 2) * sum(layers) + 2
+    names = {(18, 1, 64): "resnet18", (34, 1, 64): "resnet34", (50, 1, 64): "resnet50", (101, 1, 64): "resnet101",
+             (152, 1, 64): "resnet152", (200, 1, 64): "resnet200", (50, 32, 4): "resnext50_32x4d",
+             (101, 32, 4): "resnext101_32x4d", (101, 32, 8): "resnext101_32x8d", (101, 64, 4): "resnext101_64x4d"}
+    return names.get((depth, groups, width))
+
+
+def hub_config(cfg: ModelConfig) -> dict[str, Any]:
+    """config.json of an export: cutmix_zoo's own keys, and timm's (``architecture``, ``num_classes``, ``num_features``,
+    ``pretrained_cfg``, ``label_names``) so that ``timm.create_model("hf-hub:ORG/REPO", pretrained=True)`` loads ResNets."""
+    values = dict(cfg.to_dict(), library_name=LIBRARY_NAME)
+    timm_name = timm_architecture(cfg)
+    model = meta_model(cfg, max(cfg.num_classes, 1))
+    head = getattr(model, FAMILIES[cfg.family].classifier)
+    values.update(
+        architecture=timm_name or cfg.architecture,
+        num_features=head.in_features,
+        global_pool="avg",
+        pretrained_cfg={
+            "tag": cfg.name.partition(".")[2] or None, "input_size": list(cfg.input_size), "interpolation": cfg.interpolation,
+            "crop_pct": cfg.crop_pct, "crop_mode": "center", "mean": list(cfg.mean), "std": list(cfg.std),
+            "num_classes": cfg.num_classes, "first_conv": "conv1", "classifier": FAMILIES[cfg.family].classifier,
+            "license": cfg.license, "origin_url": CODE_URL, "paper_ids": "arXiv:1905.04899",
+        },
+    )
+    values.pop("label_names", None)
+    if cfg.num_classes and cfg.dataset in DATASETS and DATASETS[cfg.dataset].num_classes == cfg.num_classes:
+        values["label_names"] = categories(cfg.dataset)
+    return values
+
+
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, cfg: ModelConfig | dict[str, Any] | None = None,
                     card: str | None = None, metadata: dict[str, str] | None = None) -> Path:
     """Export ``model`` (its ``pretrained_cfg`` unless ``cfg`` is given) as a Hub-ready folder."""
     model = unwrap(model)
     config = config_of(cfg if cfg is not None else model)
-    values = dict(config.to_dict(), library_name=LIBRARY_NAME)
+    values = hub_config(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

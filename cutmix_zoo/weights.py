@@ -20,9 +20,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .builder import WEIGHTS_NAME, expected_state, resolve_config
+from .builder import CONFIG_NAME, WEIGHTS_NAME, expected_state, resolve_config
 from .convert import check_state_dict, load_original, save_safetensors, sha256_file, write_text_atomic
-from .errors import DownloadError
+from .errors import DownloadError, WeightsError
+from .model_config import ModelConfig
 from .registry import LIBRARY_NAME, Entry
 
 SOURCE_NAME = "source.json"
@@ -76,6 +77,9 @@ def cached_file(entry: Entry, revision: str | None = None) -> Path | None:
     kwargs = _hub_kwargs(entry, revision)
     found = try_to_load_from_cache(kwargs["repo_id"], WEIGHTS_NAME, cache_dir=kwargs["cache_dir"], revision=revision)
     if isinstance(found, str) and os.path.isfile(found):
+        config = try_to_load_from_cache(kwargs["repo_id"], CONFIG_NAME, cache_dir=kwargs["cache_dir"], revision=revision)
+        if isinstance(config, str) and os.path.isfile(config):
+            check_hub_config(entry, Path(config))
         return Path(found)
     if revision is None and original_file(entry).is_file():
         return original_file(entry)
@@ -104,7 +108,12 @@ def _from_hub(entry: Entry, revision: str | None, progress: bool, force: bool) -
 
     try:
         with _progress_bars(progress):
-            return Path(hf_hub_download(**_hub_kwargs(entry, revision), force_download=force))
+            kwargs = _hub_kwargs(entry, revision)
+            try:  # config.json first: the Hub counts a model's downloads by it, and it must describe this architecture
+                check_hub_config(entry, Path(hf_hub_download(**dict(kwargs, filename=CONFIG_NAME), force_download=force)))
+            except EntryNotFoundError:
+                pass  # a repo with weights only: the keys and shapes are still checked when the weights load
+            return Path(hf_hub_download(**kwargs, force_download=force))
     except LocalEntryNotFoundError as e:  # the Hub could not be reached
         if revision is not None:
             raise DownloadError(f"Could not reach the Hub for {entry.hub_repo} at revision {revision!r}: {_reason(e)}.") from None
@@ -119,6 +128,19 @@ def _from_hub(entry: Entry, revision: str | None, progress: bool, force: bool) -
         if revision is not None:
             raise DownloadError(f"Could not download {WEIGHTS_NAME} of {entry.hub_repo} from the Hub: {_reason(e)}.") from None
         return None
+
+
+def check_hub_config(entry: Entry, path: Path) -> None:
+    """Refuse a Hub repo whose config.json describes another network than the entry's, in one sentence."""
+    where = f"config.json of the Hub repo {entry.hub_repo}"
+    try:
+        found = ModelConfig.from_dict(json.loads(path.read_text()), where=where)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WeightsError(f"The {where} is not readable JSON ({e}).") from None
+    expected = resolve_config(entry.name)
+    if (found.family, found.arch_args, found.num_classes) != (expected.family, expected.arch_args, expected.num_classes):
+        raise WeightsError(f"The {where} describes {found.family} {found.arch_args} with {found.num_classes} classes, not "
+                           f"{entry.name}'s {expected.family} {expected.arch_args} with {expected.num_classes}; its weights were not loaded.")
 
 
 def _reason(error: BaseException) -> str:

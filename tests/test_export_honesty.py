@@ -1,0 +1,83 @@
+"""Exports claim only what was measured, reload whatever head they have, and every card snippet runs as written."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+import cutmix_zoo
+from cutmix_zoo import registry
+from cutmix_zoo.cards import render_card
+
+X = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("kwargs", [{"pretrained": False}, {"num_classes": 3}, {"num_classes": 0}])
+def test_exports_of_unmeasured_weights_carry_no_results(tmp_path, kwargs):
+    model = cutmix_zoo.load("pyramidnet20_a48.cutmix_shapes", **kwargs)
+    folder = cutmix_zoo.save_pretrained(model, tmp_path / "e")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["top1_err"] is None and config["eval_dataset"] is None
+    card = ModelCard((folder / "README.md").read_text())
+    assert not card.data.eval_results and "0.35" not in card.text and "No result was measured" in card.text
+    reloaded = cutmix_zoo.load(folder)  # a num_classes=0 export reloads too
+    with torch.no_grad():
+        assert torch.allclose(reloaded(X), model(X), atol=1e-6, rtol=1e-6)
+
+
+def test_the_registry_model_exported_as_it_is_keeps_its_release_numbers(tmp_path):
+    folder = cutmix_zoo.save_pretrained(cutmix_zoo.load("pyramidnet20_a48.cutmix_shapes"), tmp_path / "e")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["top1_err"] == 0.35 and config["eval_dataset"] == "shapes-10"
+
+
+def test_features_only_models_have_no_results_in_their_config():
+    cfg = cutmix_zoo.load("pyramidnet20_a48.cutmix_shapes", features_only=True).pretrained_cfg
+    assert cfg["top1_err"] is None and cfg["num_classes"] == 0
+
+
+def test_meta_device_loads_give_meta_models_without_reading_weights():
+    model = cutmix_zoo.load("resnet50", device="meta")  # not cached here: nothing is fetched
+    assert all(p.is_meta for p in model.parameters()) and model.pretrained_cfg["architecture"] == "resnet50"
+    features = cutmix_zoo.load("resnet50", device="meta", features_only=True)
+    assert features.feature_info.channels() == [64, 256, 512, 1024, 2048]
+
+
+def _snippets(card: str) -> list[str]:
+    return [line.split("#")[0].strip() for block in re.findall(r"```python\n(.*?)```", card, re.S) for line in block.splitlines()
+            if line.startswith(("model =", "backbone =", "embedder =", "preprocess ="))]
+
+
+def test_every_python_line_of_a_registry_card_runs_as_written():
+    name = "pyramidnet20_a48.cutmix_shapes"  # embedded: runs offline
+    lines = _snippets(render_card(name))
+    assert len(lines) >= 5
+    for line in lines:
+        if "torch.hub" in line:
+            continue  # needs the published GitHub repo
+        scope = {"cutmix_zoo": cutmix_zoo, "torch": torch}
+        exec(line, scope)  # noqa: S102 - the card's own code
+    fresh = cutmix_zoo.load(name, num_classes=5)
+    assert "num_classes=5" in render_card(name) and fresh.fc.out_features == 5  # a new head, not the pretrained one
+
+
+def test_every_python_line_of_an_export_card_runs_as_written(tmp_path, monkeypatch):
+    folder = cutmix_zoo.save_pretrained(cutmix_zoo.load("pyramidnet20_a48.baseline_shapes"), tmp_path / "exp")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "path" / "to").mkdir(parents=True)
+    (tmp_path / "path" / "to" / "this").mkdir()
+    folder.rename(tmp_path / "path" / "to" / "this" / "folder")
+    lines = _snippets((tmp_path / "path/to/this/folder/README.md").read_text())
+    assert lines and all("path/to/this/folder" in line for line in lines)
+    for line in lines:
+        exec(line, {"cutmix_zoo": cutmix_zoo, "torch": torch})  # noqa: S102
+
+
+def test_hub_dataset_ids_exist_and_shapes_has_none():
+    ids = {d.name: d.hf_id for d in registry.DATASETS.values()}
+    assert ids == {"imagenet-1k": "ILSVRC/imagenet-1k", "cifar-100": "uoft-cs/cifar100", "cifar-10": "uoft-cs/cifar10", "shapes-10": None}
+    assert ModelCard(render_card("pyramidnet20_a48.cutmix_shapes")).data.datasets is None
