@@ -15,7 +15,7 @@ import fnmatch
 import os
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .errors import UnknownModelError
 
@@ -308,13 +308,19 @@ def format_err(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def list_models(pattern: str = "*", architectures: bool = False) -> list[str]:
-    """Registry names matching an fnmatch ``pattern`` (``"resnet50.*"``, ``"*c100"``), sorted.
+def list_models(pattern: str | Sequence[str] = "*", architectures: bool = False,
+                exclude_filters: str | Sequence[str] = (), pretrained: bool = False) -> list[str]:
+    """Registry names matching fnmatch patterns (``"resnet50.*"``, ``["*c100", "resnet*"]``), sorted, as timm's ``list_models``.
 
-    With ``architectures=True`` the bare architecture names are listed instead of full names.
+    ``exclude_filters`` drops names matching any of its patterns; ``pretrained=True`` keeps names with weights
+    (every entry has them; it is there so timm code runs unchanged). With ``architectures=True`` the bare
+    architecture names are listed instead of full names.
     """
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    excluded = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
     names = sorted(DEFAULT_TAGS) if architectures else sorted(ENTRIES)
-    return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p or "*") for p in patterns)
+            and not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
 
 
 def get_entry(name: str) -> Entry:

@@ -98,3 +98,12 @@ def test_a_name_listed_twice_is_refused_when_the_tables_are_built():
     arch = registry.ARCHITECTURES["resnet50"]
     with pytest.raises(ValueError, match="lists the architecture 'resnet50' twice"):
         registry._table([arch, arch], "architecture")
+
+
+def test_list_models_takes_timms_arguments():
+    assert registry.list_models(["resnet101.*", "resnet152.*"]) == ["resnet101.cutmix_in1k", "resnet152.cutmix_in1k"]
+    assert "resnet50.cutmix_in1k" not in registry.list_models("resnet50.*", exclude_filters="*cutmix*")
+    assert registry.list_models("resnet50.*", exclude_filters=["*mix*", "*cut*"]) == ["resnet50.baseline_in1k"]
+    assert registry.list_models("pyramidnet*", pretrained=True) == registry.list_models("pyramidnet*")
+    assert registry.list_models("") == registry.list_models()  # timm's default filter is the empty string
+    assert cutmix_zoo.list_models(["res*"], architectures=True, exclude_filters="resnext*") == ["resnet101", "resnet152", "resnet50"]
