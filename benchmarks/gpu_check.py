@@ -62,7 +62,7 @@ import train_step as step_bench  # noqa: E402
 import cutmix_zoo  # noqa: E402
 from cutmix_zoo.models import build_model  # noqa: E402
 from cutmix_zoo.registry import ARCHITECTURES, get_entry  # noqa: E402
-from cutmix_zoo.train import loop, train_main  # noqa: E402
+from cutmix_zoo.train import evaluation, loop, train_main  # noqa: E402
 from cutmix_zoo.train.data import Augmented, TensorTransform, make_loader, training_data  # noqa: E402
 from cutmix_zoo.train.mixing import BatchMixer  # noqa: E402
 from cutmix_zoo.train.shapes import Shapes  # noqa: E402
@@ -305,8 +305,8 @@ def section_eval(ctx: Context) -> Figures:
             out, _ = _logits(model, loader, ctx.device, bf16=True)
             row = compare_logits(ref, out, BF16_REL_TOL)
             changed = int((ref.argmax(1) != out.argmax(1)).sum())
-            row.update({"fp32_top1_err": 100 * loop.topk_errors(ref, y)[0].item() / n,
-                        "bf16_top1_err": 100 * loop.topk_errors(out, y)[0].item() / n,
+            row.update({"fp32_top1_err": 100 * evaluation.topk_errors(ref, y)[0].item() / n,
+                        "bf16_top1_err": 100 * evaluation.topk_errors(out, y)[0].item() / n,
                         "registry_top1_err": get_entry(name).top1_err if n == len(shapes) else None,
                         "changed_predictions": changed,
                         "within": bool(row["within"]) and changed <= CHANGED_PREDICTIONS_TOL * n})

@@ -29,7 +29,8 @@ from torch import nn
 
 from cutmix_zoo.models import build_model
 from cutmix_zoo.registry import ARCHITECTURES
-from cutmix_zoo.train.loop import topk_errors, train_step
+from cutmix_zoo.train.evaluation import topk_errors
+from cutmix_zoo.train.loop import train_step
 from cutmix_zoo.train.mixing import BatchMixer
 
 

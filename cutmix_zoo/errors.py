@@ -26,3 +26,22 @@ class WeightsError(ZooError, ValueError):
 
 class DownloadError(ZooError, OSError):
     """A file that could not be fetched (HTTP error, truncated transfer, wrong checksum, offline)."""
+
+
+EXIT_FAILURE = 1  # a failure while working: data, files, weights, downloads
+EXIT_USAGE = 2  # bad input: an argument or a model name that cannot work
+EXIT_KEYBOARD_INTERRUPT = 130  # Ctrl-C (128 + SIGINT)
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status of a command that ended with ``error``: 2 bad input (InvalidArgumentError, UnknownModelError),
+    130 Ctrl-C (KeyboardInterrupt), 1 any other failure while working.
+
+    The other statuses are a command's own return values, not errors: 0 done, and 143 (128 + SIGTERM) for a trainer
+    that SIGTERM stopped with its checkpoint saved (``cutmix_zoo.train.config.EXIT_INTERRUPTED``).
+    """
+    if isinstance(error, (InvalidArgumentError, UnknownModelError)):
+        return EXIT_USAGE
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_KEYBOARD_INTERRUPT
+    return EXIT_FAILURE

@@ -9,6 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 import torch.nn.functional as F
 
+from cutmix_zoo.fastload import build_on_meta
 from cutmix_zoo.models.pyramidnet import PyramidNet
 from cutmix_zoo.train.mixing import BatchMixer, DropBlock, cutmix, cutout, sample_beta
 
@@ -145,7 +146,7 @@ def test_feature_level_mixing_mixes_inside_the_forward(mode):
     torch.manual_seed(0)
     model = PyramidNet(8, 12, 10, bottleneck=False).train()
     mixer = BatchMixer(mode, beta=1.0, prob=1.0, cutout_size=8, device=torch.device("cpu"), seed=0, layers="random")
-    mixer.attach(model)
+    mixer.attach(model, "pyramidnet")
     levels = set()
     for _ in range(12):
         x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
@@ -163,7 +164,7 @@ def test_dropblock_drops_blocks_in_training_only():
     model = PyramidNet(8, 12, 10, bottleneck=False)
     block = DropBlock(0.3, 3)
     block.progress = 1.0
-    block.attach(model)
+    block.attach(model, "pyramidnet")
     x = torch.randn(2, 3, 32, 32)
     model.eval()
     a, b = model(x), model(x)
@@ -173,6 +174,22 @@ def test_dropblock_drops_blocks_in_training_only():
     model.layer3.register_forward_hook(lambda m, i, o: features.append(o))
     model(x)
     assert (features[0] == 0).float().mean() > 0.1
+
+
+@pytest.mark.parametrize("family, args, mixed, dropped", [
+    ("resnet", {"layers": [3, 4, 6, 3]}, ["layer1", "layer2", "layer3"], ["layer3", "layer4"]),  # resnet50
+    ("pyramidnet", {"depth": 200, "alpha": 240, "bottleneck": True}, ["layer1", "layer2"], ["layer2", "layer3"]),  # pyramidnet200_a240
+])
+def test_stages_come_from_the_family_feature_points(family, args, mixed, dropped):
+    """Feature mixing hooks the stages before the last, DropBlock the last two: the children named ``layer*`` as before."""
+    def hooked(attach) -> list[str]:
+        model = build_on_meta(family, args, 10)
+        attach(model, family)
+        return [name for name, child in model.named_children() if child._forward_hooks]
+
+    mixer = BatchMixer("cutmix", beta=1.0, prob=1.0, cutout_size=8, device=torch.device("cpu"), seed=0, layers="random")
+    assert hooked(mixer.attach) == mixed
+    assert hooked(DropBlock(0.1, 4).attach) == dropped
 
 
 class _NoHostSync(TorchDispatchMode):

@@ -92,6 +92,22 @@ def test_missing_or_misshapen_data_folders_are_one_sentence(tmp_path):
         train_main(["--resume", str(tmp_path / "none")])
 
 
+@pytest.mark.parametrize("dataset, entry, size", [("imagenet", "resnet50.cutmix_in1k", (300, 200)),
+                                                  ("cifar100", "pyramidnet200_a240.cutmix_c100", (32, 32))])
+def test_the_trainers_eval_transform_is_the_zoos(dataset, entry, size):
+    """Validation during training gives what cutmix_zoo.transforms gives for a model trained on the same data."""
+    import numpy as np
+
+    from cutmix_zoo.registry import data_config
+    from cutmix_zoo.train.data import build_transforms
+
+    data = data_config(dataset)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    _, trainer = build_transforms("imagenet" if dataset == "imagenet" else "cifar", data.input_size[-1], data.mean, data.std,
+                                  data.resize)
+    assert torch.equal(trainer(image), cutmix_zoo.transforms(entry)(image))
+
+
 # --- training ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,15 @@ whichever worker loads it and whether or not the run was interrupted and resumed
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import ZooError
 from ..registry import FOLDER, data_config
+from .dataspec import DataSpec, sample_seed
 
 # AlexNet-style PCA lighting of the original (ImageNet eigenvalues and eigenvectors of RGB).
 _EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -88,7 +86,12 @@ class ColorJitter:
 
 
 def build_transforms(kind: str, input_size: int, mean: tuple, std: tuple, resize: int) -> tuple[Callable, Callable]:
-    """The original train and eval transforms: ``imagenet`` (crop, flip, jitter, lighting) or ``cifar`` (pad-crop, flip)."""
+    """The original train and eval transforms: ``imagenet`` (crop, flip, jitter, lighting) or ``cifar`` (pad-crop, flip).
+
+    The eval transform gives what :func:`cutmix_zoo.api.transforms` gives for a model trained on the same data (resize
+    the shorter side to ``resize``, centre-crop, normalise; CIFAR's 32x32 images as they are), which a test checks: the
+    trainer builds it here because ``api.transforms`` takes a whole model config, and a run's data comes before its model.
+    """
     from torchvision import transforms as T
 
     normalize = T.Normalize(mean, std)
@@ -136,15 +139,6 @@ class TensorTransform:
         if self.flip and torch.rand(()) < 0.5:
             img = img.flip(-1)
         return (img - self.mean) / self.std
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of one sample's random augmentation: the same in any worker, rank or resumed run.
-
-    torch's CPU generator keeps only the low 32 bits of a seed, so the key is hashed into 32 bits; packing
-    it into a wider integer would give an image the same augmentation in every epoch and under every seed.
-    """
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=4).digest(), "little")
 
 
 class Augmented(Dataset):
@@ -199,28 +193,6 @@ class ShardSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A loader's image batch on the device (the inputs are ready; only the copy is left)."""
-    return x.to(device, non_blocking=True)
-
-
-@dataclass
-class DataSpec:
-    """The datasets of a run, what the model needs to know about them, and how a loader's batch becomes model input.
-
-    ``collate`` (None: torch's default) batches samples in the workers; ``train_to_device`` and
-    ``val_to_device`` finish a batch on the device (with ``--decode gpu``: decode and augment there).
-    """
-
-    train: Optional[Dataset]
-    val: Dataset
-    num_classes: int
-    registry_dataset: str
-    collate: Optional[Callable] = None
-    train_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device
-    val_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device
 
 
 def _check_folder(path: str) -> None:
@@ -301,18 +273,18 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
     return DataSpec(Augmented(base_train, train_tf, seed), val, num_classes, name)
 
 
-def eval_data(data: str, registry_dataset: str, input_size: int, mean: tuple, std: tuple, resize: int) -> Dataset:
-    """The validation split of a CIFAR folder or an ImageFolder tree (``DIR/val`` if present, else ``DIR``), with the eval transform.
+def eval_data(data: str, cfg: Mapping[str, Any]) -> Dataset:
+    """The validation split of a CIFAR folder or an ImageFolder tree (``DIR/val`` if present, else ``DIR``), with the eval
+    transform of the model config ``cfg`` (a loaded model's ``pretrained_cfg``): :func:`cutmix_zoo.api.transforms`."""
+    from ..api import transforms
 
-    A CIFAR model's eval transform (no resize) is used on an ImageFolder tree too, so its images must be 32x32.
-    """
     _check_folder(data)
+    transform = transforms(dict(cfg))
     for name, folder in _CIFAR_FOLDERS.items():
         if os.path.isdir(os.path.join(data, folder)):
-            return _cifar(name, data, False, False, transform=build_transforms("cifar", input_size, mean, std, resize)[1])
+            return _cifar(name, data, False, False, transform=transform)
     root = os.path.join(data, "val") if os.path.isdir(os.path.join(data, "val")) else data
-    kind = "cifar" if registry_dataset.startswith("cifar") else "imagenet"
-    return _image_folder(root, transform=build_transforms(kind, input_size, mean, std, resize)[1])
+    return _image_folder(root, transform=transform)
 
 
 def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, pin_memory: bool,
@@ -323,8 +295,3 @@ def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: in
         kwargs = {"persistent_workers": True, "prefetch_factor": 4}
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                       drop_last=drop_last, collate_fn=collate_fn, generator=torch.Generator().manual_seed(0), **kwargs)
-
-
-def steps_per_epoch(dataset_len: int, world_size: int, per_rank_batch: int) -> int:
-    """Full per-rank batches in an epoch (the last partial batch is dropped)."""
-    return math.ceil(dataset_len / world_size) // per_rank_batch

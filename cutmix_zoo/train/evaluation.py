@@ -1,19 +1,56 @@
-"""``cutmix-zoo eval``: the top-1/top-5 error of any zoo model on a CIFAR folder or an ImageFolder tree."""
+"""Evaluation: the loss and top-1/top-5 error of a model on a loader (each epoch of a training run), and
+``cutmix-zoo eval``, the same for any zoo model on a CIFAR folder or an ImageFolder tree.
+
+The training loop imports this module, never the other way round: evaluating needs no training code.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any, Callable, Iterable
 
 import torch
+from torch import nn
 
 from ..errors import InvalidArgumentError
-from .data import DataError, eval_data, make_loader
-from .loop import Ranks, evaluate
+from .data import Augmented, DataError, TensorTransform, eval_data, make_loader
+from .dataspec import to_device
+from .ranks import Ranks, all_sum, autocast
+
+
+def topk_errors(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Counts of top-1 and top-5 misses in a batch, as a device tensor (top-5 is top-C below 5 classes)."""
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    hit = top == y[:, None]
+    return torch.stack([(~hit[:, 0]).sum(), (~hit.any(dim=1)).sum()]).float()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, ranks: Ranks, bf16: bool, channels_last: bool,
+             finish: Callable[[Any, torch.device], torch.Tensor] = to_device) -> dict[str, float]:
+    """Loss and top-1/top-5 error (%) on a loader whose shards together cover the split once, the forward pass under
+    bf16 autocast when ``bf16``; ``finish`` makes a loader batch the model's input on the device."""
+    model.eval()
+    sums = torch.zeros(4, device=ranks.device)  # loss sum, top-1 misses, top-5 misses, images
+    for x, y in loader:
+        x = finish(x, ranks.device)
+        y = y.to(ranks.device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(ranks.device, bf16):
+            logits = model(x)
+        loss = nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+        sums += torch.cat([loss[None], topk_errors(logits, y), y.new_full((1,), len(y), dtype=torch.float32)])
+    loss, miss1, miss5, n = all_sum(sums, ranks).tolist()
+    n = max(n, 1.0)
+    return {"loss": loss / n, "top1_err": 100 * miss1 / n, "top5_err": 100 * miss5 / n, "images": int(n)}
 
 
 def eval_parser() -> argparse.ArgumentParser:
+    """The command line of ``cutmix-zoo eval``."""
     p = argparse.ArgumentParser(
         prog="cutmix-zoo eval",
         description="Evaluate a zoo model (registry name, optionally with --weights, or an exported folder) on the "
@@ -31,7 +68,7 @@ def eval_parser() -> argparse.ArgumentParser:
     return p
 
 
-def evaluate_model(model: torch.nn.Module, data: str, batch_size: int = 128, workers: int = 0,
+def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: int = 0,
                    device: torch.device | None = None, precision: str = "fp32") -> dict[str, float]:
     """Loss and top-1/top-5 error of a loaded zoo model on a data folder or ``"shapes"``, with the model's eval transform.
 
@@ -43,20 +80,18 @@ def evaluate_model(model: torch.nn.Module, data: str, batch_size: int = 128, wor
     cfg = model.pretrained_cfg
     device = device or torch.device("cpu")
     if data == "shapes":
-        from .data import Augmented, TensorTransform
         from .shapes import Shapes
 
         dataset = Augmented(Shapes("test"), TensorTransform(tuple(cfg["mean"]), tuple(cfg["std"]), flip=False), seed=0)
     else:
-        dataset = eval_data(data, cfg["dataset"], cfg["input_size"][-1], tuple(cfg["mean"]), tuple(cfg["std"]), cfg["resize"])
+        dataset = eval_data(data, cfg)
     loader = make_loader(dataset, batch_size, torch.utils.data.SequentialSampler(dataset), workers,
                          device.type == "cuda", drop_last=False)
-    bf16 = precision == "bf16"
-    return evaluate(model, loader, Ranks(0, 1, device), lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
-                    channels_last=False)
+    return evaluate(model, loader, Ranks(0, 1, device), precision == "bf16", channels_last=False)
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """Load the model ``args`` name (the data folder checked first), evaluate it and print its errors; 0 when done."""
     import os
 
     import cutmix_zoo

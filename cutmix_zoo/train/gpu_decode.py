@@ -25,7 +25,7 @@ from torchvision.transforms.v2 import functional as F
 
 from ..errors import InvalidArgumentError
 from ..registry import data_config
-from .data import DataSpec, sample_seed
+from .dataspec import DataSpec, sample_seed
 
 _JPEG_MAGIC = b"\xff\xd8"
 

@@ -9,6 +9,7 @@ the clipped box, and the loss ``lam * CE(out, y) + (1 - lam) * CE(out, y[perm])`
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from typing import Optional
@@ -17,9 +18,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import FAMILIES
 from .checkpoint import as_tuple
 
 _GAMMA_CANDIDATES = 16
+
+
+def stage_modules(model: nn.Module, family: str) -> list[nn.Module]:
+    """The stages of a ``family`` network, in forward order: for each feature level after the stem (the family's
+    ``feature_points``), the block container (``nn.Sequential``) among the top-level children that compute it.
+
+    A level's children are those after the previous level's point up to its own. In a ResNet each level's point is its
+    stage (``layer1`` ... ``layer4``); PyramidNet's last level is ``relu_final`` after ``layer3`` (``layer4`` on ImageNet)
+    and ``bn_final``, and the stage is that ``layer``. A level with no container is its point's child.
+    """
+    children = dict(model.named_children())
+    names = list(children)
+    points = [name for name, _, _ in FAMILIES[family].feature_points(model)]
+    stages = []
+    for previous, point in itertools.pairwise(points):
+        level = [children[name] for name in names[names.index(previous) + 1:names.index(point) + 1]]
+        containers = [m for m in level if isinstance(m, nn.Sequential)]
+        stages.append(containers[-1] if containers else children[point])
+    return stages
 
 
 def sample_gamma(shape: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -134,12 +155,11 @@ class BatchMixer:
     def mixes_labels(self) -> bool:
         return self.mode in ("cutmix", "mixup", "cutout+mixup")
 
-    def attach(self, model: nn.Module) -> None:
-        """Hook the stages before the last of ``model`` (children named ``layer1``, ``layer2``, ...) for feature-level mixing."""
+    def attach(self, model: nn.Module, family: str) -> None:
+        """Hook the stages before the last of ``model``, a ``family`` network (:func:`stage_modules`), for feature-level mixing."""
         if self.layers != "random":
             return
-        stages = [m for name, m in model.named_children() if name.startswith("layer")]
-        self._stages = stages[:-1]
+        self._stages = stage_modules(model, family)[:-1]
         for stage in self._stages:
             stage.register_forward_hook(self._feature_hook)
 
@@ -213,9 +233,9 @@ class DropBlock:
         self.drop_prob, self.block_size = drop_prob, block_size
         self.progress = 0.0
 
-    def attach(self, model: nn.Module) -> None:
-        stages = [m for name, m in model.named_children() if name.startswith("layer")]
-        for stage in stages[-2:]:
+    def attach(self, model: nn.Module, family: str) -> None:
+        """Drop blocks from the outputs of the last two stages of ``model``, a ``family`` network (:func:`stage_modules`)."""
+        for stage in stage_modules(model, family)[-2:]:
             stage.register_forward_hook(self._hook)
 
     def _hook(self, module: nn.Module, inputs: tuple, x: torch.Tensor) -> Optional[torch.Tensor]:

@@ -1,0 +1,46 @@
+"""What a data source hands the training loop, and how a sample's augmentation is seeded.
+
+Both data pipelines build on this module: the CPU one (:mod:`.data`: PIL in the loader workers)
+and the device one (:mod:`.gpu_decode`: ``--decode gpu``). :mod:`.data` chooses between them and
+imports :mod:`.gpu_decode`; :mod:`.gpu_decode` imports only this, so the two never import each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from torch.utils.data import Dataset
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's random augmentation: the same in any worker, rank or resumed run.
+
+    torch's CPU generator keeps only the low 32 bits of a seed, so the key is hashed into 32 bits; packing
+    it into a wider integer would give an image the same augmentation in every epoch and under every seed.
+    """
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=4).digest(), "little")
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A loader's image batch on the device (the inputs are ready; only the copy is left)."""
+    return x.to(device, non_blocking=True)
+
+
+@dataclass
+class DataSpec:
+    """The datasets of a run, what the model needs to know about them, and how a loader's batch becomes model input.
+
+    ``collate`` (None: torch's default) batches samples in the workers; ``train_to_device`` and
+    ``val_to_device`` finish a batch on the device (with ``--decode gpu``: decode and augment there).
+    """
+
+    train: Optional[Dataset]
+    val: Dataset
+    num_classes: int
+    registry_dataset: str
+    collate: Optional[Callable] = None
+    train_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device
+    val_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device
