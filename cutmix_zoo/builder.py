@@ -18,12 +18,11 @@ from torch import nn
 from .convert import check_state_dict
 from .errors import WeightsError
 from .fastload import assign_tensors, build_on_meta, tensor_slots
+from .files import CONFIG_NAME, WEIGHTS_NAME
 from .model_config import ModelConfig
 from .models import FAMILIES, build_model
 from .registry import get_entry
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 def is_exported_folder(name: str | os.PathLike) -> bool:

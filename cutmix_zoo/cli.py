@@ -47,11 +47,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def info_dict(name: str) -> dict[str, Any]:
     """model_info plus what is only known at run time: parameter count and cached files."""
-    from .api import count_parameters
     from .weights import cache_status
 
     info = registry.model_info(name)
-    info["num_params"] = count_parameters(name)
+    if info["num_params"] is None:  # an entry added at run time: count on the meta device
+        from .api import count_parameters
+
+        info["num_params"] = count_parameters(name)
     info.update(cache_status(registry.get_entry(name)))
     return info
 
@@ -81,7 +83,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
     results = []
     for entry in _entries(args.names, args.all):
-        path = fetch_weights(entry, revision=args.revision, progress=not args.quiet, force=args.force)
+        path = fetch_weights(entry, revision=args.revision, progress=not args.quiet, force=args.force, verify=True)
         results.append({"name": entry.name, "file": str(path)})
         if not args.json:
             print(f"{entry.name}: {path}")
@@ -93,7 +95,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .convert import load_original, sha256_file
+    from .convert import load_original
+    from .files import sha256_file
     from .weights import write_converted
 
     entry = registry.get_entry(args.model)
@@ -146,7 +149,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from safetensors import safe_open
 
-    from .convert import sha256_file
+    from .files import sha256_file
 
     rows = _cached_files()
     bad = 0
@@ -231,11 +234,24 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version, else the package's own (a checkout that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cutmix-zoo")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cutmix-zoo",
         description="The CutMix-pretrained ResNet/ResNeXt/PyramidNet weights (Yun et al., ICCV 2019) as a model zoo.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list the registry's models", description="List registry models matching an fnmatch pattern.")
@@ -306,6 +322,8 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "demo": ("cutmix_zoo.demo", "demo_main", "train, export, load and evaluate the embedded model, offline, in a minute"),
     "predict": ("cutmix_zoo.commands.images", "predict_main", "top-k classes of images, with class names"),
     "cam": ("cutmix_zoo.commands.images", "cam_main", "class activation map of an image, written as a PNG"),
+    "robustness": ("cutmix_zoo.commands.reports", "robustness_main", "occlusion, in-between samples, FGSM and OOD detection on your validation images"),
+    "localize": ("cutmix_zoo.commands.reports", "localize_main", "CAM bounding boxes of images, and localization accuracy against true boxes"),
 }
 
 

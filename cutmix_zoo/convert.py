@@ -8,29 +8,18 @@ crafted pickle is refused before any of its code can run.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import pickle
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from .errors import WeightsError
+from .files import atomic_path
 
 _MODULE_PREFIX = "module."
 _SHOWN_KEYS = 5
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _numpy_safe_globals() -> list[Any]:
@@ -107,43 +96,6 @@ def check_state_dict(
     if mismatched:
         parts.append(f"{len(mismatched)} keys of another shape ({_listed(mismatched)})")
     raise WeightsError(f"The weights in {source} do not fit {what}: {'; '.join(parts)}.")
-
-
-def current_umask() -> int:
-    """The process umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write; renamed onto ``path`` when the block succeeds, deleted otherwise.
-
-    The file is made readable like any other (mkstemp makes it private) and, with ``fsync``,
-    flushed to disk before the rename, so a crash mid-write never leaves a torn file at ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        if fsync:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~current_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
 
 
 def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:

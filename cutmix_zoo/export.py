@@ -13,9 +13,10 @@ from typing import Any
 
 from torch import nn
 
-from .builder import CONFIG_NAME, WEIGHTS_NAME, config_of, meta_model
+from .builder import config_of, meta_model
 from .categories import categories
-from .convert import save_safetensors, write_text_atomic
+from .convert import save_safetensors
+from .files import CONFIG_NAME, WEIGHTS_NAME, write_text_atomic
 from .model_config import ModelConfig
 from .models import FAMILIES
 from .registry import CODE_URL, DATASETS, LIBRARY_NAME

@@ -88,6 +88,7 @@ class Entry:
     paper_top1_err: float | None = None
     paper_top5_err: float | None = None
     paper_err_source: str = ""
+    num_params: int | None = None  # known without building the model (a test checks it against the built one)
 
     @property
     def architecture(self) -> Architecture:
@@ -148,6 +149,7 @@ class Entry:
             "paper_top1_err": self.paper_top1_err,
             "paper_top5_err": self.paper_top5_err,
             "paper_err_source": self.paper_err_source or None,
+            "num_params": self.num_params,
             "input_size": list(data["input_size"]),
             "mean": list(data["mean"]),
             "std": list(data["std"]),
@@ -221,21 +223,27 @@ def run_suffix(key: str) -> str:
     return FOLDER if key == FOLDER else data_config(key).suffix
 
 
+# Parameters of each architecture with its dataset's head, so listings need no torch (tests/test_registry.py checks them).
+_NUM_PARAMS = {"resnet50": 25_557_032, "resnet101": 44_549_160, "resnet152": 60_192_808, "resnext101_32x4d": 44_177_704,
+               "pyramidnet200_a240": 26_844_952, "pyramidnet20_a48": 310_845}
+
+
 def _in1k(arch: str, method: str, top1: float, top5: float | None, source: str, path: str, layout: str = "trainpy",
           **more: Any) -> Entry:
     return Entry(name=f"{arch}.{method}_in1k", arch=arch, dataset="imagenet-1k", method=method, top1_err=top1, top5_err=top5,
-                 err_source=source, original_path=path, layout=layout, **more)
+                 err_source=source, original_path=path, layout=layout, num_params=_NUM_PARAMS[arch], **more)
 
 
 def _c100(method: str, top1: float, top5: float | None, path: str, source: str = "paper, Table 5", **more: Any) -> Entry:
     return Entry(name=f"pyramidnet200_a240.{method}_c100", arch="pyramidnet200_a240", dataset="cifar-100", method=method,
-                 top1_err=top1, top5_err=top5, err_source=source, original_path=path, layout="trainpy", **more)
+                 top1_err=top1, top5_err=top5, err_source=source, original_path=path, layout="trainpy",
+                 num_params=_NUM_PARAMS["pyramidnet200_a240"], **more)
 
 
 def _shapes(method: str, top1: float, top5: float, sha256: str) -> Entry:
     return Entry(name=f"pyramidnet20_a48.{method}_shapes", arch="pyramidnet20_a48", dataset="shapes-10", method=method,
                  top1_err=top1, top5_err=top5, err_source="measured: best epoch on the Shapes-10 test split, cutmix_zoo.train",
-                 original_path=None, layout="bundled", sha256=sha256, bundled=True,
+                 original_path=None, layout="bundled", sha256=sha256, bundled=True, num_params=_NUM_PARAMS["pyramidnet20_a48"],
                  notes="Trained by the bundled trainer on Shapes-10 (generated, no download) and shipped inside the package.")
 
 

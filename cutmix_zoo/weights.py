@@ -20,10 +20,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .builder import CONFIG_NAME, WEIGHTS_NAME, expected_state, resolve_config
-from .convert import check_state_dict, load_original, save_safetensors, sha256_file, write_text_atomic
+from .files import CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_text_atomic
 from .errors import DownloadError, WeightsError
-from .model_config import ModelConfig
 from .registry import LIBRARY_NAME, Entry
 
 SOURCE_NAME = "source.json"
@@ -110,9 +108,11 @@ def _from_hub(entry: Entry, revision: str | None, progress: bool, force: bool) -
         with _progress_bars(progress):
             kwargs = _hub_kwargs(entry, revision)
             try:  # config.json first: the Hub counts a model's downloads by it, and it must describe this architecture
-                check_hub_config(entry, Path(hf_hub_download(**dict(kwargs, filename=CONFIG_NAME), force_download=force)))
-            except EntryNotFoundError:
-                pass  # a repo with weights only: the keys and shapes are still checked when the weights load
+                config = Path(hf_hub_download(**dict(kwargs, filename=CONFIG_NAME), force_download=force))
+            except (EntryNotFoundError, HfHubHTTPError, OSError):
+                config = None  # none there (weights only), or the Hub is away: the weights' own fetch decides
+            if config is not None:
+                check_hub_config(entry, config)
             return Path(hf_hub_download(**kwargs, force_download=force))
     except LocalEntryNotFoundError as e:  # the Hub could not be reached
         if revision is not None:
@@ -131,16 +131,26 @@ def _from_hub(entry: Entry, revision: str | None, progress: bool, force: bool) -
 
 
 def check_hub_config(entry: Entry, path: Path) -> None:
-    """Refuse a Hub repo whose config.json describes another network than the entry's, in one sentence."""
+    """Refuse a Hub repo whose config.json describes another network than the entry's, in one sentence.
+
+    The facts a config states are compared (cutmix_zoo's family, arch_args and num_classes, or timm's
+    architecture); a config that states none of them leaves the check to the weights' keys and shapes.
+    """
     where = f"config.json of the Hub repo {entry.hub_repo}"
-    try:
-        found = ModelConfig.from_dict(json.loads(path.read_text()), where=where)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise WeightsError(f"The {where} is not readable JSON ({e}).") from None
+    found = _read_json(path)
+    if found is None:
+        raise WeightsError(f"The {where} is not a JSON object; the repo is not a cutmix_zoo model.")
+    from .builder import resolve_config
+
     expected = resolve_config(entry.name)
-    if (found.family, found.arch_args, found.num_classes) != (expected.family, expected.arch_args, expected.num_classes):
-        raise WeightsError(f"The {where} describes {found.family} {found.arch_args} with {found.num_classes} classes, not "
-                           f"{entry.name}'s {expected.family} {expected.arch_args} with {expected.num_classes}; its weights were not loaded.")
+    stated = {"family": expected.family, "arch_args": expected.arch_args, "num_classes": expected.num_classes}
+    if "family" not in found and "architecture" in found:
+        stated = {"architecture": expected.architecture}
+    differ = {key: found[key] for key, value in stated.items() if key in found and found[key] != value}
+    if differ:
+        shown = ", ".join(f"{k} {v!r}" for k, v in differ.items())
+        raise WeightsError(f"The {where} describes {shown}, not {entry.name}'s "
+                           f"{', '.join(f'{k} {stated[k]!r}' for k in differ)}; its weights were not loaded.")
 
 
 def _reason(error: BaseException) -> str:
@@ -148,25 +158,80 @@ def _reason(error: BaseException) -> str:
     return text[0][:300].rstrip(".") if text else type(error).__name__
 
 
-def fetch_weights(entry: Entry, revision: str | None = None, progress: bool = True, force: bool = False) -> Path:
-    """A local safetensors file with ``entry``'s weights, downloading and converting only what is not cached."""
+def _marker(entry: Entry) -> Path:
+    return cache_dir() / ".verified" / f"{entry.name}.json"
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def recorded_sha256(entry: Entry, path: Path) -> str | None:
+    """The sha256 a cached file was written with: the registry's (bundled), the conversion record's (original release),
+    or the Hub's LFS blob name; None where none was recorded (then the first use records it)."""
+    real = path.resolve()
+    if entry.bundled:
+        return entry.sha256
+    if real == original_file(entry).resolve():
+        record = _read_json(cache_dir() / entry.name / SOURCE_NAME)
+        return record.get("converted_sha256") if record else None
+    return real.name if len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name) else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # absent or torn: treated as no record
+    return value if isinstance(value, dict) else None
+
+
+def trusted(entry: Entry, path: Path, full: bool = False) -> Path:
+    """``path`` after checking that it is the file that was written: cheap when it has not changed since it was last
+    verified (its inode, size and mtime match the marker), a sha256 against the recorded one otherwise (or with ``full``).
+
+    A flipped bit written through the file system, or another file put in its place, is one sentence, never a silent
+    load of wrong weights; bit rot that keeps the file's stamp is what ``cutmix-zoo verify`` (and ``download``) catch.
+    """
+    real = path.resolve()
+    marker = _read_json(_marker(entry))
+    if not full and marker and marker.get("file") == str(real) and marker.get("stamp") == _stamp(real):
+        return path
+    digest = sha256_file(real)
+    expected = recorded_sha256(entry, path) or (marker.get("sha256") if marker and marker.get("file") == str(real) else None)
+    if expected is not None and digest != expected:
+        raise WeightsError(
+            f"The cached weights of {entry.name} ({path}) are not the file that was written (sha256 {digest[:12]}..., "
+            f"recorded {expected[:12]}...): they were changed or corrupted; run `cutmix-zoo download --force {entry.name}`.")
+    with contextlib.suppress(OSError):  # a read-only cache still loads; it is hashed again next time
+        write_text_atomic(_marker(entry), json.dumps({"file": str(real), "stamp": _stamp(real), "sha256": digest}) + "\n")
+    return path
+
+
+def fetch_weights(entry: Entry, revision: str | None = None, progress: bool = True, force: bool = False,
+                  verify: bool = False) -> Path:
+    """A local safetensors file with ``entry``'s weights, downloading and converting only what is not cached.
+
+    A cached file is checked before it is returned (see :func:`trusted`; ``verify=True`` re-hashes it in full).
+    """
     if entry.bundled_file is not None:
-        return entry.bundled_file
+        return trusted(entry, entry.bundled_file, full=verify)
     if not force:
         found = cached_file(entry, revision)
         if found is not None:
-            return found
+            return trusted(entry, found, full=verify)
     if is_offline():
         raise DownloadError(
             f"{entry.name} is not cached and HF_HUB_OFFLINE is set, so {WEIGHTS_NAME} of {entry.hub_repo} cannot be "
             f"fetched: run `cutmix-zoo download {entry.name}` on a machine with network and copy the caches over."
         )
     found = _from_hub(entry, revision, progress, force)
-    if found is not None:
-        return found
-    if entry.original_url is None:
-        raise DownloadError(f"{entry.name} is not on the Hub ({entry.hub_repo}) and has no original release file.")
-    return fetch_original(entry, progress=progress, force=force)
+    if found is None:
+        if entry.original_url is None:
+            raise DownloadError(f"{entry.name} is not on the Hub ({entry.hub_repo}) and has no original release file.")
+        found = fetch_original(entry, progress=progress, force=force)
+    return trusted(entry, found, full=True)  # records what was just written
 
 
 @contextlib.contextmanager
@@ -253,6 +318,8 @@ def _download_and_convert(entry: Entry, url: str, folder: Path, target: Path, pr
                 raise DownloadError(f"The file downloaded from {url} is not the folder zip a Dropbox shared folder gives.")
             checkpoint = Path(tmp) / "checkpoint.pth.tar"
             _checkpoint_in_zip(raw, checkpoint, url)
+        from .convert import load_original
+
         state, meta = load_original(checkpoint)
         write_converted(entry, state, target, source_url=url, source_sha256=digest)
     return digest, meta
@@ -261,6 +328,9 @@ def _download_and_convert(entry: Entry, url: str, folder: Path, target: Path, pr
 def write_converted(entry: Entry, state: dict, out: Path, source_url: str | None, source_sha256: str | None,
                     label: str | None = None) -> Path:
     """Check ``state`` against the entry's architecture and write it as safetensors with provenance metadata."""
+    from .builder import expected_state, resolve_config
+    from .convert import check_state_dict, save_safetensors
+
     expected = expected_state(resolve_config(entry.name))
     check_state_dict(state, expected, f"{entry.name} ({entry.arch})", label or source_url or "the checkpoint")
     metadata = {"format": "pt", "name": entry.name, "source_url": source_url or "", "source_sha256": source_sha256 or ""}

@@ -176,7 +176,6 @@ def test_version_matches_the_distribution():
     assert cutmix_zoo.__version__ == pyproject()["project"]["version"] == importlib.metadata.version("cutmix-zoo")
 
 
-@pytest.mark.xfail(strict=True, reason="cutmix_zoo/cli.py does not define --version yet")
 def test_cli_version():
     proc = subprocess.run([sys.executable, "-m", "cutmix_zoo", "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == f"cutmix-zoo {cutmix_zoo.__version__}"

@@ -107,3 +107,8 @@ def test_list_models_takes_timms_arguments():
     assert registry.list_models("pyramidnet*", pretrained=True) == registry.list_models("pyramidnet*")
     assert registry.list_models("") == registry.list_models()  # timm's default filter is the empty string
     assert cutmix_zoo.list_models(["res*"], architectures=True, exclude_filters="resnext*") == ["resnet101", "resnet152", "resnet50"]
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_recorded_parameter_counts_equal_the_built_models(name):
+    assert registry.get_entry(name).num_params == cutmix_zoo.count_parameters(name)

@@ -23,9 +23,10 @@ X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
 def zoo_files(root: Path) -> list[str]:
-    """Every file in the zoo cache, lock files excluded."""
+    """Every file in the zoo cache, lock files and verification markers (``.verified/``) excluded."""
     cache = root / "zoo-cache"
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")) if cache.exists() else []
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")
+                  if p.is_file() and not p.name.endswith(".lock") and p.parent.name != ".verified") if cache.exists() else []
 
 
 def assert_same_logits(model, state):
