@@ -20,6 +20,7 @@ from .errors import InvalidArgumentError
 from .features import FeatureListNet
 from .model_config import ModelConfig
 from .models import FAMILIES
+from .models.resnet import check_output_stride
 from .registry import get_entry
 
 def load(
@@ -33,6 +34,7 @@ def load(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     progress: bool = True,
+    output_stride: int | None = None,
 ) -> nn.Module:
     """A zoo model by registry name (``"resnet50"``, ``"resnet50.mixup_in1k"``) or exported folder.
 
@@ -41,8 +43,17 @@ def load(
     pretrained backbone. Weights come from ``weights`` (a local file) when given, else from the
     Hugging Face Hub or the original release (``revision`` pins a Hub commit, branch or tag).
     The model is returned in eval mode on ``device`` (CPU by default) in ``dtype``.
+    ``output_stride`` 16 or 8 dilates a ResNet's last stages for dense prediction (the same
+    weights; ``feature_info.reduction()`` reports the real strides); 32 is the undilated network.
     """
     cfg = resolve_config(name)
+    if output_stride is not None:
+        if cfg.family != "resnet":
+            raise InvalidArgumentError(f"output_stride dilates the ResNet and ResNeXt models only; {cfg.name} is a "
+                                       f"{cfg.family} model, which takes none.")
+        check_output_stride(output_stride, cfg.arch_args.get("bottleneck", True))
+        arch_args = {k: v for k, v in cfg.arch_args.items() if k != "output_stride"}
+        cfg = cfg.replace(arch_args=arch_args if output_stride == 32 else dict(arch_args, output_stride=output_stride))
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
         raise InvalidArgumentError(f"num_classes must be a non-negative integer (0 for pooled embeddings), not {num_classes!r}.")
     if features_only and num_classes is not None:
@@ -67,6 +78,8 @@ def load(
     else:
         model = build_random(cfg, device, dtype)
 
+    if cfg.arch_args.get("output_stride", 32) != 32:  # a dilated classifier no longer scores the measured errors
+        model.pretrained_cfg = _unmeasured(model.pretrained_cfg, num_classes=model.pretrained_cfg["num_classes"])
     loaded = model.pretrained_cfg
     if features_only:
         model = FeatureListNet(model, family.feature_points(model), out_indices)
@@ -78,30 +91,37 @@ def load(
 
 def reset_classifier(model: nn.Module, num_classes: int, device: torch.device | str | None = None,
                      dtype: torch.dtype | None = None) -> None:
-    """Replace the classifier with a freshly initialised ``num_classes``-way one (0: no head)."""
-    family = FAMILIES[model.pretrained_cfg["family"]]
-    old = getattr(model, family.classifier)
-    in_features = old.in_features if isinstance(old, nn.Linear) else model.num_features
-    head = nn.Identity() if num_classes == 0 else nn.Linear(in_features, num_classes, device=device, dtype=dtype)
-    setattr(model, family.classifier, head)
-    model.num_features = in_features
-    model.pretrained_cfg = _unmeasured(model.pretrained_cfg, num_classes=num_classes)
+    """Replace the classifier with a freshly initialised ``num_classes``-way one (0: no head).
+
+    The model's own ``reset_classifier`` (timm's method) swaps the head, on ``device`` and in
+    ``dtype`` when given, else on the model's; ``pretrained_cfg`` then gets the new size and no
+    measured errors, as the method itself records them.
+    """
+    loaded = model.pretrained_cfg
+    model.reset_classifier(num_classes, device=device, dtype=dtype)
+    model.pretrained_cfg = _unmeasured(loaded, num_classes=num_classes)
 
 
 def transforms(name_or_model: str | os.PathLike | nn.Module | dict[str, Any] | ModelConfig) -> Any:
     """The eval transform of a model: resize, centre crop, to tensor, normalise (like torchvision's ``weights.transforms()``)."""
-    from torchvision import transforms as T
-
     if isinstance(name_or_model, (nn.Module, dict, ModelConfig)):
         cfg = config_of(name_or_model)
     else:
         cfg = resolve_config(name_or_model)
-    size = cfg.input_size[-1]
+    return eval_transform(cfg.input_size[-1], cfg.mean, cfg.std, cfg.interpolation, cfg.resize)
+
+
+def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear",
+                   resize: int | None = None) -> Any:
+    """Resize the shorter side to ``resize`` (default ``size``), centre-crop ``size``, to tensor, normalise: the one eval
+    preprocessing, for loaded models (:func:`transforms`) and for the trainer's validation split alike."""
+    from torchvision import transforms as T
+
     return T.Compose([
-        T.Resize(cfg.resize, interpolation=T.InterpolationMode(cfg.interpolation)),
+        T.Resize(resize or size, interpolation=T.InterpolationMode(interpolation)),
         T.CenterCrop(size),
         T.ToTensor(),
-        T.Normalize(cfg.mean, cfg.std),
+        T.Normalize(mean, std),
     ])
 
 

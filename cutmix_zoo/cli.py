@@ -13,9 +13,8 @@ import sys
 from typing import Any, Callable
 
 from . import registry
-from .errors import InvalidArgumentError, UnknownModelError, ZooError
+from .errors import EXIT_FAILURE, InvalidArgumentError, ZooError, exit_code
 
-EXIT_FAILURE, EXIT_USAGE = 1, 2
 
 
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -338,18 +337,15 @@ def _run(argv: list[str]) -> int:
 
 
 def run_command(command: Callable[..., int], *args: Any) -> int:
-    """Run a command, turning a ZooError into one ``cutmix-zoo: error:`` line and its exit code (2 bad input, 1 failure)."""
+    """Run a command, turning a ZooError (or Ctrl-C) into one ``cutmix-zoo:`` line and its exit code (:func:`errors.exit_code`)."""
     try:
         return command(*args)
-    except (UnknownModelError, InvalidArgumentError) as e:
-        print(f"cutmix-zoo: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except ZooError as e:
         print(f"cutmix-zoo: error: {e}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
+        return exit_code(e)
+    except KeyboardInterrupt as e:
         print("cutmix-zoo: interrupted", file=sys.stderr)
-        return 130
+        return exit_code(e)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,3 +81,18 @@ def test_hub_dataset_ids_exist_and_shapes_has_none():
     ids = {d.name: d.hf_id for d in registry.DATASETS.values()}
     assert ids == {"imagenet-1k": "ILSVRC/imagenet-1k", "cifar-100": "uoft-cs/cifar100", "cifar-10": "uoft-cs/cifar10", "shapes-10": None}
     assert ModelCard(render_card("pyramidnet20_a48.cutmix_shapes")).data.datasets is None
+
+
+def test_a_run_on_synthetic_data_claims_no_dataset_result(tmp_path):
+    from cutmix_zoo.train import train_main
+
+    assert train_main(["--model", "pyramidnet", "--depth", "8", "--alpha", "12", "--no-bottleneck", "--dataset", "cifar10",
+                       "--data", "synthetic", "--synthetic-size", "64", "--batch-size", "32", "--epochs", "1", "--workers", "0",
+                       "--device", "cpu", "--quiet", "--output", str(tmp_path)]) == 0
+    folder = tmp_path / "export"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["eval_dataset"] is None and "synthetic" in config["err_source"] and config["top1_err"] is not None
+    card = ModelCard((folder / "README.md").read_text())
+    assert not card.data.eval_results  # no "cifar-10 test top-1" model-index for a run that never saw CIFAR-10
+    assert "synthetic" in card.text and "Trained with `python -m cutmix_zoo.train`" in card.text
+    assert card.data.library_name == "cutmix-zoo"

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..convert import atomic_path
+from ..files import atomic_path
 from ..errors import WeightsError
 from .config import CHECKPOINT_NAME
 

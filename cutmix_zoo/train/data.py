@@ -88,20 +88,20 @@ class ColorJitter:
 def build_transforms(kind: str, input_size: int, mean: tuple, std: tuple, resize: int) -> tuple[Callable, Callable]:
     """The original train and eval transforms: ``imagenet`` (crop, flip, jitter, lighting) or ``cifar`` (pad-crop, flip).
 
-    The eval transform gives what :func:`cutmix_zoo.api.transforms` gives for a model trained on the same data (resize
-    the shorter side to ``resize``, centre-crop, normalise; CIFAR's 32x32 images as they are), which a test checks: the
-    trainer builds it here because ``api.transforms`` takes a whole model config, and a run's data comes before its model.
+    The eval transform is :func:`cutmix_zoo.api.eval_transform`, the one that loaded models use (resize the shorter
+    side to ``resize``, centre-crop, normalise; CIFAR's 32x32 images pass through the resize and crop unchanged).
     """
     from torchvision import transforms as T
 
+    from ..api import eval_transform
+
     normalize = T.Normalize(mean, std)
+    val = eval_transform(input_size, mean, std, resize=resize)
     if kind == "imagenet":
         train = T.Compose([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), T.ToTensor(),
                            ColorJitter(0.4, 0.4, 0.4), Lighting(0.1), normalize])
-        val = T.Compose([T.Resize(resize), T.CenterCrop(input_size), T.ToTensor(), normalize])
     elif kind == "cifar":
         train = T.Compose([T.RandomCrop(input_size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
-        val = T.Compose([T.ToTensor(), normalize])
     else:
         raise DataError(f"Unknown transform set {kind!r}: use 'imagenet' or 'cifar'.")
     return train, val

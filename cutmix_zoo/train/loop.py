@@ -39,7 +39,7 @@ from .config import (BEST_WEIGHTS, CHECKPOINT_NAME, EXIT_INTERRUPTED, EXPORT_DIR
 from .data import EpochSampler, ShardSampler, make_loader, training_data
 from .dataspec import DataSpec
 from .evaluation import evaluate, topk_errors
-from .export import export_card, export_config
+from .export import export_config
 from .gpu_decode import check_gpu_decode
 from .mixing import BatchMixer, DropBlock
 from .ranks import Ranks, all_sum, autocast, average_buffers, setup_ranks
@@ -282,9 +282,10 @@ def finish(run: Run) -> int:
             from ..export import save_pretrained
 
             run.module.load_state_dict(load_file(run.output / BEST_WEIGHTS))
+            synthetic = run.args.data == "synthetic" and run.recipe.dataset != "shapes"  # Shapes-10 is generated but real
             cfg = export_config(run.recipe, run.spec, run.name, run.method, run.data.num_classes, run.data.registry_dataset, best,
-                                run.args.seed, ranks.world_size)
-            export_dir = save_pretrained(run.module, run.output / EXPORT_DIR, cfg=cfg, card=export_card(cfg))
+                                run.args.seed, ranks.world_size, measured_on=None if synthetic else run.data.registry_dataset)
+            export_dir = save_pretrained(run.module, run.output / EXPORT_DIR, cfg=cfg)
         run.log.write({"event": "end", "best_top1_err": best["top1_err"], "best_top5_err": best["top5_err"], "best_epoch": best["epoch"],
                        "final_weights_sha256": digests, "export": str(export_dir) if export_dir else None})
     if ranks.world_size > 1:
@@ -393,7 +394,7 @@ def _carry_run_files(resumed: Path, output: Path) -> None:
     source = checkpoint.parent
     if source.resolve() == output.resolve():
         return
-    from ..convert import atomic_path
+    from ..files import atomic_path
 
     for src, name in ((checkpoint, CHECKPOINT_NAME), (source / BEST_WEIGHTS, BEST_WEIGHTS), (source / METRICS, METRICS)):
         if src.is_file() and not (output / name).exists():
