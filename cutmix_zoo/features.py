@@ -2,12 +2,13 @@
 
 The wrapper keeps the backbone's top-level children under their own names (so state-dict keys
 stay those of the full model) and runs them in order, returning the outputs at the requested
-levels. It drops everything after the last requested level, the classifier included.
+levels. It drops everything after the last requested level, the classifier included. Its
+``feature_info`` answers as timm's ``FeatureInfo`` does, and ``torch.jit.script`` compiles it.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, List, Sequence
 
 import torch
 from torch import nn
@@ -16,34 +17,57 @@ from .errors import InvalidArgumentError
 
 
 class FeatureInfo:
-    """Channels, reduction and module name of each returned level, as timm's ``feature_info``."""
+    """Channels, reduction and module name of every feature level, with timm's ``FeatureInfo`` interface.
+
+    As timm's: ``info`` holds one dict per level of the network (``num_chs``, ``reduction``,
+    ``module``, ``index``), ``out_indices`` the levels the extractor returns. Without ``idx`` the
+    accessors answer for the returned levels, in order; an integer ``idx`` (or a list of them) names
+    levels of the network by their absolute index, whatever ``out_indices`` selects; ``len()`` and
+    ``[i]`` count and index all levels too. The dicts handed out are copies.
+    """
 
     def __init__(self, points: Sequence[tuple[str, int, int]], out_indices: Sequence[int]):
-        self.info = [{"module": m, "num_chs": c, "reduction": r, "index": i} for i, (m, c, r) in enumerate(points)]
+        self.info = [{"num_chs": c, "reduction": r, "module": m, "index": i} for i, (m, c, r) in enumerate(points)]
         self.out_indices = tuple(out_indices)
 
-    def _get(self, key: str, idx: int | None) -> list | int | str:
-        if idx is not None:
-            return self.info[self.out_indices[idx]][key]
-        return [self.info[i][key] for i in self.out_indices]
+    def from_other(self, out_indices: Sequence[int]) -> "FeatureInfo":
+        """The same levels with other returned ones (``out_indices`` as ``check_out_indices`` normalises them)."""
+        points = [(d["module"], d["num_chs"], d["reduction"]) for d in self.info]
+        return FeatureInfo(points, check_out_indices(out_indices, len(points)))
 
-    def channels(self, idx: int | None = None) -> list[int] | int:
-        return self._get("num_chs", idx)
+    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
+        """``key``'s value at each returned level (idx None), at level ``idx``, or at each level of a list ``idx``."""
+        if idx is None:
+            return [self.info[i][key] for i in self.out_indices]
+        if isinstance(idx, (tuple, list)):
+            return [self.info[i][key] for i in idx]
+        return self.info[idx][key]
 
-    def reduction(self, idx: int | None = None) -> list[int] | int:
-        return self._get("reduction", idx)
+    def get_dicts(self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None) -> Any:
+        """The info dicts (only ``keys`` when given) of the returned levels, of level ``idx``, or of each level of a list ``idx``."""
+        def pick(i: int) -> dict[str, Any]:
+            return dict(self.info[i]) if keys is None else {k: self.info[i][k] for k in keys}
 
-    def module_name(self, idx: int | None = None) -> list[str] | str:
-        return self._get("module", idx)
+        if idx is None:
+            return [pick(i) for i in self.out_indices]
+        if isinstance(idx, (tuple, list)):
+            return [pick(i) for i in idx]
+        return pick(idx)
 
-    def get_dicts(self) -> list[dict]:
-        return [dict(self.info[i]) for i in self.out_indices]
+    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("num_chs", idx)
+
+    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("reduction", idx)
+
+    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+        return self.get("module", idx)
 
     def __len__(self) -> int:
-        return len(self.out_indices)
+        return len(self.info)
 
-    def __getitem__(self, idx: int) -> dict:
-        return dict(self.info[self.out_indices[idx]])
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        return dict(self.info[item])
 
     def __repr__(self) -> str:
         return f"FeatureInfo(channels={self.channels()}, reduction={self.reduction()})"
@@ -81,13 +105,14 @@ class FeatureListNet(nn.ModuleDict):
                 break
         super().__init__(children)
         self.feature_info = FeatureInfo(points, indices)
-        self._return = {points[i][0] for i in indices}
+        # A list of names, not a set: TorchScript types it as List[str] (the forward is scriptable, as timm's).
+        self.return_layers: List[str] = [points[i][0] for i in indices]
         self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        features: List[torch.Tensor] = []
         for name, module in self.items():
             x = module(x)
-            if name in self._return:
+            if name in self.return_layers:
                 features.append(x)
         return features

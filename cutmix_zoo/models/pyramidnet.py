@@ -2,7 +2,10 @@
 
 Module and attribute names follow the CutMix repository's ``pyramidnet.py`` so its
 checkpoints load with ``strict=True``; the zero-padded shortcut is built on the input's
-device and dtype, so the network also runs on CPU and in bf16.
+device and dtype, so the network also runs on CPU and in bf16. The number of channels a
+shortcut is padded with is fixed when the block is built (an int attribute, no parameter),
+so ``torch.jit.script``, ``torch.fx.symbolic_trace`` and torchvision's
+``create_feature_extractor`` see no data-dependent branch.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .classifier import ClassifierMixin
 
 # ImageNet depths with a fixed stage layout in the original: depth -> (bottleneck, blocks per stage).
 _IMAGENET_LAYOUTS: dict[int, tuple[bool, list[int]]] = {
@@ -24,16 +29,23 @@ _IMAGENET_LAYOUTS: dict[int, tuple[bool, list[int]]] = {
 }
 
 
-def _add_shortcut(out: torch.Tensor, x: torch.Tensor, downsample: Optional[nn.Module]) -> torch.Tensor:
-    """Add the block input to its residual, zero-padding the shortcut's extra channels."""
-    shortcut = x if downsample is None else downsample(x)
-    missing = out.shape[1] - shortcut.shape[1]
-    if missing:
-        shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, missing))
-    return out + shortcut
+class PyramidBlock(nn.Module):
+    """What both block types share: the shortcut, which pools where the block strides and zero-pads the new channels.
+
+    ``downsample`` (an average pool or None) and ``pad_channels`` (an int) are set by the block's
+    constructor; no ``Optional[nn.Module]`` annotation is declared, which TorchScript cannot read.
+    """
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """The block input, average-pooled where the block strides, zero-padded to the block's width."""
+        if self.downsample is not None:
+            x = self.downsample(x)
+        if self.pad_channels != 0:
+            x = F.pad(x, (0, 0, 0, 0, 0, self.pad_channels))
+        return x
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(PyramidBlock):
     """Pre-activation PyramidNet basic block: BN, 3x3 conv, BN, ReLU, 3x3 conv, BN."""
 
     expansion = 1
@@ -48,14 +60,15 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.out_channels = planes * self.expansion
+        self.pad_channels = self.out_channels - in_channels  # the shortcut's zero channels (0 where the width stays)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.bn1(x))
         out = self.conv2(self.relu(self.bn2(out)))
-        return _add_shortcut(self.bn3(out), x, self.downsample)
+        return self.bn3(out) + self.shortcut(x)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(PyramidBlock):
     """Pre-activation PyramidNet bottleneck: BN, 1x1, BN, ReLU, 3x3, BN, ReLU, 1x1 (x4), BN."""
 
     expansion = 4
@@ -72,15 +85,16 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.out_channels = planes * self.expansion
+        self.pad_channels = self.out_channels - in_channels  # the shortcut's zero channels (0 where the width stays)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.bn1(x))
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))
-        return _add_shortcut(self.bn4(out), x, self.downsample)
+        return self.bn4(out) + self.shortcut(x)
 
 
-class PyramidNet(nn.Module):
+class PyramidNet(ClassifierMixin, nn.Module):
     """PyramidNet whose width grows by ``alpha`` spread evenly over all its blocks.
 
     ``imagenet=False`` builds the three-stage CIFAR network (3x3 stem, 32x32 input);
@@ -88,8 +102,10 @@ class PyramidNet(nn.Module):
     as in the original, depths 18, 34, 50, 101, 152 and 200 take their block type and stage
     sizes from a fixed table and other depths get equal stages of the requested block type.
     The head pools adaptively, which equals the original's fixed 8x8 (CIFAR) or 7x7 (ImageNet)
-    pool at its native input size and also serves other sizes. The forward pass runs the
-    top-level children in registration order, so feature extractors can run them one by one.
+    pool at its native input size and also serves other sizes. The forward pass calls the
+    top-level children in registration order, so feature extractors can run them one by one;
+    it is written out call by call (``forward_features``, then ``forward_head``), which
+    TorchScript and ``torch.fx`` follow. ``num_classes`` and ``num_features`` are timm's.
     """
 
     def __init__(self, depth: int, alpha: int, num_classes: int, bottleneck: bool = True, imagenet: bool = False) -> None:
@@ -127,6 +143,7 @@ class PyramidNet(nn.Module):
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(in_channels, num_classes)
         self.num_features = in_channels
+        self.num_classes = num_classes
         self.imagenet = imagenet
 
         for module in self.modules():
@@ -136,10 +153,20 @@ class PyramidNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for child in self.children():
-            x = child(x)
-        return x
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem, the stages and the final BN-ReLU: the last feature map, before pooling."""
+        x = self.conv1(x)
+        x = self.bn1(x)
+        if hasattr(self, "maxpool"):  # the ImageNet stem; a fixed answer per model, so TorchScript and fx resolve it once
+            x = self.relu(x)
+            x = self.maxpool(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        if hasattr(self, "layer4"):  # the ImageNet network's fourth stage
+            x = self.layer4(x)
+        x = self.bn_final(x)
+        return self.relu_final(x)
 
     def feature_points(self) -> list[tuple[str, int, int]]:
         """Return (top-level child the feature follows, channels, reduction) per feature level."""

@@ -1,0 +1,69 @@
+"""timm's classifier interface, shared by every family: ``forward_features``, ``forward_head``,
+``get_classifier``, ``reset_classifier`` and the ``num_classes`` / ``num_features`` attributes.
+
+A family's class lists this mixin before its ``nn.Module`` base and defines ``forward_features``
+(input to the last feature map, before pooling); ``forward`` is then exactly
+``forward_head(forward_features(x))``. The head is the family's ``avgpool`` (adaptive, to 1x1),
+``flatten`` and ``fc`` children; a family whose flatten is not a child overrides ``forward_head``.
+Everything here is plain attribute access: it adds nothing to building a model, and TorchScript
+and ``torch.fx`` see an explicit sequence of calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgumentError
+
+# The pretrained_cfg values that describe a measured head; a new head makes them untrue (ModelConfig.unmeasured).
+MEASURED_KEYS = ("top1_err", "top5_err", "err_source", "eval_dataset")
+
+
+class ClassifierMixin:
+    """timm's classifier methods for a module with ``avgpool``, ``fc``, ``num_features`` and ``num_classes``.
+
+    The two ints are set by each family's constructor; the mixin declares no class annotations,
+    which TorchScript would read as the module's attribute types.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every family overrides it
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool the last feature map; ``pre_logits=True`` returns the pooled ``num_features``-d vector, else the logits."""
+        x = self.flatten(self.avgpool(x))
+        return x if pre_logits else self.fc(x)
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier (``fc``): an ``nn.Linear``, or ``nn.Identity`` when ``num_classes`` is 0."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, *,
+                         device: Any = None, dtype: Optional[torch.dtype] = None) -> None:
+        """Replace the classifier with a freshly initialised ``num_classes``-way one (0: ``nn.Identity``, pooled features).
+
+        As timm's: ``global_pool`` may be None or ``"avg"`` (the only pooling these networks have); the
+        new head is made on the model's device and in its dtype unless ``device``/``dtype`` say otherwise.
+        A ``pretrained_cfg`` gets the new ``num_classes`` and loses the measured errors, which
+        described the old head (what ``cutmix_zoo.reset_classifier`` does).
+        """
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise InvalidArgumentError(f"num_classes must be a non-negative integer (0 for pooled embeddings), not {num_classes!r}.")
+        if global_pool not in (None, "avg"):
+            raise InvalidArgumentError(f"global_pool {global_pool!r} is not available: these networks pool by averaging (\"avg\").")
+        reference = self.fc.weight if isinstance(self.fc, nn.Linear) else next(self.parameters(), None)
+        if reference is not None:
+            device = reference.device if device is None else device
+            dtype = reference.dtype if dtype is None else dtype
+        head = nn.Identity() if num_classes == 0 else nn.Linear(self.num_features, num_classes, device=device, dtype=dtype)
+        self.fc = head.train(self.training)
+        self.num_classes = num_classes
+        cfg = getattr(self, "pretrained_cfg", None)
+        if isinstance(cfg, dict):
+            self.pretrained_cfg = {**cfg, "num_classes": num_classes, **dict.fromkeys(MEASURED_KEYS)}

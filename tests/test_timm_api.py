@@ -1,0 +1,179 @@
+"""Where timm users already are: the classifier methods timm's models have, and timm's FeatureInfo, checked against timm itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import cutmix_zoo
+from cutmix_zoo.models import build_model
+
+timm = pytest.importorskip("timm", reason="timm is in the test extra")
+
+FAMILY_CASES = [  # (family, arguments, classes, input side): one small network of each family
+    ("resnet", {"layers": [1, 1, 1, 1]}, 7, 64),
+    ("cifar_resnet", {"depth": 8, "bottleneck": False}, 10, 32),
+    ("pyramidnet", {"depth": 20, "alpha": 12, "bottleneck": False}, 10, 32),
+    ("pyramidnet", {"depth": 26, "alpha": 12, "bottleneck": True, "imagenet": True}, 10, 64),
+]
+IDS = ["resnet", "cifar_resnet", "pyramidnet", "pyramidnet_imagenet"]
+
+
+def _randomise_statistics(model: nn.Module) -> None:
+    """Non-trivial BatchNorm statistics, so a wrong order of operations shows in the outputs."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+
+
+def _model(family: str, args: dict, classes: int) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(family, args, classes)
+    _randomise_statistics(model)
+    return model.eval()
+
+
+@pytest.mark.parametrize("family,args,classes,size", FAMILY_CASES, ids=IDS)
+def test_every_family_has_timms_classifier_methods(family, args, classes, size):
+    model = _model(family, args, classes)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        features = model.forward_features(x)
+        pooled = model.forward_head(features, pre_logits=True)
+        logits = model(x)
+        assert features.dim() == 4 and features.shape[1] == model.num_features
+        assert pooled.shape == (2, model.num_features)
+        assert torch.equal(pooled, features.mean(dim=(2, 3)))
+        assert torch.equal(logits, model.forward_head(model.forward_features(x)))
+        assert torch.equal(logits, model.forward_head(features))
+    assert model.num_classes == classes and logits.shape == (2, classes)
+    assert model.get_classifier() is model.fc and model.fc.in_features == model.num_features
+
+
+@pytest.mark.parametrize("family,args,classes,size", FAMILY_CASES, ids=IDS)
+def test_reset_classifier_on_the_model(family, args, classes, size):
+    model = _model(family, args, classes)
+    keys = set(model.state_dict())
+    x = torch.randn(2, 3, size, size)
+    model.reset_classifier(3)
+    assert isinstance(model.get_classifier(), nn.Linear) and model.get_classifier().out_features == 3
+    assert model.num_classes == 3 and not model.fc.training  # the new head follows the model's mode
+    with torch.no_grad():
+        assert model(x).shape == (2, 3)
+    model.reset_classifier(0)
+    assert isinstance(model.get_classifier(), nn.Identity) and model.num_classes == 0
+    assert set(model.state_dict()) == {k for k in keys if not k.startswith("fc.")}
+    with torch.no_grad():
+        assert torch.equal(model(x), model.forward_head(model.forward_features(x), pre_logits=True))
+    model.reset_classifier(5, "avg")  # back from no head: num_features sizes the new one
+    assert model.fc.in_features == model.num_features and model(x).shape == (2, 5)
+    with pytest.raises(cutmix_zoo.InvalidArgumentError, match="global_pool"):
+        model.reset_classifier(5, "max")
+    with pytest.raises(cutmix_zoo.InvalidArgumentError, match="num_classes"):
+        model.reset_classifier(-1)
+
+
+def test_resnets_stay_torchvision_resnets_with_its_keys():
+    model = cutmix_zoo.load("resnet50", pretrained=False)
+    assert isinstance(model, torchvision.models.ResNet)
+    with torch.device("meta"):
+        theirs = torchvision.models.resnet50().state_dict()
+    assert list(model.state_dict()) == list(theirs)
+    assert (model.num_classes, model.num_features) == (1000, 2048)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "pyramidnet20_a48.cutmix_shapes"])
+def test_loaded_models_carry_the_attributes_and_reset_like_the_library_function(name, resnet50_file):
+    weights = resnet50_file if name == "resnet50" else None
+    by_method = cutmix_zoo.load(name, weights=weights)
+    by_function = cutmix_zoo.load(name, weights=weights)
+    assert isinstance(by_method.pretrained_cfg, dict) and by_method.pretrained_cfg["num_classes"] == by_method.num_classes
+    assert by_method.pretrained_cfg["top1_err"] is not None  # measured weights, until the head changes
+    by_method.reset_classifier(4)
+    cutmix_zoo.reset_classifier(by_function, 4)
+    assert by_method.pretrained_cfg == by_function.pretrained_cfg
+    assert by_method.pretrained_cfg["num_classes"] == 4 and by_method.pretrained_cfg["top1_err"] is None
+    assert by_method.fc.weight.shape == by_function.fc.weight.shape == (4, by_method.num_features)
+    assert by_function.num_classes == 4
+    embedder = cutmix_zoo.load(name, weights=weights, num_classes=0)
+    assert embedder.num_classes == 0 and isinstance(embedder.get_classifier(), nn.Identity)
+
+
+def test_new_head_is_made_in_the_models_dtype():
+    model = cutmix_zoo.load("pyramidnet20_a48.cutmix_shapes", dtype=torch.bfloat16)
+    model.reset_classifier(3)
+    assert model.fc.weight.dtype == torch.bfloat16
+    cutmix_zoo.reset_classifier(model, 2, dtype=torch.float32)
+    assert model.fc.weight.dtype == torch.float32
+
+
+def test_resnet18_methods_agree_with_timms_on_the_same_weights():
+    torch.manual_seed(0)
+    theirs = timm.create_model("resnet18", pretrained=False)
+    _randomise_statistics(theirs)
+    theirs.eval()
+    ours = build_model("resnet", {"layers": [2, 2, 2, 2], "bottleneck": False}, 1000).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(ours.forward_features(x), theirs.forward_features(x))
+        assert torch.equal(ours.forward_head(ours.forward_features(x), pre_logits=True),
+                           theirs.forward_head(theirs.forward_features(x), pre_logits=True))
+        assert torch.equal(ours(x), theirs(x))
+    assert (ours.num_features, ours.num_classes) == (theirs.num_features, theirs.num_classes)
+    assert type(ours.get_classifier()) is type(theirs.get_classifier())
+    assert ours.get_classifier().weight.shape == theirs.get_classifier().weight.shape
+    for n in (10, 0):
+        ours.reset_classifier(n)
+        theirs.reset_classifier(n)
+        assert ours.num_classes == theirs.num_classes == n
+        with torch.no_grad():
+            assert ours(x).shape == theirs(x).shape
+    assert type(ours.get_classifier()) is type(theirs.get_classifier()) is nn.Identity
+
+
+# ---- feature_info ---------------------------------------------------------------------------------------------
+
+def _pair(out_indices):
+    theirs = timm.create_model("resnet50", pretrained=False, features_only=True, out_indices=out_indices)
+    ours = cutmix_zoo.load("resnet50", pretrained=False, features_only=True, out_indices=out_indices)
+    return ours.feature_info, theirs.feature_info
+
+
+def _without_stem_name(value):
+    """timm calls the stem's activation ``act1``; torchvision (and so cutmix_zoo) calls it ``relu``."""
+    if isinstance(value, list):
+        return [_without_stem_name(v) for v in value]
+    if isinstance(value, dict) and value.get("module") in ("act1", "relu"):
+        return {**value, "module": "<stem>"}
+    return "<stem>" if value in ("act1", "relu") else value
+
+
+@pytest.mark.parametrize("out_indices", [(1, 3), (0, 1, 2, 3, 4), (2,), (1, -1)])
+def test_feature_info_answers_every_call_as_timms(out_indices):
+    ours, theirs = _pair(out_indices)
+    calls = [
+        ("channels", ()), ("reduction", ()), ("module_name", ()), ("get_dicts", ()),
+        ("get", ("num_chs",)), ("get", ("reduction", 0)), ("get", ("module", [0, 4])),
+        ("channels", (0,)), ("channels", (2,)), ("channels", ([0, 2],)), ("reduction", (4,)), ("reduction", ((1, 3),)),
+        ("module_name", (0,)), ("module_name", (1,)), ("module_name", ([1, 3],)),
+        ("get_dicts", (["num_chs"],)), ("get_dicts", (["num_chs", "reduction"], 1)),
+        ("get_dicts", (None, [0, 3])), ("get_dicts", (None, 4)),
+    ]
+    for method, args in calls:
+        mine, timms = getattr(ours, method)(*args), getattr(theirs, method)(*args)
+        assert _without_stem_name(mine) == _without_stem_name(timms), (method, args, mine, timms)
+    assert len(ours) == len(theirs) == 5
+    assert [_without_stem_name(ours[i]) for i in range(5)] == [_without_stem_name(theirs[i]) for i in range(5)]
+    assert [ours.get("module", i) for i in range(1, 5)] == [theirs.get("module", i) for i in range(1, 5)]
+    assert (ours.module_name(0), theirs.module_name(0)) == ("relu", "act1")  # the one name that differs
+
+
+def test_feature_info_dicts_handed_out_are_copies():
+    info = cutmix_zoo.load("resnet50", pretrained=False, features_only=True, out_indices=(1, 3)).feature_info
+    info.get_dicts()[0]["num_chs"] = -1
+    info[1]["num_chs"] = -1
+    assert info.channels() == [256, 1024]
