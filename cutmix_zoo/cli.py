@@ -110,8 +110,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cached_files() -> list[dict[str, Any]]:
-    """Every cached weights file with its size, origin and the sha256 it should have (files are not read)."""
-    from .weights import SOURCE_NAME, cache_dir, cached_file
+    """Every cached weights file with its size, origin and the sha256 it was written with (files are not read)."""
+    from .weights import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
 
     rows = []
     for name in registry.list_models():
@@ -119,12 +119,10 @@ def _cached_files() -> list[dict[str, Any]]:
         path = cached_file(entry)
         if path is None:
             continue
-        record_file = cache_dir() / name / SOURCE_NAME
-        record = json.loads(record_file.read_text()) if path.parent == cache_dir() / name and record_file.is_file() else {}
-        blob = path.resolve().name
-        expected = record.get("converted_sha256") or (blob if len(blob) == 64 else None)
-        rows.append({"name": name, "file": str(path), "bytes": path.stat().st_size, "expected_sha256": expected,
-                     "origin": "original release" if record else "hub"})
+        original = path.parent == cache_dir() / name
+        rows.append({"name": name, "file": str(path), "bytes": path.stat().st_size, "expected_sha256": recorded_sha256(entry, path),
+                     "origin": "original release" if original else "hub",
+                     "record": str(cache_dir() / name / SOURCE_NAME) if original else None})
     return rows
 
 
@@ -154,16 +152,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     bad = 0
     for r in rows:
         r["sha256"] = sha256_file(r["file"])
-        ok = r["expected_sha256"] in (None, r["sha256"])
+        if r["expected_sha256"] is not None:
+            ok, why = r["expected_sha256"] == r["sha256"], f"expected {r['expected_sha256']}"
+        elif r["origin"] == "hub":
+            ok, why = True, ""  # a Hub file stored as a plain blob: no sha256 to compare, readability is checked below
+        else:
+            ok, why = False, f"no conversion record ({r['record']} is missing or unreadable)"
         try:
             with safe_open(r["file"], framework="pt") as f:
                 f.keys()
         except Exception:
-            ok = False
+            ok, why = False, why or "not a readable safetensors file"
         r["ok"] = ok
         bad += not ok
         if not args.json:
-            print(f"{'ok ' if ok else 'BAD'} {r['name']}: sha256 {r['sha256']}" + ("" if ok else f" (expected {r['expected_sha256']})"))
+            print(f"{'ok ' if ok else 'BAD'} {r['name']}: sha256 {r['sha256']}" + ("" if ok else f" ({why})"))
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:

@@ -100,7 +100,6 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
 
 def _from_hub(entry: Entry, revision: str | None, progress: bool, force: bool) -> Path | None:
     """The Hub's file, or None where the repo or the file does not exist (the caller falls back)."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
@@ -108,12 +107,12 @@ def _from_hub(entry: Entry, revision: str | None, progress: bool, force: bool) -
         with _progress_bars(progress):
             kwargs = _hub_kwargs(entry, revision)
             try:  # config.json first: the Hub counts a model's downloads by it, and it must describe this architecture
-                config = Path(hf_hub_download(**dict(kwargs, filename=CONFIG_NAME), force_download=force))
+                config = _hub_download(dict(kwargs, filename=CONFIG_NAME), force)
             except (EntryNotFoundError, HfHubHTTPError, OSError):
                 config = None  # none there (weights only), or the Hub is away: the weights' own fetch decides
             if config is not None:
                 check_hub_config(entry, config)
-            return Path(hf_hub_download(**kwargs, force_download=force))
+            return _hub_download(kwargs, force)
     except LocalEntryNotFoundError as e:  # the Hub could not be reached
         if revision is not None:
             raise DownloadError(f"Could not reach the Hub for {entry.hub_repo} at revision {revision!r}: {_reason(e)}.") from None
@@ -128,6 +127,19 @@ def _from_hub(entry: Entry, revision: str | None, progress: bool, force: bool) -
         if revision is not None:
             raise DownloadError(f"Could not download {WEIGHTS_NAME} of {entry.hub_repo} from the Hub: {_reason(e)}.") from None
         return None
+
+
+def _hub_download(kwargs: dict[str, Any], force: bool) -> Path:
+    """``hf_hub_download``, with the Hub's own error where ``force_download`` wraps it in a bare ValueError
+    ("Force download failed"), so a repo that is not there falls back like any other."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(**kwargs, force_download=force))
+    except ValueError as e:
+        if force and isinstance(e.__cause__, Exception):
+            raise e.__cause__ from None
+        raise
 
 
 def check_hub_config(entry: Entry, path: Path) -> None:
@@ -169,14 +181,17 @@ def _stamp(path: Path) -> list[int]:
 
 def recorded_sha256(entry: Entry, path: Path) -> str | None:
     """The sha256 a cached file was written with: the registry's (bundled), the conversion record's (original release),
-    or the Hub's LFS blob name; None where none was recorded (then the first use records it)."""
+    the Hub's LFS blob name, or for a plain Hub blob what its first use recorded; None where nothing was recorded."""
     real = path.resolve()
     if entry.bundled:
         return entry.sha256
     if real == original_file(entry).resolve():
         record = _read_json(cache_dir() / entry.name / SOURCE_NAME)
         return record.get("converted_sha256") if record else None
-    return real.name if len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name) else None
+    if len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name):
+        return real.name  # the Hub's LFS blobs are named by their sha256
+    marker = _read_json(_marker(entry))  # a plain blob: what its first use recorded
+    return marker.get("sha256") if marker and marker.get("file") == str(real) else None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -199,7 +214,7 @@ def trusted(entry: Entry, path: Path, full: bool = False) -> Path:
     if not full and marker and marker.get("file") == str(real) and marker.get("stamp") == _stamp(real):
         return path
     digest = sha256_file(real)
-    expected = recorded_sha256(entry, path) or (marker.get("sha256") if marker and marker.get("file") == str(real) else None)
+    expected = recorded_sha256(entry, path)
     if expected is not None and digest != expected:
         raise WeightsError(
             f"The cached weights of {entry.name} ({path}) are not the file that was written (sha256 {digest[:12]}..., "

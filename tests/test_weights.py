@@ -265,3 +265,68 @@ def test_download_verify_and_cache_commands(dropbox, isolated_env, monkeypatch, 
     assert cli_main(["verify"]) == 1
     captured = capsys.readouterr()
     assert f"BAD {tiny.FILE_ENTRY}" in captured.out and "failed verification" in captured.err
+
+
+# --- a cache that changed under the zoo -------------------------------------------------------
+
+def _cached(entry: str) -> Path:
+    return Path(cutmix_zoo.load(entry, progress=False).pretrained_cfg["source"])
+
+
+def test_a_flipped_bit_in_a_cached_file_is_one_sentence_not_a_silent_load(dropbox, isolated_env):
+    path = _cached(tiny.FILE_ENTRY)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x10  # inside the last tensor's bytes: safetensors would load it silently
+    path.write_bytes(bytes(data))
+    with pytest.raises(cutmix_zoo.WeightsError, match="changed or corrupted; run `cutmix-zoo download --force"):
+        cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
+
+
+def test_another_file_of_the_same_shapes_in_its_place_is_refused(dropbox, isolated_env, tmp_path):
+    from safetensors.torch import save_file
+
+    path = _cached(tiny.FILE_ENTRY)
+    other = tmp_path / "other.safetensors"
+    save_file(tiny.state_dict(99), other)
+    os.replace(other, path)
+    with pytest.raises(cutmix_zoo.WeightsError, match="not the file that was written"):
+        cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
+
+
+def test_an_unchanged_cache_loads_without_hashing(dropbox, isolated_env, monkeypatch):
+    _cached(tiny.FILE_ENTRY)
+    from cutmix_zoo import weights
+
+    monkeypatch.setattr(weights, "sha256_file", lambda p: pytest.fail("a warm load hashed the file"))
+    assert_same_logits(cutmix_zoo.load(tiny.FILE_ENTRY, progress=False), dropbox.states["file"])
+
+
+def test_download_without_force_does_not_report_a_corrupt_file_as_done(dropbox, isolated_env, capsys):
+    from cutmix_zoo.cli import main as cli_main
+
+    path = _cached(tiny.FILE_ENTRY)
+    marker_stamp = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x10
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(marker_stamp.st_atime_ns, marker_stamp.st_mtime_ns))  # bit rot that keeps the mtime
+    assert cli_main(["download", tiny.FILE_ENTRY, "--quiet"]) == 1
+    assert "changed or corrupted" in capsys.readouterr().err
+    assert cli_main(["download", "--force", tiny.FILE_ENTRY, "--quiet"]) == 0  # the repair verify recommends
+    assert_same_logits(cutmix_zoo.load(tiny.FILE_ENTRY, progress=False), dropbox.states["file"])
+
+
+def test_verify_does_not_call_a_file_without_its_record_ok(dropbox, isolated_env, capsys):
+    from cutmix_zoo.cli import main as cli_main
+
+    path = _cached(tiny.FILE_ENTRY)
+    (path.parent / "source.json").unlink()
+    assert cli_main(["verify"]) == 1
+    assert "no conversion record" in capsys.readouterr().out
+
+
+def test_force_download_of_a_model_not_on_the_hub_falls_back_to_the_original(dropbox, isolated_env, capsys):
+    from cutmix_zoo.cli import main as cli_main
+
+    assert cli_main(["download", tiny.FILE_ENTRY, "--quiet"]) == 0
+    assert cli_main(["download", "--force", tiny.FILE_ENTRY, "--quiet"]) == 0, capsys.readouterr().err
