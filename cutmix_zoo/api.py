@@ -46,6 +46,7 @@ def load(
     ``output_stride`` 16 or 8 dilates a ResNet's last stages for dense prediction (the same
     weights; ``feature_info.reduction()`` reports the real strides); 32 is the undilated network.
     """
+    _check_load_arguments(name, num_classes, device, dtype)
     cfg = resolve_config(name)
     if output_stride is not None:
         if cfg.family != "resnet":
@@ -134,3 +135,20 @@ def _unmeasured(pretrained_cfg: dict[str, Any], num_classes: int) -> dict[str, A
     """A ``pretrained_cfg`` for another head: its classifier's errors no longer describe the model."""
     source = pretrained_cfg.get("source")
     return dict(config_of(pretrained_cfg).unmeasured(num_classes=num_classes).to_dict(), source=source)
+
+
+def _check_load_arguments(name: Any, num_classes: Any, device: Any, dtype: Any) -> None:
+    """Refuse arguments of the wrong kind before anything is read or fetched, each in one sentence."""
+    if not isinstance(name, (str, os.PathLike)) or not str(name):
+        raise InvalidArgumentError(f"name must be a registry name such as 'resnet50' or an exported folder, not {name!r}.")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
+        raise InvalidArgumentError(f"num_classes must be a non-negative integer (0 for pooled embeddings), not {num_classes!r}.")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise InvalidArgumentError(f"dtype must be a floating torch dtype such as torch.bfloat16, not {dtype!r}.")
+    if device is not None:
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, TypeError):
+            raise InvalidArgumentError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1').") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise InvalidArgumentError(f"device {device!r} was asked for, but torch sees no CUDA device here; use device='cpu'.")

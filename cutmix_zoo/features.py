@@ -77,11 +77,13 @@ def check_out_indices(out_indices: Sequence[int] | None, num_levels: int) -> tup
     """Normalise ``out_indices`` (negatives count from the end); every level when None."""
     if out_indices is None:
         return tuple(range(num_levels))
-    if isinstance(out_indices, int):
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
         out_indices = [out_indices]
+    if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence) or not out_indices:
+        raise InvalidArgumentError(f"out_indices must name at least one feature level (e.g. (1, 2, 3, 4)), not {out_indices!r}.")
     indices = []
     for i in out_indices:
-        if not isinstance(i, int) or not -num_levels <= i < num_levels:
+        if isinstance(i, bool) or not isinstance(i, int) or not -num_levels <= i < num_levels:
             raise InvalidArgumentError(
                 f"out_indices {tuple(out_indices)} is out of range: this model has {num_levels} feature levels, "
                 f"so each index must be between {-num_levels} and {num_levels - 1}."

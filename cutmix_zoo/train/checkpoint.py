@@ -36,7 +36,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise WeightsError(f"Could not read the checkpoint {path}: {e}.") from None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200].rstrip(".")
+        raise WeightsError(f"Could not read the checkpoint {path} ({reason}): resume from a checkpoint.pt that "
+                           "cutmix_zoo.train wrote.") from None
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
+
+import torch
 
 from ..errors import InvalidArgumentError, UnknownModelError
 from ..fastload import build_on_meta
@@ -180,8 +183,28 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
             method = FEATURE_MIX_MODES[recipe.mix == "mixup"]
     name = args.recipe if args.recipe and args.model is None and args.mix is None else f"{spec.label}.{method}_{run_suffix(recipe.dataset)}"
     check_recipe(recipe)
+    check_run_flags(args)
     check_model(spec, recipe.dataset)
     return recipe, spec, name, method
+
+
+def check_run_flags(args: argparse.Namespace) -> None:
+    """Refuse run flags that cannot work, each with one sentence, before anything starts."""
+    problems = [
+        (args.workers < 0, f"--workers must be 0 or more, not {args.workers}"),
+        (args.log_interval < 1, f"--log-interval must be at least 1 step, not {args.log_interval}"),
+        (args.synthetic_size < 0, f"--synthetic-size must be 0 (the default size) or more, not {args.synthetic_size}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise InvalidArgumentError(message + ".")
+    if args.device != "auto":
+        try:
+            kind = torch.device(args.device).type
+        except RuntimeError:
+            raise InvalidArgumentError(f"--device {args.device!r} is not a torch device; use auto, cpu, cuda or cuda:N.") from None
+        if kind not in ("cpu", "cuda"):
+            raise InvalidArgumentError(f"--device {args.device!r} is not one the trainer runs on; use auto, cpu, cuda or cuda:N.")
 
 
 def dataset_classes(dataset: str) -> Optional[int]:
@@ -201,15 +224,26 @@ def check_model(spec: ModelSpec, dataset: str) -> int:
 
 
 def check_recipe(recipe: Recipe) -> None:
-    """Refuse values that cannot train, each with one sentence."""
-    problems = [
+    """Refuse values that cannot train, each with one sentence (a NaN or an infinity is refused everywhere)."""
+    floats = {"--lr": recipe.lr, "--lr-gamma": recipe.lr_gamma, "--momentum": recipe.momentum, "--weight-decay": recipe.weight_decay,
+              "--beta": recipe.beta, "--mix-prob": recipe.mix_prob, "--label-smoothing": recipe.label_smoothing,
+              "--dropblock": recipe.dropblock, **{f"--lr-milestones ({m})": m for m in recipe.lr_milestones}}
+    problems = [(not math.isfinite(value), f"{flag} must be a finite number, not {value}") for flag, value in floats.items()]
+    problems += [
         (recipe.epochs < 1, f"--epochs must be at least 1, not {recipe.epochs}"),
         (recipe.batch_size < 1, f"--batch-size must be at least 1, not {recipe.batch_size}"),
         (recipe.lr <= 0, f"--lr must be positive, not {recipe.lr}"),
+        (not 0 < recipe.lr_gamma <= 1, f"--lr-gamma must be in (0, 1], not {recipe.lr_gamma}"),
+        (recipe.lr_step < 0, f"--lr-step must be 0 or more epochs, not {recipe.lr_step}"),
+        (not 0 <= recipe.momentum < 1, f"--momentum must be in [0, 1), not {recipe.momentum}"),
+        (recipe.weight_decay < 0, f"--weight-decay must be non-negative, not {recipe.weight_decay}"),
         (not 0 <= recipe.mix_prob <= 1, f"--mix-prob must be between 0 and 1, not {recipe.mix_prob}"),
-        (recipe.beta < 0, f"--beta must be non-negative, not {recipe.beta}"),
+        (recipe.beta <= 0 and recipe.mix != "none", f"--beta must be positive for {recipe.mix}, not {recipe.beta}"),
+        (recipe.cutout_size < 1, f"--cutout-size must be at least 1 pixel, not {recipe.cutout_size}"),
         (not 0 <= recipe.label_smoothing < 1, f"--label-smoothing must be in [0, 1), not {recipe.label_smoothing}"),
         (not 0 <= recipe.dropblock < 1, f"--dropblock must be in [0, 1), not {recipe.dropblock}"),
+        (recipe.dropblock > 0 and recipe.dropblock_size < 1, f"--dropblock-size must be at least 1, not {recipe.dropblock_size}"),
+        (any(not 0 < m < 1 for m in recipe.lr_milestones), f"--lr-milestones are fractions of the run in (0, 1), not {recipe.lr_milestones}"),
     ]
     for bad, message in problems:
         if bad:

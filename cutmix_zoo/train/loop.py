@@ -110,8 +110,6 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     """
     output = Path(args.output)
     recipe, spec, name, method = resolve(args)
-    if args.workers < 0:
-        raise InvalidArgumentError(f"--workers must be 0 or more, not {args.workers}.")
     ranks = setup_ranks(args.device)
     device = ranks.device
     if args.decode == "gpu":
