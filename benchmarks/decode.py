@@ -32,10 +32,10 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import _sync, _time, ours  # noqa: E402  (the step exactly as the train-step benchmark times it)
-
 from cutmix_zoo.train.data import EpochSampler, make_loader, training_data  # noqa: E402
 from cutmix_zoo.train.dataspec import DataSpec  # noqa: E402
+
+from train_step import _sync, _time, ours  # noqa: E402  (the step exactly as the train-step benchmark times it)
 
 
 def photo_like(rng: np.random.Generator) -> Image.Image:

@@ -56,9 +56,6 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 
-import decode as decode_bench  # noqa: E402
-import train_step as step_bench  # noqa: E402
-
 import cutmix_zoo  # noqa: E402
 from cutmix_zoo.models import build_model  # noqa: E402
 from cutmix_zoo.registry import ARCHITECTURES, get_entry  # noqa: E402
@@ -66,6 +63,9 @@ from cutmix_zoo.train import evaluation, loop, train_main  # noqa: E402
 from cutmix_zoo.train.data import Augmented, TensorTransform, make_loader, training_data  # noqa: E402
 from cutmix_zoo.train.mixing import BatchMixer  # noqa: E402
 from cutmix_zoo.train.shapes import Shapes  # noqa: E402
+
+import decode as decode_bench  # noqa: E402
+import train_step as step_bench  # noqa: E402
 
 FP32_REL_TOL = 1e-3  # max abs logit diff / max abs fp32 logit: channels_last fp32 against contiguous fp32
 BF16_REL_TOL = 0.05  # the same for bf16 (8-bit mantissa, rounding accumulated over the depth)

@@ -99,6 +99,7 @@ def main() -> None:
     from safetensors.torch import save, save_file
 
     import cutmix_zoo
+
     from servers import OlahServer, http_file_server, make_hub_repo
 
     work = Path(tempfile.mkdtemp(prefix="cutmix-zoo-bench-"))

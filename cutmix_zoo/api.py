@@ -13,8 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .builder import (build_random, build_with_weights, config_of, is_exported_folder, meta_model, read_state_dict,
-                      resolve_config)
+from .builder import build_random, build_with_weights, config_of, is_exported_folder, meta_model, read_state_dict, resolve_config
 from .builder import count_parameters as _count
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
@@ -22,6 +21,7 @@ from .model_config import ModelConfig
 from .models import FAMILIES
 from .models.resnet import check_output_stride
 from .registry import get_entry
+
 
 def load(
     name: str | os.PathLike,

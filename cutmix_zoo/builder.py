@@ -24,7 +24,6 @@ from .models import FAMILIES, build_model
 from .registry import get_entry
 
 
-
 def is_exported_folder(name: str | os.PathLike) -> bool:
     """Whether ``name`` is a folder holding a config.json (an export, like ``from_pretrained("./dir")``)."""
     return os.path.isfile(os.path.join(name, CONFIG_NAME))

@@ -16,7 +16,6 @@ from . import registry
 from .errors import EXIT_FAILURE, InvalidArgumentError, ZooError, exit_code
 
 
-
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

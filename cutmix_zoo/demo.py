@@ -30,6 +30,7 @@ def demo_parser() -> argparse.ArgumentParser:
 def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> dict:
     """Run every step and return what was measured."""
     import cutmix_zoo
+
     from .train import train_main
     from .train.evaluation import evaluate_model
 

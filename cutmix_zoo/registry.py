@@ -13,8 +13,8 @@ import dataclasses
 import difflib
 import fnmatch
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import UnknownModelError

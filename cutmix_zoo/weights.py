@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .files import CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_text_atomic
 from .errors import DownloadError, WeightsError
+from .files import CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_text_atomic
 from .registry import LIBRARY_NAME, Entry
 
 SOURCE_NAME = "source.json"
@@ -100,8 +100,7 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
 
 def _from_hub(entry: Entry, revision: str | None, progress: bool, force: bool) -> Path | None:
     """The Hub's file, or None where the repo or the file does not exist (the caller falls back)."""
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     try:
         with _progress_bars(progress):

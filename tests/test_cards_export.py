@@ -10,11 +10,12 @@ import torch
 from huggingface_hub import ModelCard
 
 import cutmix_zoo
-import tiny
 from cutmix_zoo import registry
 from cutmix_zoo.cards import render_card
 from cutmix_zoo.cli import main as cli_main
 from cutmix_zoo.export import save_pretrained
+
+import tiny
 from servers import make_hub_repo
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from cutmix_zoo.fastload import build_on_meta
 from cutmix_zoo.models.pyramidnet import PyramidNet

@@ -12,13 +12,14 @@ import torch
 from PIL import Image
 
 import cutmix_zoo
-import tiny
 from cutmix_zoo.categories import categories
 from cutmix_zoo.cli import main
-from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.commands.images import predict_main
+from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.predict import predict
 from cutmix_zoo.registry import DATASETS
+
+import tiny
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from cutmix_zoo.train.config import resolve, train_parser
 from cutmix_zoo.recipes import recipe_for
+from cutmix_zoo.train.config import resolve, train_parser
 
 
 def _resolved(*flags: str):

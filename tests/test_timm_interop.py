@@ -17,6 +17,7 @@ from cutmix_zoo.builder import meta_model
 from cutmix_zoo.categories import CIFAR10
 from cutmix_zoo.export import timm_architecture
 from cutmix_zoo.model_config import ModelConfig
+
 from servers import make_hub_repo
 
 timm = pytest.importorskip("timm", reason="timm is in the test extra")  # installed by .ci/run: never skipped there

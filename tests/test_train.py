@@ -16,13 +16,13 @@ from PIL import Image
 
 import cutmix_zoo
 from cutmix_zoo.errors import InvalidArgumentError, UnknownModelError, WeightsError
+from cutmix_zoo.recipes import recipe_for
 from cutmix_zoo.registry import ENTRIES
 from cutmix_zoo.train import eval_main, train_main
 from cutmix_zoo.train import loop as train_loop
 from cutmix_zoo.train.checkpoint import load_checkpoint
 from cutmix_zoo.train.config import EXIT_INTERRUPTED, resolve, train_parser
 from cutmix_zoo.train.data import DataError
-from cutmix_zoo.recipes import recipe_for
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "pyramidnet", "--depth", "8", "--alpha", "12", "--no-bottleneck", "--dataset", "cifar10",

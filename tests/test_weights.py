@@ -14,9 +14,10 @@ import torch
 from safetensors.torch import save
 
 import cutmix_zoo
-import tiny
 from cutmix_zoo import registry
 from cutmix_zoo.cli import main as cli_main
+
+import tiny
 from servers import OlahServer, Reply, make_hub_repo
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -7,7 +7,6 @@ same code path) and build checkpoints from them in each original layout.
 from __future__ import annotations
 
 import contextlib
-
 import io
 import zipfile
 from pathlib import Path

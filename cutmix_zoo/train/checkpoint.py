@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..files import atomic_path
 from ..errors import WeightsError
+from ..files import atomic_path
 from .config import CHECKPOINT_NAME
 
 

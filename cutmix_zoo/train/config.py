@@ -22,8 +22,8 @@ import torch
 
 from ..errors import InvalidArgumentError, UnknownModelError
 from ..fastload import build_on_meta
-from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, data_config, get_entry, run_suffix
 from ..recipes import FEATURE_MIX_MODES, Recipe, base_recipe, method_settings, recipe_for
+from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, data_config, get_entry, run_suffix
 
 # ImageNet depths of the original resnet.py: depth -> (blocks per stage, bottleneck).
 _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),

@@ -19,8 +19,8 @@ from typing import Any, NamedTuple, Optional
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision import transforms as T
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
 from ..errors import InvalidArgumentError

@@ -34,8 +34,7 @@ from ..errors import InvalidArgumentError
 from ..models import build_model
 from ..recipes import Recipe
 from . import checkpoint as ckpt
-from .config import (BEST_WEIGHTS, CHECKPOINT_NAME, EXIT_INTERRUPTED, EXPORT_DIR, METRICS, ModelSpec, describe_run, resolve,
-                     resumed_args)
+from .config import BEST_WEIGHTS, CHECKPOINT_NAME, EXIT_INTERRUPTED, EXPORT_DIR, METRICS, ModelSpec, describe_run, resolve, resumed_args
 from .data import EpochSampler, ShardSampler, make_loader, training_data
 from .dataspec import DataSpec
 from .evaluation import evaluate, topk_errors

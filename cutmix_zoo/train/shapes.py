@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..categories import SHAPES10 as CLASSES
+
 SIZE = 32
 TRAIN_SIZE, TEST_SIZE = 3000, 2000
 DISTRACTORS = 3
