@@ -62,13 +62,15 @@ def _feature_line(cfg: ModelConfig) -> str:
 
 
 def _results(entry: registry.Entry) -> str:
-    rows = [f"| **{entry.name}** ({entry.method}) | {registry.format_err(entry.top1_err)} | {registry.format_err(entry.top5_err)} | {entry.err_source} |"]
+    rows = [f"| **{entry.name}** ({entry.method}) | {registry.format_err(entry.top1_err)} | "
+            f"{registry.format_err(entry.top5_err)} | {entry.err_source} |"]
     if entry.paper_top1_err is not None:
         rows.append(f"| {entry.name}: the paper's figure ({entry.method}) | {registry.format_err(entry.paper_top1_err)} | "
                     f"{registry.format_err(entry.paper_top5_err)} | {entry.paper_err_source} |")
     baseline = registry.ENTRIES.get(f"{entry.arch}.baseline_{entry.tag.rsplit('_', 1)[1]}")
     if baseline is not None and baseline is not entry:
-        rows.append(f"| {baseline.name} (baseline, same table) | {registry.format_err(baseline.top1_err)} | {registry.format_err(baseline.top5_err)} | {baseline.err_source} |")
+        rows.append(f"| {baseline.name} (baseline, same table) | {registry.format_err(baseline.top1_err)} | "
+                    f"{registry.format_err(baseline.top5_err)} | {baseline.err_source} |")
     text = "| model | top-1 error % | top-5 error % | source |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
     if baseline is None:
         text += "\nThe original release has no baseline file for this architecture, so no baseline is listed.\n"
@@ -162,7 +164,8 @@ def export_card(cfg: ModelConfig, base_model: str | None = None) -> str:
     trained_on = f"{data.name} ({data.num_classes} classes)" if data else f"an ImageFolder dataset ({cfg.num_classes} classes)"
     if cfg.top1_err is not None:
         results = (f"| model | top-1 error % | top-5 error % | source |\n|---|---|---|---|\n"
-                   f"| **{cfg.name}** | {registry.format_err(cfg.top1_err)} | {registry.format_err(cfg.top5_err)} | {cfg.err_source or 'not stated'} |\n")
+                   f"| **{cfg.name}** | {registry.format_err(cfg.top1_err)} | {registry.format_err(cfg.top5_err)} | "
+                   f"{cfg.err_source or 'not stated'} |\n")
     else:
         results = "No result was measured for these weights.\n"
     notes = []
@@ -214,5 +217,6 @@ def model_table() -> str:
         source = e.err_source
         if e.paper_top1_err is not None:
             source += f"; {e.paper_err_source}: {registry.format_err(e.paper_top1_err)} / {registry.format_err(e.paper_top5_err)}"
-        lines.append(f"| {shown} | {e.dataset} | {e.method} | {registry.format_err(e.top1_err)} | {registry.format_err(e.top5_err)} | {params} | {source} |")
+        lines.append(f"| {shown} | {e.dataset} | {e.method} | {registry.format_err(e.top1_err)} | {registry.format_err(e.top5_err)} | "
+                     f"{params} | {source} |")
     return "\n".join(lines) + "\n"

@@ -230,7 +230,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
             commit = api.upload_folder(folder_path=folder, repo_id=args.repo_id, allow_patterns=files,
                                        commit_message=f"Upload {args.name} with cutmix_zoo")
         except Exception as e:  # huggingface_hub raises many kinds (HTTP, auth, validation): one line each
-            raise ZooError(f"Publishing to {args.repo_id} failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}.") from None
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ZooError(f"Publishing to {args.repo_id} failed: {reason}.") from None
         print(f"Published {args.name} to {args.repo_id}: {getattr(commit, 'commit_url', commit)}")
     return 0
 
@@ -266,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("download", help="fill the cache ahead of time", description="Download (and convert, for original-release files) models into the cache.")
+    p = sub.add_parser("download", help="fill the cache ahead of time",
+                       description="Download (and convert, for original-release files) models into the cache.")
     p.add_argument("names", nargs="*", metavar="NAME", help="registry names or architectures")
     p.add_argument("--all", action="store_true", help="every model in the registry")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
@@ -276,18 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("convert", help="convert an original checkpoint to safetensors",
-                       description="Convert an original-release checkpoint (train.py dict, module. dict or bare state dict) to a checked safetensors file.")
+                       description="Convert an original-release checkpoint (train.py dict, module. dict or bare state dict) "
+                                   "to a checked safetensors file.")
     p.add_argument("input", help="the original .pth or .pth.tar file")
     p.add_argument("--model", required=True, help="registry name whose architecture the file holds")
     p.add_argument("-o", "--output", help="output .safetensors path (default: beside the input)")
     p.add_argument("--source-url", help="URL to record in the file's metadata")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("cache", help="show where the cache is and what it holds", description="Show the cache folders, cached models and their sizes.")
+    p = sub.add_parser("cache", help="show where the cache is and what it holds",
+                       description="Show the cache folders, cached models and their sizes.")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_cache)
 
-    p = sub.add_parser("verify", help="re-hash the cached files", description="Re-hash every cached weights file and check it against its recorded sha256.")
+    p = sub.add_parser("verify", help="re-hash the cached files",
+                       description="Re-hash every cached weights file and check it against its recorded sha256.")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_verify)
 
@@ -296,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="only check that the cards in the folder match the registry")
     p.set_defaults(func=cmd_cards)
 
-    p = sub.add_parser("export", help="write a model's Hub folder", description="Write model.safetensors, config.json and README.md of a model into a folder.")
+    p = sub.add_parser("export", help="write a model's Hub folder",
+                       description="Write model.safetensors, config.json and README.md of a model into a folder.")
     p.add_argument("name", help="registry name, bare architecture, or exported folder")
     p.add_argument("-o", "--output", required=True, help="folder to write")
     p.add_argument("--revision", help="Hub revision to export")
@@ -304,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("publish", help="upload a model to the Hugging Face Hub",
-                       description="Export a model (or take an exported folder) and upload it to a Hub repo; the token comes from HF_TOKEN or `hf auth login`.")
+                       description="Export a model (or take an exported folder) and upload it to a Hub repo; "
+                                   "the token comes from HF_TOKEN or `hf auth login`.")
     p.add_argument("name", help="registry name, bare architecture, or exported folder")
     p.add_argument("--repo-id", required=True, help="target repo, e.g. cutmix-zoo/resnet50.cutmix_in1k")
     p.add_argument("--private", action="store_true", help="create the repo as private")
@@ -312,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_publish)
 
-    for name, (module, func, text) in DELEGATED.items():
+    for name, (_module, _func, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)  # listed here, parsed by its own module (see main)
     return parser
 
@@ -323,7 +330,8 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "demo": ("cutmix_zoo.demo", "demo_main", "train, export, load and evaluate the embedded model, offline, in a minute"),
     "predict": ("cutmix_zoo.commands.images", "predict_main", "top-k classes of images, with class names"),
     "cam": ("cutmix_zoo.commands.images", "cam_main", "class activation map of an image, written as a PNG"),
-    "robustness": ("cutmix_zoo.commands.reports", "robustness_main", "occlusion, in-between samples, FGSM and OOD detection on your validation images"),
+    "robustness": ("cutmix_zoo.commands.reports", "robustness_main",
+                   "occlusion, in-between samples, FGSM and OOD detection on your validation images"),
     "localize": ("cutmix_zoo.commands.reports", "localize_main", "CAM bounding boxes of images, and localization accuracy against true boxes"),
 }
 

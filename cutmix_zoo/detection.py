@@ -33,7 +33,8 @@ def replace_batch_norm(module: nn.Module, norm_layer: Callable[[int], nn.Module]
             try:
                 frozen.load_state_dict(child.state_dict())
             except RuntimeError:
-                raise InvalidArgumentError(f"norm_layer {norm_layer!r} cannot hold a BatchNorm2d's weights and statistics; use FrozenBatchNorm2d or nn.BatchNorm2d.") from None
+                raise InvalidArgumentError(f"norm_layer {norm_layer!r} cannot hold a BatchNorm2d's weights and statistics; "
+                                           "use FrozenBatchNorm2d or nn.BatchNorm2d.") from None
             setattr(module, name, frozen.to(device=child.weight.device, dtype=child.weight.dtype))
         else:
             replace_batch_norm(child, norm_layer)
@@ -70,10 +71,12 @@ def detection_backbone(
             f"(`cutmix-zoo list 'res*'` shows them)."
         )
     if not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= 5:
-        raise InvalidArgumentError(f"trainable_layers must be an integer from 0 to 5 (stages left trainable from layer4 down), not {trainable_layers!r}.")
+        raise InvalidArgumentError("trainable_layers must be an integer from 0 to 5 (stages left trainable from layer4 down), "
+                                   f"not {trainable_layers!r}.")
     if fpn:
         returned_layers = [1, 2, 3, 4] if returned_layers is None else list(returned_layers)
-        if not returned_layers or any(not isinstance(k, int) or not 1 <= k <= 4 for k in returned_layers) or returned_layers != sorted(set(returned_layers)):
+        if (not returned_layers or any(not isinstance(k, int) or not 1 <= k <= 4 for k in returned_layers)
+                or returned_layers != sorted(set(returned_layers))):
             raise InvalidArgumentError(f"returned_layers must name stages 1 to 4 in increasing order, each once, not {returned_layers!r}.")
     elif returned_layers is not None or extra_blocks is not None:
         raise InvalidArgumentError("returned_layers and extra_blocks configure the FPN, so they need fpn=True.")

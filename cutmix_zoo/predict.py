@@ -56,7 +56,8 @@ def resolve_model(model: str | os.PathLike | nn.Module, weights: str | os.PathLi
     if not isinstance(cfg, dict) or cfg.get("family") not in FAMILIES:
         raise InvalidArgumentError("The model has no pretrained_cfg: pass a model made by cutmix_zoo.load, or a model name.")
     if not isinstance(getattr(model, FAMILIES[cfg["family"]].classifier, None), nn.Linear):
-        raise InvalidArgumentError(f"{cfg['name']} was loaded without its classifier (features_only or num_classes=0), so it has no classes to predict.")
+        raise InvalidArgumentError(f"{cfg['name']} was loaded without its classifier (features_only or num_classes=0), "
+                                   "so it has no classes to predict.")
     return model
 
 

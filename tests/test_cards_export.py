@@ -32,7 +32,8 @@ def test_committed_card_matches_the_registry(name):
 def test_card_front_matter_as_the_hub_reads_it():
     card = ModelCard(render_card("resnet50.mixup_in1k"))
     data = card.data
-    assert data.license == "mit" and data.pipeline_tag == "image-classification" and data.datasets == ["ILSVRC/imagenet-1k"]  # a Hub dataset id that exists
+    assert data.license == "mit" and data.pipeline_tag == "image-classification"
+    assert data.datasets == ["ILSVRC/imagenet-1k"]  # a Hub dataset id that exists
     assert "cutmix" in data.tags and data.library_name == "cutmix-zoo"
     values = {r.metric_name: r.metric_value for r in data.eval_results}
     assert values == {"top-1 accuracy": pytest.approx(77.42), "top-5 accuracy": pytest.approx(93.60)}

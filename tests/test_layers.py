@@ -56,7 +56,8 @@ def _imports() -> dict[str, list[tuple[str, list[str]]]]:
                 else:
                     continue
                 names = [a.name for a in node.names]
-                submodules = [f"{target}.{n}".lstrip(".") for n in names if (PACKAGE / Path(*f"{target}.{n}".lstrip(".").split("."))).with_suffix(".py").exists()]
+                submodules = [f"{target}.{n}".lstrip(".") for n in names
+                              if (PACKAGE / Path(*f"{target}.{n}".lstrip(".").split("."))).with_suffix(".py").exists()]
                 plain = [n for n in names if f"{target}.{n}".lstrip(".") not in submodules]
                 if plain or not submodules:
                     found.append((target, plain))

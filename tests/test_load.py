@@ -105,7 +105,8 @@ def test_num_classes_zero_gives_pooled_embeddings(resnet50_file):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         emb = headless(x)
-        expected = torch.flatten(full.avgpool(full.layer4(full.layer3(full.layer2(full.layer1(full.maxpool(full.relu(full.bn1(full.conv1(x))))))))), 1)
+        stem = full.maxpool(full.relu(full.bn1(full.conv1(x))))
+        expected = torch.flatten(full.avgpool(full.layer4(full.layer3(full.layer2(full.layer1(stem))))), 1)
     assert emb.shape == (2, 2048) and torch.equal(emb, expected)
     assert headless.pretrained_cfg["num_classes"] == 0
 
@@ -148,7 +149,8 @@ def test_transforms_match_the_entry():
     image = Image.new("RGB", (320, 480), (124, 116, 104))
     x = cutmix_zoo.transforms("resnet50")(image)
     assert x.shape == (3, 224, 224)
-    assert torch.allclose(x[:, 0, 0], torch.tensor([(124 / 255 - 0.485) / 0.229, (116 / 255 - 0.456) / 0.224, (104 / 255 - 0.406) / 0.225]), atol=1e-5)
+    corner = torch.tensor([(124 / 255 - 0.485) / 0.229, (116 / 255 - 0.456) / 0.224, (104 / 255 - 0.406) / 0.225])
+    assert torch.allclose(x[:, 0, 0], corner, atol=1e-5)
     small = cutmix_zoo.transforms("pyramidnet200_a240")(Image.new("RGB", (32, 32)))
     assert small.shape == (3, 32, 32) and small[0, 0, 0] == pytest.approx(-125.3 / 63.0, rel=1e-4)
     model = cutmix_zoo.load("resnet50", pretrained=False)

@@ -85,5 +85,6 @@ def test_a_hub_config_for_another_architecture_is_refused_before_the_weights(tin
 
     other = ModelConfig.for_data("cifar-10", name="x", family="resnet", arch_args={"layers": [1, 1, 1, 1]}, num_classes=10)
     make_hub_repo(hub.mirrors, f"{env}/{FILE_ENTRY}", {"config.json": json.dumps(other.to_dict()).encode(), "model.safetensors": b"unused"})
-    with pytest.raises(cutmix_zoo.WeightsError, match="describes family 'resnet', arch_args .* not tinypyramid20_a12.baseline_c10's family 'pyramidnet'"):
+    with pytest.raises(cutmix_zoo.WeightsError,
+                       match="describes family 'resnet', arch_args .* not tinypyramid20_a12.baseline_c10's family 'pyramidnet'"):
         cutmix_zoo.load(FILE_ENTRY, progress=False)

@@ -80,9 +80,11 @@ def train_parser() -> argparse.ArgumentParser:
                    help="default: the recipe's, else cifar100 (shapes: the generated Shapes-10, --data is not used)")
     g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
     g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")
-    g.add_argument("--synthetic-size", type=int, default=0, help="training images of --data synthetic (default 2048 at 32px, 512 at 224px) or of --dataset shapes (default 5000)")
+    g.add_argument("--synthetic-size", type=int, default=0,
+                   help="training images of --data synthetic (default 2048 at 32px, 512 at 224px) or of --dataset shapes (default 5000)")
     g.add_argument("--workers", type=int, default=default_workers(),
-                   help=f"data loading processes per rank (default {default_workers()}: 4 or the CPU count if smaller; 0 loads in the training process)")
+                   help=f"data loading processes per rank (default {default_workers()}: 4 or the CPU count if smaller; "
+                        "0 loads in the training process)")
     g.add_argument("--decode", choices=["cpu", "gpu"], default="cpu",
                    help="where ImageFolder JPEGs are decoded and augmented: cpu (PIL in the workers, default) or gpu "
                         "(workers read bytes; nvjpeg and the augmentation run on the CUDA device)")
@@ -91,14 +93,16 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="global batch, split evenly over the ranks")
     g.add_argument("--lr", type=float, help="initial learning rate")
     g.add_argument("--lr-milestones", type=_float_tuple, help="comma-separated fractions of the run where lr drops (CIFAR: 0.5,0.75)")
-    g.add_argument("--lr-step", type=int, help="drop lr every N epochs instead of at milestones (ImageNet, as the original: 75 for 300 epochs, else 30)")
+    g.add_argument("--lr-step", type=int,
+                   help="drop lr every N epochs instead of at milestones (ImageNet, as the original: 75 for 300 epochs, else 30)")
     g.add_argument("--lr-gamma", type=float)
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--mix", choices=["cutmix", "mixup", "cutout", "none", "cutout+mixup"])
     g.add_argument("--mix-prob", type=float, help="probability that a batch is mixed (cutout: per image)")
     g.add_argument("--beta", type=float, help="Beta(beta, beta) distribution of lam")
-    g.add_argument("--mix-layers", choices=["input", "random"], help="'random': mix the input or one stage's features (Feature CutMix, Manifold Mixup)")
+    g.add_argument("--mix-layers", choices=["input", "random"],
+                   help="'random': mix the input or one stage's features (Feature CutMix, Manifold Mixup)")
     g.add_argument("--cutout-size", type=int)
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--dropblock", type=float, help="DropBlock drop probability on the last two stages (0: off)")
