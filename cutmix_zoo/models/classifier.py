@@ -11,7 +11,7 @@ and ``torch.fx`` see an explicit sequence of calls.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import torch
 from torch import nn
@@ -22,12 +22,33 @@ from ..errors import InvalidArgumentError
 MEASURED_KEYS = ("top1_err", "top5_err", "err_source", "eval_dataset")
 
 
+def init_like_the_original(model: nn.Module) -> None:
+    """The CutMix repository's initialisation of its CIFAR ResNets and PyramidNets: He-normal (fan out) convolutions,
+    batch-norm weight 1 and bias 0. Skipped, like every initialiser, when a model is built on the meta device for loading."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class ClassifierMixin:
     """timm's classifier methods for a module with ``avgpool``, ``fc``, ``num_features`` and ``num_classes``.
 
     The two ints are set by each family's constructor; the mixin declares no class annotations,
     which TorchScript would read as the module's attribute types.
     """
+
+    if TYPE_CHECKING:  # what the family's nn.Module provides, for the type checker only (never executed)
+        avgpool: nn.Module
+        flatten: nn.Module
+        fc: nn.Module
+        num_features: int
+        num_classes: int
+        training: bool
+
+        def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classifier import ClassifierMixin
+from .classifier import ClassifierMixin, init_like_the_original
 
 # ImageNet depths with a fixed stage layout in the original: depth -> (bottleneck, blocks per stage).
 _IMAGENET_LAYOUTS: dict[int, tuple[bool, list[int]]] = {
@@ -146,12 +146,7 @@ class PyramidNet(ClassifierMixin, nn.Module):
         self.num_classes = num_classes
         self.imagenet = imagenet
 
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_like_the_original(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The stem, the stages and the final BN-ReLU: the last feature map, before pooling."""

@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..errors import InvalidArgumentError
-from .classifier import ClassifierMixin
+from .classifier import ClassifierMixin, init_like_the_original
 
 # Output stride -> torchvision's replace_stride_with_dilation for layer2, layer3, layer4.
 OUTPUT_STRIDES: dict[int, list[bool]] = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
@@ -142,13 +142,7 @@ class CifarResNet(ClassifierMixin, nn.Module):
         self.num_features = in_channels
         self.num_classes = num_classes
 
-        # The original's initialisation: N(0, 2 / (k * k * out_channels)) convolutions, BN weight 1 and bias 0.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_like_the_original(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The stem and the three stages: layer3's feature map, before pooling."""
