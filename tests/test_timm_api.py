@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 import torchvision
 from torch import nn
@@ -10,7 +11,6 @@ from torch import nn
 import cutmix_zoo
 from cutmix_zoo.models import build_model
 
-timm = pytest.importorskip("timm", reason="timm is in the test extra")
 
 FAMILY_CASES = [  # (family, arguments, classes, input side): one small network of each family
     ("resnet", {"layers": [1, 1, 1, 1]}, 7, 64),

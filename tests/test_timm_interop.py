@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 
 import cutmix_zoo
@@ -20,7 +21,6 @@ from cutmix_zoo.model_config import ModelConfig
 
 from servers import make_hub_repo
 
-timm = pytest.importorskip("timm", reason="timm is in the test extra")  # installed by .ci/run: never skipped there
 
 RESNET_ENTRIES = [n for n in registry.list_models() if registry.get_entry(n).architecture.family == "resnet"]
 
