@@ -3,15 +3,15 @@
 For a network ending in global average pooling and a linear classifier, the logit of class c
 is the spatial mean of ``sum_k w_ck f_k(x, y)`` over the last feature map ``f``; that sum,
 upsampled to the image, is the class activation map. Every zoo family ends this way, so one
-generic function serves ResNet, ResNeXt and PyramidNet. The ``cam`` command draws the map over
-the image, alone or beside a second model's (the CutMix paper's baseline-versus-CutMix figure).
+generic function serves ResNet, ResNeXt and PyramidNet. The ``cam`` command draws the image beside
+the map laid over it, alone or beside a second model's (the CutMix paper's baseline-versus-CutMix figure).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -126,12 +126,20 @@ def jet(values: torch.Tensor) -> torch.Tensor:
     return (rgb * 255).round().to(torch.uint8)
 
 
-def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0.5) -> Image.Image:
-    """The image with ``heatmap`` (H x W in [0, 1]) blended over it and ``title`` (one line or more) in a bar above.
+Box = tuple[int, int, int, int]  # left, top, right, bottom in image pixels; right and bottom exclusive, as PIL's crop
 
-    Images whose shorter side is under 320 pixels are enlarged by an integer factor first, so that a
-    CIFAR picture stays legible. The font is a 24th of the width (14 to 40 px), a line is 1.25 fonts
-    high, and the bar holds the lines plus half a line of margin; lines too long are cut with an ellipsis.
+
+def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0.5,
+           boxes: Sequence[tuple[Box, str]] = ()) -> Image.Image:
+    """The image as it is, beside the image with ``heatmap`` (H x W in [0, 1]) blended over it, and ``title`` (one line
+    or more) in a bar above both.
+
+    The input is always shown untouched on the left, so the object being classified can be seen however
+    opaque the map (``alpha``) is. ``boxes`` are ``(box, colour)`` pairs in the image's pixels, outlined on
+    both halves. Images whose shorter side is under 320 pixels are enlarged by an integer factor first, so
+    that a CIFAR picture stays legible. The font is a 24th of the image's width (14 to 40 px), a line is
+    1.25 fonts high, and the bar holds the lines plus half a line of margin; lines too long are cut with
+    an ellipsis. The picture is ``2 * width + PANEL_GAP`` wide.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -147,18 +155,25 @@ def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0
     line_height = round(1.25 * font_size)
     lines = title.split("\n")
     bar = len(lines) * line_height + line_height // 2
-    panel = Image.new("RGB", (width, height + bar), "white")
-    panel.paste(Image.frombytes("RGB", (width, height), blended.numpy().tobytes()), (0, bar))
+    total = 2 * width + PANEL_GAP
+    panel = Image.new("RGB", (total, height + bar), "white")
+    panel.paste(pil, (0, bar))
+    panel.paste(Image.frombytes("RGB", (width, height), blended.numpy().tobytes()), (width + PANEL_GAP, bar))
     draw = ImageDraw.Draw(panel)
+    line_width = max(2, scale // 3)
+    for (box_left, box_top, box_right, box_bottom), colour in boxes:
+        for x0 in (0, width + PANEL_GAP):
+            draw.rectangle((x0 + box_left * scale, bar + box_top * scale, x0 + box_right * scale - 1, bar + box_bottom * scale - 1),
+                           outline=colour, width=line_width)
     try:
         font = ImageFont.load_default(size=font_size)
     except TypeError:  # Pillow before 10.1 has only a small bitmap font
         font = ImageFont.load_default()
     for index, line in enumerate(lines):
-        while len(line) > 1 and draw.textlength(line, font=font) > width - font_size:
+        while len(line) > 1 and draw.textlength(line, font=font) > total - font_size:
             line = line[:-2] + "…"
         left, top, right, bottom = draw.textbbox((0, 0), line, font=font)
-        draw.text(((width - left - right) / 2, (index + 0.75) * line_height - (top + bottom) / 2), line, fill="black", font=font)
+        draw.text(((total - left - right) / 2, (index + 0.75) * line_height - (top + bottom) / 2), line, fill="black", font=font)
     return panel
 
 

@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 
 import cutmix_zoo
-import tiny
 from cutmix_zoo.cam import cam, class_activation, jet
-from cutmix_zoo.commands.images import cam_main
 from cutmix_zoo.cli import main
+from cutmix_zoo.commands.images import cam_main
 from cutmix_zoo.errors import InvalidArgumentError
+
+import tiny
 
 BRIGHT_CLASS = 3  # "cat" in CIFAR-10
 SQUARE = (56, 16, 80, 40)  # left, top, right, bottom of the white square in the 96 x 64 test image
@@ -120,11 +121,14 @@ def test_cam_command_writes_the_picture(bright_file, square_image, tmp_path, cap
     assert f"{tiny.FILE_ENTRY} with bright.safetensors: class 3 cat" in capsys.readouterr().out
     picture = Image.open(out)
     # 96 x 64 is enlarged 5x (shorter side to at least 320); the font is 480 / 24 = 20 px, a line 25 px,
-    # and the title bar holds two lines (class, model) and half a line of margin: 62 px.
-    assert picture.size == (480, 62 + 320)
-    red, green, blue = picture.getpixel((5 * 68, 62 + 5 * 28))  # centre of the square: hot
+    # and the title bar holds two lines (class, model) and half a line of margin: 62 px. The input as it is
+    # comes first, then 8 white pixels, then the map over the input.
+    assert picture.size == (480 + 8 + 480, 62 + 320)
+    assert picture.getpixel((5 * 68, 62 + 5 * 28)) == (255, 255, 255)  # the input's white square, not hidden
+    assert picture.getpixel((5 * 10, 62 + 5 * 32)) == (20, 20, 20)
+    red, green, blue = picture.getpixel((488 + 5 * 68, 62 + 5 * 28))  # centre of the square: hot
     assert red > green + 50 and red > blue + 50
-    red, green, blue = picture.getpixel((5 * 10, 62 + 5 * 32))  # far left: cold
+    red, green, blue = picture.getpixel((488 + 5 * 10, 62 + 5 * 32))  # far left: cold
     assert blue > red
 
 
@@ -135,9 +139,9 @@ def test_cam_command_compares_two_models_side_by_side(bright_file, square_image,
     assert main(argv) == 0
     assert capsys.readouterr().out.count("class 3 cat") == 2
     picture = Image.open(out)
-    assert picture.size == (2 * 480 + 8, 382)
-    assert picture.getpixel((480 + 4, 100)) == (255, 255, 255)  # the gap between the panels
-    assert picture.crop((0, 62, 480, 382)).tobytes() == picture.crop((488, 62, 968, 382)).tobytes()
+    assert picture.size == (2 * 968 + 8, 382)  # two panels, each the input beside its map
+    assert picture.getpixel((968 + 4, 100)) == (255, 255, 255)  # the gap between the panels
+    assert picture.crop((0, 62, 968, 382)).tobytes() == picture.crop((976, 62, 1944, 382)).tobytes()
 
 
 def test_cam_command_errors(bright_file, square_image, tmp_path, capsys):
@@ -173,4 +177,4 @@ def test_render_works_with_the_bitmap_font_of_older_pillow(monkeypatch, square_i
         return load_default()
 
     monkeypatch.setattr(ImageFont, "load_default", without_size)
-    assert render(square_image, torch.rand(64, 96), "cat (50.0%)\nmodel").size == (480, 382)
+    assert render(square_image, torch.rand(64, 96), "cat (50.0%)\nmodel").size == (968, 382)

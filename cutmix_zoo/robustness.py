@@ -1,0 +1,470 @@
+"""Robustness and uncertainty of classifiers on your own validation images, as the CutMix paper's section 4.3 measures them.
+
+``evaluate(models, images, labels, classes)`` runs, for every model, on the same images:
+
+- **clean**: top-1 error of the images as they are (the model's eval transform).
+- **occlusion** (the paper's Figure 4a): *centre* occlusion zeroes a centred square hole of side ``s``;
+  *boundary* occlusion zeroes everything but a centred square of side ``s``; ``s`` runs from 0 to the
+  input's side (``hole_steps`` equal steps). Zero is taken **in the normalised input space**, so an
+  occluded pixel is the dataset's mean colour (0 after ``Normalize(mean, std)``), as zeroing the
+  network's input tensor does. Centre occlusion at size 0 and boundary occlusion at the full size are
+  the clean images, so their error is exactly the clean error.
+- **in-between class samples** (Figure 4b): each image ``a`` is paired with another image ``b`` of a
+  different class, and blended with mixing ratio ``lam`` (the weight of ``a``) from 0 to 1: *Mixup*
+  ``lam * a + (1 - lam) * b``; *CutMix* ``a`` with a square patch of ``b`` covering ``1 - lam`` of the
+  area pasted at a random place (the same places for every model). The paper reports "the probability
+  to predict neither of the two classes"; here ``mixup_err``/``cutmix_err`` is the percentage of blends
+  whose top-1 prediction is neither ``a``'s nor ``b``'s class, and ``*_neither_in_top2`` the stricter
+  variant where neither class is among the two most probable.
+- **FGSM** (Goodfellow et al.): one signed-gradient step of ``epsilon`` in pixel space (8/255 in the
+  paper), clipped to valid pixels, against the cross-entropy of the true class; top-1 accuracy.
+- **out-of-distribution detection** with the maximum softmax probability (Hendrycks and Gimpel), the
+  validation images being the positives, against generated noise images in pixel space, ``gaussian``
+  (i.i.d. N(0.5, 1) clipped to [0, 1]) and ``uniform`` (i.i.d. U(0, 1)), as in ODIN, and optionally a
+  folder of other images: TNR at 95% TPR, AUROC and detection accuracy
+  (``max over thresholds of (TPR + TNR) / 2``), as fractions in [0, 1].
+
+Errors and accuracies are percentages. Every image is decoded once: each batch is read and put through
+each distinct eval transform once, and every model and every measure (every occlusion size included)
+runs from those tensors.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .api import transforms
+from .errors import InvalidArgumentError
+from .predict import class_names, open_image, resolve_model
+
+if TYPE_CHECKING:
+    from .predict import ImageLike
+
+MEASURES = ("occlusion", "in_between", "fgsm", "ood")
+DEFAULT_EPSILON = 8 / 255
+DEFAULT_HOLE_STEPS = 8
+DEFAULT_RATIOS = 11  # 0, 0.1, ..., 1
+NOISE_KINDS = ("gaussian", "uniform")
+TPR_LEVEL = 0.95
+
+
+# --- the validation folder -----------------------------------------------------------------------------------
+
+def image_extensions() -> tuple[str, ...]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return tuple(IMG_EXTENSIONS)
+
+
+def _images_under(folder: Path) -> list[str]:
+    extensions = image_extensions()
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+
+
+def read_validation_folder(folder: str | os.PathLike) -> tuple[list[str], list[int], list[str]]:
+    """The images, labels and class names of ``FOLDER/val/<class>/...`` (an ImageFolder tree: classes in sorted order).
+
+    Files without an image extension are skipped, as torchvision's ImageFolder does; a folder without
+    ``val/``, fewer than two class folders, or a class folder without images is an InvalidArgumentError.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InvalidArgumentError(f"The data folder {root} does not exist or is not a folder.")
+    val = root / "val"
+    if not val.is_dir():
+        raise InvalidArgumentError(f"{root} has no val/ folder: the validation images go in {val}/<class>/<image>, one folder per class.")
+    classes = sorted(d.name for d in val.iterdir() if d.is_dir())
+    if len(classes) < 2:
+        plural = "s" if len(classes) != 1 else ""
+        raise InvalidArgumentError(f"{val} has {len(classes)} class folder{plural}; robustness needs at least two classes "
+                                   "(in-between class samples mix two).")
+    paths, labels = [], []
+    for index, name in enumerate(classes):
+        found = _images_under(val / name)
+        if not found:
+            raise InvalidArgumentError(f"The class folder {val / name} holds no images ({', '.join(image_extensions()[:4])}, ...).")
+        paths += found
+        labels += [index] * len(found)
+    return paths, labels, classes
+
+
+def read_image_folder(folder: str | os.PathLike) -> list[str]:
+    """Every image file under ``folder`` (recursively, sorted): the out-of-distribution images of ``--ood``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InvalidArgumentError(f"The out-of-distribution folder {root} does not exist or is not a folder.")
+    found = _images_under(root)
+    if not found:
+        raise InvalidArgumentError(f"The out-of-distribution folder {root} holds no images.")
+    return found
+
+
+def _normal(name: str) -> str:
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def _cfg(model: nn.Module) -> dict[str, Any]:
+    """The ``pretrained_cfg`` dict ``cutmix_zoo.load`` gives a model (typed: nn.Module's attributes are typed as tensors or modules)."""
+    return cast("dict[str, Any]", model.pretrained_cfg)
+
+
+def label_map(model: nn.Module, classes: Sequence[str]) -> tuple[torch.Tensor, str]:
+    """The model's class index of each data class, and how it was found.
+
+    ``"class names"`` when every data class is one of the model's class names (ignoring case, ``_`` and
+    ``-``), so a folder may hold a subset of the model's classes in any order; else ``"folder order"``
+    (the k-th folder in sorted order is class k, as the trainer reads an ImageFolder), which needs as
+    many folders as the model has classes.
+    """
+    names = [_normal(n) for n in class_names(model)]
+    wanted = [_normal(c) for c in classes]
+    if len(set(names)) == len(names) and all(w in names for w in wanted) and len(set(wanted)) == len(wanted):
+        return torch.tensor([names.index(w) for w in wanted]), "class names"
+    num_classes = _cfg(model)["num_classes"]
+    if len(classes) != num_classes:
+        raise InvalidArgumentError(
+            f"{_cfg(model)['name']} has {num_classes} classes but the data has {len(classes)} class folders whose names "
+            f"are not all its class names: name the folders after its classes, or give one folder per class in its order.")
+    return torch.arange(num_classes), "folder order"
+
+
+# --- the perturbations -----------------------------------------------------------------------------------------
+
+def hole_sizes(side: int, steps: int = DEFAULT_HOLE_STEPS) -> list[int]:
+    """``steps + 1`` hole sizes in pixels from 0 to ``side`` (the full input), evenly spaced."""
+    if not isinstance(steps, int) or steps < 1:
+        raise InvalidArgumentError(f"The number of hole-size steps must be a positive integer, not {steps!r}.")
+    return sorted({round(i * side / steps) for i in range(steps + 1)})
+
+
+def mixing_ratios(count: int = DEFAULT_RATIOS) -> list[float]:
+    """``count`` mixing ratios evenly spaced from 0 to 1."""
+    if not isinstance(count, int) or count < 2:
+        raise InvalidArgumentError(f"The number of mixing ratios must be an integer of at least 2, not {count!r}.")
+    return [round(i / (count - 1), 6) for i in range(count)]
+
+
+def square(height: int, width: int, size: int, device: torch.device | None = None) -> torch.Tensor:
+    """An (H, W) float mask, 1 in the centred ``size`` x ``size`` square (clipped to the input), 0 elsewhere."""
+    mask = torch.zeros(height, width, device=device)
+    h, w = min(size, height), min(size, width)
+    top, left = (height - h) // 2, (width - w) // 2
+    mask[top:top + h, left:left + w] = 1
+    return mask
+
+
+def occlusion_masks(height: int, width: int, sizes: Sequence[int], kind: str, device: torch.device | None = None) -> torch.Tensor:
+    """(K, 1, H, W) multiplicative masks: ``centre`` zeroes the centred square of each size, ``boundary`` all but it."""
+    if kind not in ("centre", "boundary"):
+        raise InvalidArgumentError(f"Occlusion is 'centre' or 'boundary', not {kind!r}.")
+    inside = torch.stack([square(height, width, s, device) for s in sizes])[:, None]
+    return 1 - inside if kind == "centre" else inside
+
+
+def cutmix_masks(height: int, width: int, lam: float, where: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) masks, 1 on a ``sqrt(1 - lam)``-sided patch (``1 - lam`` of the area) at the places ``where`` (N, 2) in [0, 1)."""
+    side = math.sqrt(max(0.0, 1 - lam))
+    h, w = round(height * side), round(width * side)
+    top = (where[:, 0] * (height - h + 1)).floor().long().clamp(0, height - h)
+    left = (where[:, 1] * (width - w + 1)).floor().long().clamp(0, width - w)
+    rows = torch.arange(height, device=where.device)
+    cols = torch.arange(width, device=where.device)
+    inside_rows = (rows[None] >= top[:, None]) & (rows[None] < (top + h)[:, None])
+    inside_cols = (cols[None] >= left[:, None]) & (cols[None] < (left + w)[:, None])
+    return (inside_rows[:, :, None] & inside_cols[:, None, :]).float()[:, None]
+
+
+def partners(labels: Sequence[int]) -> list[int] | None:
+    """For each image of a batch, the next one (cyclically) of another class; None when the batch has only one class."""
+    n = len(labels)
+    out = []
+    for i in range(n):
+        j = next((k % n for k in range(i + 1, i + n) if labels[k % n] != labels[i]), None)
+        if j is None:
+            return None
+        out.append(j)
+    return out
+
+
+def noise_images(kind: str, count: int, size: tuple[int, int], seed: int, batch_size: int) -> Iterable[torch.Tensor]:
+    """Batches of generated out-of-distribution images in pixel space [0, 1], (B, 3, H, W), the same for every model."""
+    g = torch.Generator().manual_seed(seed + NOISE_KINDS.index(kind) + 1)
+    for start in range(0, count, batch_size):
+        shape = (min(batch_size, count - start), 3, *size)
+        if kind == "gaussian":
+            yield (0.5 + torch.randn(shape, generator=g)).clamp(0, 1)
+        else:
+            yield torch.rand(shape, generator=g)
+
+
+# --- out-of-distribution metrics -------------------------------------------------------------------------------
+
+def ood_metrics(in_scores: torch.Tensor, out_scores: torch.Tensor) -> dict[str, float]:
+    """Detection of out-of-distribution inputs by a score that is higher in distribution (positives).
+
+    ``tnr_at_95_tpr``: the fraction of outside scores below the largest threshold that keeps at least 95% of
+    the inside scores at or above it; ``auroc``: the probability that an inside score exceeds an outside one
+    (ties count half); ``detection_acc``: the best ``(TPR + TNR) / 2`` over all thresholds.
+    """
+    inside = in_scores.double().flatten().sort().values
+    outside = out_scores.double().flatten().sort().values
+    if not len(inside) or not len(outside):
+        raise InvalidArgumentError("Out-of-distribution metrics need scores inside and outside the distribution.")
+    n_in, n_out = len(inside), len(outside)
+    threshold = inside[int(math.floor((1 - TPR_LEVEL) * n_in + 1e-9))]
+    tnr = float((outside < threshold).double().mean())
+    below = torch.searchsorted(inside, outside, right=False)  # inside scores below each outside score
+    not_above = torch.searchsorted(inside, outside, right=True)
+    auroc = float(((n_in - not_above).double() + 0.5 * (not_above - below).double()).sum() / (n_in * n_out))
+    candidates = torch.cat([inside, outside, inside.new_tensor([math.inf])]).unique()
+    tpr = 1 - torch.searchsorted(inside, candidates, right=False).double() / n_in  # P(inside >= t)
+    tnr_all = torch.searchsorted(outside, candidates, right=False).double() / n_out  # P(outside < t)
+    detection = float((0.5 * (tpr + tnr_all)).max())
+    return {"tnr_at_95_tpr": tnr, "auroc": auroc, "detection_acc": detection}
+
+
+# --- the evaluation --------------------------------------------------------------------------------------------
+
+class _Model:
+    """One model's settings and running counts."""
+
+    def __init__(self, name: str, net: nn.Module, classes: Sequence[str], measures: Sequence[str], sizes_steps: int,
+                 ratios: Sequence[float]) -> None:
+        self.name, self.net = name, net
+        self.cfg = _cfg(net)
+        self.to_model, self.mapping = label_map(net, classes)
+        self.transform = transforms(net)
+        self.key = repr(self.transform)
+        param = next(net.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.mean = torch.tensor(self.cfg["mean"], device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.cfg["std"], device=self.device).view(1, 3, 1, 1)
+        height, width = self.cfg["input_size"][-2:]
+        self.size = (height, width)
+        self.sizes = hole_sizes(max(height, width), sizes_steps)
+        self.masks = {kind: occlusion_masks(height, width, self.sizes, kind, self.device) for kind in ("centre", "boundary")}
+        self.ratios = list(ratios)
+        self.images = 0
+        self.clean_miss = 0
+        self.occluded_miss = {kind: [0] * len(self.sizes) for kind in ("centre", "boundary")}
+        self.mixed = 0
+        self.neither = {kind: [0] * len(self.ratios) for kind in ("mixup", "cutmix")}
+        self.neither2 = {kind: [0] * len(self.ratios) for kind in ("mixup", "cutmix")}
+        self.fgsm_hits = 0
+        self.scores: list[torch.Tensor] = []
+        self.ood_scores: dict[str, list[torch.Tensor]] = {}
+        self.forward_batches = 0
+        self.was_training = net.training
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward_batches += 1
+        return self.net(x.to(self.dtype)).float()
+
+
+def _counts_neither(logits: torch.Tensor, ya: torch.Tensor, yb: torch.Tensor) -> tuple[int, int]:
+    top2 = logits.topk(min(2, logits.shape[1]), dim=1).indices
+    top1 = top2[:, 0]
+    neither = (top1 != ya) & (top1 != yb)
+    neither2 = ~((top2 == ya[:, None]) | (top2 == yb[:, None])).any(dim=1)
+    return int(neither.sum()), int(neither2.sum())
+
+
+def _run_batch(m: _Model, x: torch.Tensor, y: torch.Tensor, measures: Sequence[str], pair: list[int] | None,
+               places: list[torch.Tensor], epsilon: float) -> None:
+    x, y = x.to(m.device), m.to_model[y].to(m.device)
+    with torch.no_grad():
+        clean = m.logits(x)
+        m.images += len(x)
+        clean_miss = int((clean.argmax(1) != y).sum())
+        m.clean_miss += clean_miss
+        m.scores.append(clean.softmax(1).amax(1).cpu())
+        if "occlusion" in measures:
+            last = len(m.sizes) - 1
+            for kind, masks in m.masks.items():
+                for k in range(len(m.sizes)):
+                    if (kind == "centre" and k == 0) or (kind == "boundary" and k == last):
+                        m.occluded_miss[kind][k] += clean_miss  # nothing is occluded: the clean images
+                    else:
+                        m.occluded_miss[kind][k] += int((m.logits(x * masks[k]).argmax(1) != y).sum())
+        if "in_between" in measures and pair is not None:
+            index = torch.tensor(pair, device=x.device)
+            xb, yb = x[index], y[index]
+            m.mixed += len(x)
+            for r, lam in enumerate(m.ratios):
+                n1, n2 = _counts_neither(m.logits(lam * x + (1 - lam) * xb), y, yb)
+                m.neither["mixup"][r] += n1
+                m.neither2["mixup"][r] += n2
+                patch = cutmix_masks(*m.size, lam, places[r].to(x.device))
+                n1, n2 = _counts_neither(m.logits(x * (1 - patch) + xb * patch), y, yb)
+                m.neither["cutmix"][r] += n1
+                m.neither2["cutmix"][r] += n2
+    if "fgsm" in measures:
+        with torch.enable_grad():
+            x_grad = x.detach().clone().requires_grad_(True)
+            loss = F.cross_entropy(m.logits(x_grad), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x_grad)
+        with torch.no_grad():
+            pixels = (x * m.std + m.mean + epsilon * grad.sign()).clamp(0, 1)
+            m.fgsm_hits += int((m.logits((pixels - m.mean) / m.std).argmax(1) == y).sum())
+
+
+def _scores(m: _Model, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return m.logits(x.to(m.device)).softmax(1).amax(1).cpu()
+
+
+def evaluate(
+    models: Mapping[str, nn.Module] | Sequence[str],
+    images: Sequence[ImageLike],
+    labels: Sequence[int],
+    classes: Sequence[str],
+    measures: Sequence[str] = MEASURES,
+    hole_steps: int = DEFAULT_HOLE_STEPS,
+    ratios: int = DEFAULT_RATIOS,
+    epsilon: float = DEFAULT_EPSILON,
+    ood_images: Sequence[ImageLike] = (),
+    noise_count: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> dict[str, Any]:
+    """The robustness report of each model on ``images`` (paths or PIL images) with ``labels`` indexing ``classes``.
+
+    ``models`` maps a report name to a module made by ``cutmix_zoo.load``, or is a list of model names.
+    Each model's classes are matched to ``classes`` by :func:`label_map`. Images are read in a seeded
+    random order (so batches mix classes; in-between pairs are formed inside a batch), each decoded
+    once. ``noise_count`` generated images of each noise kind are scored (default: as many as images,
+    at most 10,000). See the module's docstring for the measures and the report's fields.
+    """
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise InvalidArgumentError(f"Unknown measure {unknown[0]!r}: choose from {', '.join(MEASURES)}.")
+    if not 0 <= epsilon <= 1:
+        raise InvalidArgumentError(f"FGSM's epsilon is a step in pixel values from 0 to 1 (8/255 in the paper), not {epsilon!r}.")
+    if len(images) != len(labels) or not len(images):
+        raise InvalidArgumentError(f"Give one label per image and at least one image ({len(images)} images, {len(labels)} labels).")
+    if len(set(labels)) < 2:
+        raise InvalidArgumentError("The images hold fewer than two classes; robustness needs at least two (in-between class samples mix two).")
+    if not isinstance(batch_size, int) or batch_size < 2:
+        raise InvalidArgumentError(f"The batch size must be an integer of at least 2, not {batch_size!r}.")
+    if not isinstance(models, Mapping):
+        models = {name: resolve_model(name, device=device) for name in models}
+    runs = [_Model(name, resolve_model(net, device=device), classes, measures, hole_steps, mixing_ratios(ratios))
+            for name, net in models.items()]
+    for m in runs:
+        m.net.eval()
+    progress = progress or (lambda batches: batches)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(images), generator=g).tolist()
+    labels_t = torch.as_tensor(list(labels), dtype=torch.long)
+    transforms_by_key = {m.key: m.transform for m in runs}
+    decoded = 0
+    try:
+        starts = range(0, len(order), batch_size)
+        for start in progress(starts):
+            index = order[start:start + batch_size]
+            pils = [open_image(images[i]) for i in index]
+            decoded += len(pils)
+            inputs = {key: torch.stack([t(p) for p in pils]) for key, t in transforms_by_key.items()}
+            y = labels_t[index]
+            pair = partners(y.tolist()) if len(index) > 1 else None
+            places = [torch.rand(len(index), 2, generator=g) for _ in range(ratios)]
+            for m in runs:
+                _run_batch(m, inputs[m.key], y, measures, pair, places, epsilon)
+        if "ood" in measures:
+            count = noise_count if noise_count is not None else min(len(images), 10_000)
+            for m in runs:
+                for kind in NOISE_KINDS:
+                    m.ood_scores[kind] = [_scores(m, (x.to(m.device) - m.mean) / m.std)
+                                          for x in noise_images(kind, count, m.size, seed, batch_size)]
+            for start in progress(range(0, len(ood_images), batch_size)):
+                pils = [open_image(image) for image in ood_images[start:start + batch_size]]
+                decoded += len(pils)
+                inputs = {key: torch.stack([t(p) for p in pils]) for key, t in transforms_by_key.items()}
+                for m in runs:
+                    m.ood_scores.setdefault("folder", []).append(_scores(m, inputs[m.key]))
+    finally:
+        for m in runs:
+            m.net.train(m.was_training)
+    return {
+        "images": len(images),
+        "classes": list(classes),
+        "decoded_images": decoded,
+        "settings": {
+            "measures": list(measures), "seed": seed, "batch_size": batch_size,
+            "occlusion_fill": "0 in the normalised input (the dataset's mean colour)",
+            "hole_steps": hole_steps, "ratios": mixing_ratios(ratios), "epsilon": epsilon,
+            "ood": [*NOISE_KINDS, *(["folder"] if len(ood_images) else [])] if "ood" in measures else [],
+            "noise_images": (noise_count if noise_count is not None else min(len(images), 10_000)) if "ood" in measures else 0,
+            "ood_images": len(ood_images) if "ood" in measures else 0,
+        },
+        "models": {m.name: _model_report(m, measures, epsilon) for m in runs},
+    }
+
+
+def _pct(count: int, total: int) -> float | None:
+    return 100 * count / total if total else None
+
+
+def _model_report(m: _Model, measures: Sequence[str], epsilon: float) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "model": m.cfg.get("name"),
+        "input_size": list(m.size),
+        "label_mapping": m.mapping,
+        "clean": {"top1_err": _pct(m.clean_miss, m.images), "top1_acc": _pct(m.images - m.clean_miss, m.images), "images": m.images},
+        "forward_batches": m.forward_batches,
+    }
+    if "occlusion" in measures:
+        report["occlusion"] = {"hole_sizes": m.sizes,
+                               "centre_top1_err": [_pct(c, m.images) for c in m.occluded_miss["centre"]],
+                               "boundary_top1_err": [_pct(c, m.images) for c in m.occluded_miss["boundary"]]}
+    if "in_between" in measures:
+        report["in_between"] = {
+            "ratios": m.ratios, "pairs": m.mixed,
+            "definition": "percentage of blends of an image a (weight lam) with an image b of another class whose top-1 class is neither a's nor b's",
+            "mixup_err": [_pct(c, m.mixed) for c in m.neither["mixup"]],
+            "cutmix_err": [_pct(c, m.mixed) for c in m.neither["cutmix"]],
+            "mixup_neither_in_top2": [_pct(c, m.mixed) for c in m.neither2["mixup"]],
+            "cutmix_neither_in_top2": [_pct(c, m.mixed) for c in m.neither2["cutmix"]],
+        }
+    if "fgsm" in measures:
+        report["fgsm"] = {"epsilon": epsilon, "top1_acc": _pct(m.fgsm_hits, m.images),
+                          "clean_top1_acc": _pct(m.images - m.clean_miss, m.images)}
+    if "ood" in measures:
+        inside = torch.cat(m.scores)
+        report["ood"] = {kind: {k: round(v, 6) for k, v in ood_metrics(inside, torch.cat(scores)).items()}
+                         for kind, scores in m.ood_scores.items() if scores}
+    return report
+
+
+def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The report's one-number-per-measure table: header and one row per model."""
+    header = ["model", "top-1 err %", "centre occl. err % (mean)", "boundary occl. err % (mean)",
+              "Mixup in-between err % (mean)", "CutMix in-between err % (mean)", "FGSM acc %"]
+    kinds = [k for k in (*NOISE_KINDS, "folder") if any(k in r.get("ood", {}) for r in report["models"].values())]
+    for kind in kinds:
+        header += [f"{kind} TNR@95", f"{kind} AUROC", f"{kind} det. acc"]
+
+    def mean(values: Sequence[float | None] | None) -> str:
+        kept = [v for v in values or [] if v is not None]
+        return f"{sum(kept) / len(kept):.2f}" if kept else "-"
+
+    rows = []
+    for name, r in report["models"].items():
+        occ, mix = r.get("occlusion", {}), r.get("in_between", {})
+        row = [name, f"{r['clean']['top1_err']:.2f}", mean(occ.get("centre_top1_err")), mean(occ.get("boundary_top1_err")),
+               mean(mix.get("mixup_err")), mean(mix.get("cutmix_err")),
+               f"{r['fgsm']['top1_acc']:.2f}" if "fgsm" in r else "-"]
+        for kind in kinds:
+            o = r.get("ood", {}).get(kind)
+            row += [f"{o['tnr_at_95_tpr']:.3f}", f"{o['auroc']:.3f}", f"{o['detection_acc']:.3f}"] if o else ["-", "-", "-"]
+        rows.append(row)
+    return header, rows
