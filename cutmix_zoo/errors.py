@@ -28,6 +28,10 @@ class DownloadError(ZooError, OSError):
     """A file that could not be fetched (HTTP error, truncated transfer, wrong checksum, offline)."""
 
 
+class TrainingError(ZooError, RuntimeError):
+    """A training run that cannot start or go on: an --output it cannot write, a loss or weights that became non-finite."""
+
+
 EXIT_FAILURE = 1  # a failure while working: data, files, weights, downloads
 EXIT_USAGE = 2  # bad input: an argument or a model name that cannot work
 EXIT_KEYBOARD_INTERRUPT = 130  # Ctrl-C (128 + SIGINT)

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from ..errors import InvalidArgumentError, UnknownModelError
+from ..errors import InvalidArgumentError, TrainingError, UnknownModelError
 from ..fastload import build_on_meta
 from ..recipes import FEATURE_MIX_MODES, Recipe, base_recipe, method_settings, recipe_for
 from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, data_config, get_entry, run_suffix
@@ -190,6 +193,49 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
     check_run_flags(args)
     check_model(spec, recipe.dataset)
     return recipe, spec, name, method
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest parent that exists (as a file, folder or link)."""
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output(output: str | os.PathLike) -> None:
+    """Refuse an ``--output`` this process cannot write (read-only, not its own, under a file), in one sentence, before
+    any data is read.
+
+    Nothing is left behind: an existing folder gets a probe file, removed at once; a folder still to be made is probed
+    by making and removing a temporary folder in its nearest existing parent, where it will be made.
+    """
+    path = Path(output)
+    existing = _nearest_existing(path)
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is not a folder")
+        if existing == path:
+            fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".write-check.", dir=existing))
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise TrainingError(f"--output {output} cannot be written ({reason}): choose a folder this user can write.") from None
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes" if n < 10**6 else f"{n / 10**6:.1f} MB" if n < 10**9 else f"{n / 10**9:.1f} GB"
+
+
+def check_free_space(output: str | os.PathLike, needed: int) -> None:
+    """Refuse an ``--output`` whose disk has fewer than ``needed`` bytes free (what the run's first checkpoint and best
+    weights take), in one sentence, before the first step: a full disk would otherwise end the first epoch."""
+    free = shutil.disk_usage(_nearest_existing(Path(output))).free
+    if free < needed:
+        raise TrainingError(f"--output {output} cannot hold this run: its disk has {_size(free)} free and the run needs {_size(needed)} "
+                            "for its checkpoint and best weights; free some space or choose another --output.")
 
 
 def check_run_flags(args: argparse.Namespace) -> None:

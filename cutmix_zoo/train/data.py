@@ -25,7 +25,19 @@ _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-pytho
 
 
 class DataError(ZooError, OSError):
-    """A data folder that is missing, unreadable or not in the layout the chosen dataset needs."""
+    """A data folder that is missing, unreadable or not in the layout the chosen dataset needs, or an image in it that
+    cannot be read.
+
+    Raised in a DataLoader worker, it reaches the training process rebuilt from the worker's whole traceback
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."); only its own sentence, the
+    traceback's last line, is kept, so it stays one line wherever it was raised.
+    """
+
+    def __init__(self, message: str) -> None:
+        lines = str(message).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+            message = lines[-1].split(": ", 1)[-1]
+        super().__init__(message)
 
 
 class Lighting:
@@ -200,11 +212,36 @@ def _check_folder(path: str) -> None:
         raise DataError(f"The data folder {path} does not exist or is not a folder.")
 
 
+def read_image(path: str) -> Any:
+    """The loader of every ImageFolder here: the RGB image at ``path``, decoded in full at once (a PIL image).
+
+    A file that cannot be read (truncated, corrupt, not an image, unreadable) raises :class:`DataError` naming it. It
+    is not skipped: skipping would train on fewer images than the folder holds without saying so, and shift the batches
+    that follow it. The training loop answers the error by saving a checkpoint of its last completed step first, so
+    once the file is replaced (or removed) ``--resume`` continues from there; ``cutmix-zoo eval`` stops with the same
+    sentence. Checking every file's header when the folder is opened would cost minutes on ImageNet, and would still
+    miss a file cut short after its header, which only decoding finds.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")  # convert() decodes the whole file, so a truncated one fails here
+    except UnidentifiedImageError:
+        reason = "not an image format PIL can read"
+    except OSError as e:
+        reason = e.strerror or str(e).strip() or type(e).__name__
+    except (SyntaxError, ValueError, Image.DecompressionBombError) as e:  # what PIL's decoders raise for malformed files
+        reason = str(e).strip() or type(e).__name__
+    reason = reason.splitlines()[0].rstrip(".")
+    raise DataError(f"The image {path} cannot be read ({reason}): replace or remove it.")
+
+
 def _image_folder(path: str, transform: Optional[Callable] = None) -> Dataset:
     from torchvision.datasets import ImageFolder
 
     try:
-        return ImageFolder(path, transform=transform)
+        return ImageFolder(path, transform=transform, loader=read_image)
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"{path} is not an ImageFolder tree (one subfolder of images per class): {e}.") from None
 

@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, WeightsError
 from .data import Augmented, DataError, TensorTransform, eval_data, make_loader
 from .dataspec import to_device
 from .ranks import Ranks, all_sum, autocast
+
+
+def nonfinite_tensors(module: nn.Module) -> list[str]:
+    """The names of ``module``'s floating-point parameters and buffers that hold a NaN or an infinity (one host sync)."""
+    named = [(k, v) for k, v in module.state_dict().items() if v.is_floating_point()]
+    if not named:
+        return []
+    device = named[0][1].device
+    finite = torch.stack([torch.isfinite(v).all().to(device) for _, v in named]).tolist()
+    return [k for (k, _), ok in zip(named, finite) if not ok]
 
 
 def topk_errors(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -74,10 +85,21 @@ def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: 
 
     ``precision="fp32"`` (the default) is how the original test.py and the published numbers evaluate;
     ``"bf16"`` runs the forward pass under bf16 autocast.
+
+    Weights holding a NaN or an infinity are refused before any data is read, and finite weights whose logits are not
+    (activations that overflow) after the pass, each with a :class:`~cutmix_zoo.errors.WeightsError`: an error rate
+    measured on such logits would mean nothing.
     """
     if precision not in ("fp32", "bf16"):
         raise InvalidArgumentError(f"precision must be 'fp32' or 'bf16', not {precision!r}.")
     cfg = model.pretrained_cfg
+    name = cfg.get("name") or type(model).__name__
+    bad = nonfinite_tensors(model)
+    if bad:
+        total = sum(v.is_floating_point() for v in model.state_dict().values())
+        raise WeightsError(f"The weights of {name} hold NaN or infinite values in {len(bad)} of {total} tensors "
+                           f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), so no error can be measured with them: "
+                           "load finite weights.")
     device = device or torch.device("cpu")
     if data == "shapes":
         from .shapes import Shapes
@@ -87,7 +109,12 @@ def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: 
         dataset = eval_data(data, cfg)
     loader = make_loader(dataset, batch_size, torch.utils.data.SequentialSampler(dataset), workers,
                          device.type == "cuda", drop_last=False)
-    return evaluate(model, loader, Ranks(0, 1, device), precision == "bf16", channels_last=False)
+    result = evaluate(model, loader, Ranks(0, 1, device), precision == "bf16", channels_last=False)
+    if not math.isfinite(result["loss"]):
+        raise WeightsError(f"{name} gives non-finite logits on {data} from finite weights (the loss is {result['loss']}): its "
+                           "activations overflow, so its error would mean nothing; check that these are the weights you meant to load.")
+    return result
+
 
 
 def run_eval(args: argparse.Namespace) -> int:

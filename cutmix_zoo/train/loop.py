@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -30,14 +31,26 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, TrainingError
 from ..models import build_model
 from ..recipes import Recipe
 from . import checkpoint as ckpt
-from .config import BEST_WEIGHTS, CHECKPOINT_NAME, EXIT_INTERRUPTED, EXPORT_DIR, METRICS, ModelSpec, describe_run, resolve, resumed_args
-from .data import EpochSampler, ShardSampler, make_loader, training_data
+from .config import (
+    BEST_WEIGHTS,
+    CHECKPOINT_NAME,
+    EXIT_INTERRUPTED,
+    EXPORT_DIR,
+    METRICS,
+    ModelSpec,
+    check_free_space,
+    check_output,
+    describe_run,
+    resolve,
+    resumed_args,
+)
+from .data import DataError, EpochSampler, ShardSampler, make_loader, training_data
 from .dataspec import DataSpec
-from .evaluation import evaluate, topk_errors
+from .evaluation import evaluate, nonfinite_tensors, topk_errors
 from .export import export_config
 from .gpu_decode import check_gpu_decode
 from .mixing import BatchMixer, DropBlock
@@ -50,8 +63,9 @@ class Run:
 
     ``model`` is what the steps call (DistributedDataParallel and/or compiled); ``module`` is the plain network inside,
     whose weights are evaluated, checkpointed and exported. ``start_epoch`` and ``start_step`` are where training
-    begins (past 0 when resumed), ``best`` is the best validation epoch so far, and ``partial`` this epoch's training
-    metrics so far on this rank (loss sum, top-1 misses, top-5 misses, images), on the device.
+    begins (past 0 when resumed), ``best`` is the best validation epoch so far, ``partial`` this epoch's training
+    metrics so far on this rank (loss sum, top-1 misses, top-5 misses, images), on the device, and ``saved`` the
+    (epoch, step) of the checkpoint in ``output`` (None before this run wrote or resumed one).
     """
 
     args: argparse.Namespace
@@ -78,6 +92,7 @@ class Run:
     start_step: int
     best: dict[str, Any]
     partial: torch.Tensor
+    saved: Optional[tuple[int, int]] = None
 
     @property
     def per_rank_batch(self) -> int:
@@ -106,10 +121,14 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     weights on every rank), mixing, the optimizer, the state of ``resume_state`` (a checkpoint) if given, and the log.
 
     The order of the seeding and of the model's construction is part of a run's result: an exact resume depends on it.
+    An ``--output`` that cannot be written is refused before the data is read, one whose disk cannot hold a checkpoint
+    before the first step (:class:`~cutmix_zoo.errors.TrainingError`).
     """
     output = Path(args.output)
     recipe, spec, name, method = resolve(args)
     ranks = setup_ranks(args.device)
+    if ranks.is_main:
+        check_output(output)
     device = ranks.device
     if args.decode == "gpu":
         check_gpu_decode(recipe.dataset, args.data, device)
@@ -149,6 +168,9 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     module.to(device=device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     optimizer = torch.optim.SGD(module.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+    if ranks.is_main:  # a checkpoint (weights, buffers and momentum) and best.safetensors (weights, buffers)
+        state_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+        check_free_space(output, 2 * state_bytes + sum(p.numel() * p.element_size() for p in module.parameters()))
 
     start_epoch, start_step = 0, 0
     best = {"top1_err": 100.0, "top5_err": 100.0, "epoch": -1}
@@ -178,7 +200,8 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
                    "epoch": start_epoch, "step": start_step, "world_size": ranks.world_size, "device": str(device),
                    "bf16": bf16, "channels_last": channels_last, "recipe": dataclasses.asdict(recipe)})
     return Run(args, recipe, spec, name, method, output, ranks, bf16, channels_last, data, sampler, train_loader, val_loader,
-               steps, model, module, optimizer, mixer, dropblock, log, start_epoch, start_step, best, partial)
+               steps, model, module, optimizer, mixer, dropblock, log, start_epoch, start_step, best, partial,
+               saved=(start_epoch, start_step) if resume_state is not None else None)
 
 
 def train_epoch(run: Run, epoch: int, stop: StopFlag) -> bool:
@@ -187,6 +210,12 @@ def train_epoch(run: Run, epoch: int, stop: StopFlag) -> bool:
     Returns True when the run stopped here on request (SIGTERM/SIGINT, agreed by all ranks), its checkpoint saved and
     "interrupted" logged: mid-epoch at a check (every step on one rank, every ``--log-interval`` steps on several), or
     at the end of any epoch but the last, which finishes instead.
+
+    The training loss is checked where the metrics are reduced anyway (every ``--log-interval`` steps and at the epoch's
+    end, no extra host sync): a NaN or an infinity stops the run with a :class:`~cutmix_zoo.errors.TrainingError`, the
+    checkpoint on disk left as the last finite one. An image that cannot be read (:class:`.data.DataError`) stops it
+    with a checkpoint of the last completed step saved first (or, after the last step, of the epoch's training before
+    its evaluation), so ``--resume`` continues once the file is replaced or removed.
     """
     from tqdm import tqdm
 
@@ -204,32 +233,41 @@ def train_epoch(run: Run, epoch: int, stop: StopFlag) -> bool:
     started = time.perf_counter()
     bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not ranks.is_main or args.quiet, leave=False)
     step = first
-    for x, y in run.train_loader:
-        x = run.data.train_to_device(x, device)
-        y = y.to(device, non_blocking=True)
-        if run.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if run.dropblock is not None:
-            run.dropblock.progress = (epoch * steps + step) / total_steps
-        train_step(run.model, run.optimizer, run.mixer, x, y, cast, run.partial)
-        step += 1
-        bar.update(1)
-        at_interval = step % args.log_interval == 0 or step == steps
-        if at_interval:
-            loss_sum, miss1, miss5, n = all_sum(run.partial.clone(), ranks).tolist()
-            record = {"event": "train", "epoch": epoch, "step": step, "lr": lr, "loss": loss_sum / n,
-                      "top1_err": 100 * miss1 / n, "top5_err": 100 * miss5 / n}
-            bar.set_postfix(loss=f"{record['loss']:.3f}", err=f"{record['top1_err']:.1f}")
-            run.log.write(record, epoch * steps + step)
-        if step < steps and (at_interval or ranks.world_size == 1) and stop.agreed(ranks):
-            save_checkpoint(run, epoch, step)
-            bar.close()
-            run.log.write({"event": "interrupted", "epoch": epoch, "step": step})
-            return True
-    bar.close()
+    try:
+        for x, y in run.train_loader:
+            x = run.data.train_to_device(x, device)
+            y = y.to(device, non_blocking=True)
+            if run.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if run.dropblock is not None:
+                run.dropblock.progress = (epoch * steps + step) / total_steps
+            train_step(run.model, run.optimizer, run.mixer, x, y, cast, run.partial)
+            step += 1
+            bar.update(1)
+            at_interval = step % args.log_interval == 0 or step == steps
+            if at_interval:
+                loss_sum, miss1, miss5, n = all_sum(run.partial.clone(), ranks).tolist()
+                if not math.isfinite(loss_sum):  # the same reduced value on every rank: all of them stop here
+                    raise diverged(run, "training loss", str(loss_sum / n), f"epoch {epoch + 1}, step {step}", epoch, step)
+                record = {"event": "train", "epoch": epoch, "step": step, "lr": lr, "loss": loss_sum / n,
+                          "top1_err": 100 * miss1 / n, "top5_err": 100 * miss5 / n}
+                bar.set_postfix(loss=f"{record['loss']:.3f}", err=f"{record['top1_err']:.1f}")
+                run.log.write(record, epoch * steps + step)
+            if step < steps and (at_interval or ranks.world_size == 1) and stop.agreed(ranks):
+                save_checkpoint(run, epoch, step)
+                bar.close()
+                run.log.write({"event": "interrupted", "epoch": epoch, "step": step})
+                return True
+    except DataError as error:
+        raise stopped_by_data(run, error, epoch, step) from None
+    finally:
+        bar.close()
     train_time = time.perf_counter() - started
 
-    end_epoch(run, epoch, lr, train_time)
+    try:
+        end_epoch(run, epoch, lr, train_time)
+    except DataError as error:  # a validation image: the epoch's training is kept, its evaluation runs on resume
+        raise stopped_by_data(run, error, epoch, steps) from None
     if epoch + 1 < recipe.epochs and stop.agreed(ranks):
         run.log.write({"event": "interrupted", "epoch": epoch + 1, "step": 0})
         return True
@@ -242,12 +280,17 @@ def end_epoch(run: Run, epoch: int, lr: float, train_time: float) -> None:
     ranks = run.ranks
     average_buffers(run.module, ranks)
     val = evaluate(run.module, run.val_loader, ranks, run.bf16, run.channels_last, run.data.val_to_device)
+    if not math.isfinite(val["loss"]):  # the last step's update made the weights non-finite: keep the files as they are
+        raise diverged(run, "validation loss", str(val["loss"]), f"the end of epoch {epoch + 1}", epoch, run.steps)
     if val["top1_err"] <= run.best["top1_err"]:
         run.best = {"top1_err": val["top1_err"], "top5_err": val["top5_err"], "epoch": epoch}
         if ranks.is_main:
             from ..convert import save_safetensors
 
-            save_safetensors({k: v.detach().cpu() for k, v in run.module.state_dict().items()}, run.output / BEST_WEIGHTS)
+            try:
+                save_safetensors({k: v.detach().cpu() for k, v in run.module.state_dict().items()}, run.output / BEST_WEIGHTS)
+            except OSError as e:
+                raise unwritable(run, run.output / BEST_WEIGHTS, e) from None
     best = run.best
     loss_sum, miss1, miss5, n = all_sum(run.partial.clone(), ranks).tolist()
     record = {"event": "epoch", "epoch": epoch, "lr": lr, "train_loss": loss_sum / n, "train_top1_err": 100 * miss1 / n,
@@ -290,19 +333,70 @@ def finish(run: Run) -> int:
     return 0
 
 
-def save_checkpoint(run: Run, epoch: int, step: int) -> None:
+def save_checkpoint(run: Run, epoch: int, step: int, alone: bool = False) -> None:
     """Write OUTPUT/checkpoint.pt atomically (rank 0): the run continues at ``step`` of ``epoch``. A collective: every
-    rank hands rank 0 its RNG states and partial metrics, which an exact resume on as many ranks restores."""
+    rank hands rank 0 its RNG states and partial metrics, which an exact resume on as many ranks restores.
+
+    Weights holding a NaN or an infinity are never written: the run stops with a TrainingError and the previous
+    checkpoint stays. ``alone``: this rank writes by itself while the others wait elsewhere (it stops on an unreadable
+    image); on several ranks that checkpoint holds no RNG states or partial metrics, so its resume is not exact.
+    """
+    if nonfinite_tensors(run.module):  # DDP keeps the weights identical, so every rank decides the same
+        at = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+        raise diverged(run, "weights", "non-finite", at, epoch, step)
     per_rank = {"rng": ckpt.rng_states(run.ranks.device), "metrics": run.partial.cpu()}
     gathered: list[Any] = [None] * run.ranks.world_size
-    if run.ranks.world_size > 1:
+    if run.ranks.world_size > 1 and not alone:
         dist.all_gather_object(gathered, per_rank)
     else:
-        gathered = [per_rank]
-    if run.ranks.is_main:
-        ckpt.save_atomic({"version": 1, "args": vars(run.args), "epoch": epoch, "step": step, "best": run.best,
-                          "model": run.module.state_dict(), "optimizer": run.optimizer.state_dict(),
-                          "mixer": run.mixer.state_dict(), "ranks": gathered}, run.output / CHECKPOINT_NAME)
+        gathered = [per_rank] if run.ranks.world_size == 1 else []
+    if run.ranks.is_main or alone:
+        path = run.output / CHECKPOINT_NAME
+        try:
+            ckpt.save_atomic({"version": 1, "args": vars(run.args), "epoch": epoch, "step": step, "best": run.best,
+                              "model": run.module.state_dict(), "optimizer": run.optimizer.state_dict(),
+                              "mixer": run.mixer.state_dict(), "ranks": gathered}, path)
+        except OSError as e:
+            raise unwritable(run, path, e) from None
+    run.saved = (epoch, step)
+
+
+def kept(run: Run) -> str:
+    """What the run's files still hold, for a message about a run that stopped."""
+    if run.saved is None:
+        weights = "no checkpoint of this run was written"
+    else:
+        epoch, step = run.saved
+        position = (f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}" if epoch else "the start")
+        weights = f"{run.output / CHECKPOINT_NAME} keeps the weights of {position}"
+    if run.best["epoch"] >= 0:
+        weights += f", {run.output / BEST_WEIGHTS} those of epoch {run.best['epoch'] + 1}"
+    return weights
+
+
+def diverged(run: Run, what: str, value: str, at: str, epoch: int, step: int) -> TrainingError:
+    """The error (logged as a "diverged" event) of a run whose ``what`` became ``value`` (a NaN or an infinity) at ``at``."""
+    run.log.write({"event": "diverged", "epoch": epoch, "step": step, "what": what, "value": value})
+    return TrainingError(f"The {what} became {value} at {at} (the training diverged): {kept(run)}; "
+                         "start a new run with a lower --lr.")
+
+
+def unwritable(run: Run, path: Path, error: OSError) -> TrainingError:
+    """The error of a run that could not write ``path`` (a full disk, a folder made read-only)."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return TrainingError(f"Could not write {path} ({reason}): {kept(run)}; free some space (or make the folder writable) "
+                         f"and continue with --resume {run.output}.")
+
+
+def stopped_by_data(run: Run, error: DataError, epoch: int, step: int) -> DataError:
+    """Save a checkpoint of ``step`` (the steps completed) of ``epoch`` on this rank and log the stop; the error to raise."""
+    save_checkpoint(run, epoch, step, alone=True)
+    where = (f"after training epoch {epoch + 1}, before its evaluation" if step == run.steps
+             else f"at epoch {epoch + 1}, step {step} of {run.steps}")
+    message = (f"{str(error).rstrip('.')}; the run stopped {where}, saved in {run.output / CHECKPOINT_NAME}, "
+               f"so --resume {run.output} continues it.")
+    run.log.write({"event": "stopped", "epoch": epoch, "step": step, "error": message})
+    return DataError(message)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, mixer: BatchMixer, x: torch.Tensor, y: torch.Tensor,
