@@ -277,6 +277,35 @@ def test_a_corrupt_image_on_the_command_line_is_one_line_and_exit_1(tmp_path):
     assert len(lines) == 1 and str(broken) in lines[0] and "Traceback" not in done.stderr, done.stderr
 
 
+def test_a_corrupt_image_on_one_of_two_ranks_stops_the_run_with_a_checkpoint(tmp_path):
+    """The rank that meets the file writes the checkpoint by itself (the others wait in a collective until torchrun ends
+    them): its step is kept, without the RNG states of the other ranks, so the resume continues but is not exact."""
+    import socket
+
+    data = _image_tree(tmp_path / "data")
+    broken = data / "train" / "class2" / "1.jpg"
+    whole = _truncate(broken)
+    output = tmp_path / "out"
+
+    def torchrun(*flags: str) -> subprocess.CompletedProcess:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                               "--master-port", str(port), "-m", "cutmix_zoo.train", *flags], capture_output=True, text=True,
+                              env=_env(), timeout=300)
+
+    done = torchrun(*FOLDER_RUN, "--batch-size", "8", "--data", str(data), "--workers", "0", "--output", str(output))
+    assert done.returncode != 0
+    assert f"cutmix-zoo train: error: The image {broken} cannot be read" in done.stderr, done.stderr[-3000:]
+    state = load_checkpoint(output)
+    assert state["epoch"] == 0 and state["ranks"] == [] and _finite(state["model"])
+    broken.write_bytes(whole)
+    done = torchrun("--resume", str(output), "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert load_checkpoint(output)["epoch"] == 2 and len(_records(output, "epoch")) == 2
+
+
 # --- an --output that cannot be written ----------------------------------------------------------
 
 def test_an_output_under_a_regular_file_is_refused_before_the_data_is_read(tmp_path):
