@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 
 from .errors import WeightsError
-from .files import atomic_path
+from .files import atomic_path, not_a_checkpoint
 
 _MODULE_PREFIX = "module."
 _SHOWN_KEYS = 5
@@ -34,24 +34,39 @@ def _numpy_safe_globals() -> list[Any]:
     return allowed
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, label: str | None = None) -> Any:
+    """``torch.load(weights_only=True)``; a failure is one sentence that says what the file is, naming ``label`` (a URL,
+    say) instead of a temporary path."""
+    name = label or str(path)
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0][:200]
-        raise WeightsError(
-            f"Refused to load {path}: it holds Python objects other than tensors, and unpickling them could run code ({reason})."
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"Could not read {path} as a PyTorch checkpoint: {reason}.") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        kind = not_a_checkpoint(path) if path.is_file() else None
+        if kind is not None:
+            raise WeightsError(f"The file {name} is {kind}, not a PyTorch checkpoint{_KIND_HINTS.get(kind, '')}.") from e
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        if isinstance(e, pickle.UnpicklingError):
+            # torch's message starts with how to load the file anyway (weights_only=False): never repeated here
+            found = [line for line in lines if "GLOBAL" in line or "nsupported" in line]
+            reason = f" ({found[0][:200].rstrip('.')})" if found else ""
+            raise WeightsError(f"Refused to load {name}: it holds Python objects other than tensors, "
+                               f"and unpickling them could run code{reason}.") from e
+        reason = lines[0][:200].rstrip(".") if lines else type(e).__name__
+        raise WeightsError(f"Could not read {name} as a PyTorch checkpoint: {reason}.") from e
 
 
-def load_original(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The state dict of an original-release file, ``module.`` stripped, and the layout's metadata."""
+_KIND_HINTS = {
+    "an HTML page": " (a file host answers with a page when a link was removed or is rate-limited)",
+    "a safetensors file": " (a file whose name ends in .safetensors is read as one)",
+}
+
+
+def load_original(path: str | os.PathLike, label: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict of an original-release file, ``module.`` stripped, and the layout's metadata; errors name
+    ``label`` (e.g. the URL a temporary file came from) where given, else ``path``."""
     path = Path(path)
-    obj = _torch_load(path)
+    obj = _torch_load(path, label)
     meta: dict[str, Any] = {}
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         meta = {k: obj[k] for k in ("epoch", "arch", "best_err1", "best_err5") if k in obj and isinstance(obj[k], (int, float, str))}
@@ -59,8 +74,8 @@ def load_original(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(
-            f"{path} is not a checkpoint layout cutmix_zoo knows: expected train.py's dict with a 'state_dict' entry, "
-            "or a state dict of tensors."
+            f"{label or path} is not a checkpoint layout cutmix_zoo knows: expected train.py's dict with a 'state_dict' "
+            "entry, or a state dict of tensors."
         )
     prefixed = all(k.startswith(_MODULE_PREFIX) for k in obj)
     meta.setdefault("layout", "module" if prefixed else "bare")
@@ -96,6 +111,15 @@ def check_state_dict(
     if mismatched:
         parts.append(f"{len(mismatched)} keys of another shape ({_listed(mismatched)})")
     raise WeightsError(f"The weights in {source} do not fit {what}: {'; '.join(parts)}.")
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise one sentence naming the first tensor of ``state`` that holds a NaN or an infinity."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 1} other tensors" if len(bad) > 1 else ""
+        raise WeightsError(f"The weights in {source} hold non-finite values (NaN or infinity) in {bad[0]}{more}; "
+                           "a network trained to these numbers is broken, so they were not converted.")
 
 
 def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:

@@ -6,6 +6,7 @@ destination and renamed into place, so a crash or a kill never leaves a torn fil
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import os
@@ -61,3 +62,27 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def not_a_checkpoint(path: str | os.PathLike) -> str | None:
+    """What ``path`` is, from its first bytes, when it is plainly no PyTorch checkpoint (an HTML page, a safetensors
+    file, gzip, text, nothing); None when it may be one (a zip archive or a pickle)."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+        size = os.fstat(f.fileno()).st_size
+    if not head:
+        return "an empty file"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or (text.startswith(b"<") and b"<html" in text):
+        return "an HTML page"
+    if len(head) > 9 and head[8:10] in (b'{"', b"{}") and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return "a safetensors file"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip-compressed file"
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return None  # torch.save's zip format, or a (legacy) pickle
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # not final: a character cut at 1024 bytes is no error
+    except UnicodeDecodeError:
+        return None
+    return "a text file" if text[:1].isascii() and b"\x00" not in head else None
