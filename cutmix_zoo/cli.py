@@ -101,8 +101,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source = Path(args.input)
     if not source.is_file():
         raise InvalidArgumentError(f"The checkpoint {source} does not exist.")
-    state, meta = load_original(source)
     out = Path(args.output) if args.output else source.with_name(source.name.split(".")[0] + ".safetensors")
+    if out.exists() and not args.force:
+        raise InvalidArgumentError(f"{out} already exists; pass --force to overwrite it, or -o to write elsewhere.")
+    state, meta = load_original(source)
     write_converted(entry, state, out, source_url=args.source_url, source_sha256=sha256_file(source), label=str(source))
     print(f"{source} ({meta['layout']} layout, {len(state)} tensors) -> {out} as {entry.name}")
     return 0
@@ -254,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The CutMix-pretrained ResNet/ResNeXt/PyramidNet weights (Yun et al., ICCV 2019) as a model zoo.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log which source each model came from (first, before COMMAND)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list the registry's models", description="List registry models matching an fnmatch pattern.")
@@ -284,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="registry name whose architecture the file holds")
     p.add_argument("-o", "--output", help="output .safetensors path (default: beside the input)")
     p.add_argument("--source-url", help="URL to record in the file's metadata")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("cache", help="show where the cache is and what it holds",
@@ -360,7 +364,14 @@ def run_command(command: Callable[..., int], *args: Any) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cutmix-zoo`` console script."""
-    return run_command(_run, sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-v"], ["--verbose"]):  # the library's log lines (logging.getLogger("cutmix_zoo.*")) on stderr
+        import logging
+
+        logging.basicConfig(format="cutmix-zoo: %(message)s")
+        logging.getLogger("cutmix_zoo").setLevel(logging.INFO)
+        argv = argv[1:]
+    return run_command(_run, argv)
 
 
 if __name__ == "__main__":
