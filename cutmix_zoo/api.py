@@ -8,7 +8,7 @@ device with initialisers skipped -> checked tensors assigned to their slots -> a
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import nn
@@ -17,8 +17,9 @@ from .builder import build_random, build_with_weights, config_of, is_exported_fo
 from .builder import count_parameters as _count
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
-from .model_config import ModelConfig
+from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES
+from .models.classifier import ClassifierMixin
 from .models.resnet import check_output_stride
 from .registry import get_entry
 
@@ -68,7 +69,7 @@ def load(
 
     if device is not None and torch.device(device).type == "meta":  # shapes only: no file is read or fetched
         model = meta_model(cfg).to(dtype=dtype)
-        model.pretrained_cfg = dict(cfg.to_dict(), source=None)
+        set_pretrained_cfg(model, dict(cfg.to_dict(), source=None))
     elif weights is not None:
         model = build_with_weights(cfg, read_state_dict(weights, device), str(weights), head_kept, device, dtype)
     elif pretrained:
@@ -80,11 +81,12 @@ def load(
         model = build_random(cfg, device, dtype)
 
     if cfg.arch_args.get("output_stride", 32) != 32:  # a dilated classifier no longer scores the measured errors
-        model.pretrained_cfg = _unmeasured(model.pretrained_cfg, num_classes=model.pretrained_cfg["num_classes"])
-    loaded = model.pretrained_cfg
+        measured = pretrained_cfg_of(model)
+        set_pretrained_cfg(model, _unmeasured(measured, num_classes=measured["num_classes"]))
+    loaded = pretrained_cfg_of(model)
     if features_only:
         model = FeatureListNet(model, family.feature_points(model), out_indices)
-        model.pretrained_cfg = dict(_unmeasured(loaded, num_classes=0), features_only=True)
+        set_pretrained_cfg(model, dict(_unmeasured(loaded, num_classes=0), features_only=True))
     elif num_classes is not None and num_classes != loaded["num_classes"]:
         reset_classifier(model, num_classes, device=device, dtype=dtype)
     return model.eval()
@@ -98,9 +100,9 @@ def reset_classifier(model: nn.Module, num_classes: int, device: torch.device | 
     ``dtype`` when given, else on the model's; ``pretrained_cfg`` then gets the new size and no
     measured errors, as the method itself records them.
     """
-    loaded = model.pretrained_cfg
-    model.reset_classifier(num_classes, device=device, dtype=dtype)
-    model.pretrained_cfg = _unmeasured(loaded, num_classes=num_classes)
+    loaded = pretrained_cfg_of(model)
+    cast(ClassifierMixin, model).reset_classifier(num_classes, device=device, dtype=dtype)
+    set_pretrained_cfg(model, _unmeasured(loaded, num_classes=num_classes))
 
 
 def transforms(name_or_model: str | os.PathLike | nn.Module | dict[str, Any] | ModelConfig) -> Any:

@@ -19,7 +19,7 @@ from .convert import check_state_dict
 from .errors import WeightsError
 from .fastload import assign_tensors, build_on_meta, tensor_slots
 from .files import CONFIG_NAME, WEIGHTS_NAME
-from .model_config import ModelConfig
+from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES, build_model
 from .registry import get_entry
 
@@ -100,14 +100,14 @@ def build_with_weights(cfg: ModelConfig, state: dict[str, torch.Tensor], source:
     if headless:
         model.num_features = getattr(model, classifier).in_features
         setattr(model, classifier, nn.Identity())
-    model.pretrained_cfg = dict(cfg.to_dict(), num_classes=ckpt_classes, source=source)
+    set_pretrained_cfg(model, dict(cfg.to_dict(), num_classes=ckpt_classes, source=source))
     return model
 
 
 def build_random(cfg: ModelConfig, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> nn.Module:
     """The config's network with its own random initialisation (``pretrained=False``)."""
     model = build_model(cfg.family, cfg.arch_args, cfg.num_classes).to(device=device, dtype=dtype)
-    model.pretrained_cfg = dict(cfg.unmeasured().to_dict(), source=None)  # the release's results are not these weights
+    set_pretrained_cfg(model, dict(cfg.unmeasured().to_dict(), source=None))  # the release's results are not these weights
     return model
 
 
@@ -115,5 +115,5 @@ def config_of(model_or_cfg: Any) -> ModelConfig:
     """The typed config of a loaded model (its ``pretrained_cfg``), a config dict, or a config."""
     if isinstance(model_or_cfg, ModelConfig):
         return model_or_cfg
-    values = model_or_cfg.pretrained_cfg if isinstance(model_or_cfg, nn.Module) else model_or_cfg
+    values = pretrained_cfg_of(model_or_cfg) if isinstance(model_or_cfg, nn.Module) else model_or_cfg
     return ModelConfig.from_dict({k: v for k, v in values.items() if k not in ("source", "features_only")}, where="pretrained_cfg")

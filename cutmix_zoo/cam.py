@@ -20,6 +20,7 @@ from torch import nn
 from .api import transforms
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
+from .model_config import pretrained_cfg_of
 from .models import FAMILIES
 from .predict import open_image, resolve_model
 
@@ -53,7 +54,7 @@ def _as_batch(model: nn.Module, image: ImageLike | torch.Tensor) -> tuple[torch.
         batch = image.unsqueeze(0) if image.dim() == 3 else image
         if batch.dim() != 4 or batch.shape[:2] != (1, 3):
             raise InvalidArgumentError(f"A preprocessed image must be a (3, H, W) or (1, 3, H, W) tensor, not one of shape {tuple(image.shape)}.")
-        return batch, tuple(batch.shape[-2:])
+        return batch, (batch.shape[-2], batch.shape[-1])
     pil = open_image(image)
     return _whole_image_transform(model)(pil).unsqueeze(0), (pil.height, pil.width)
 
@@ -72,7 +73,8 @@ def class_activation(
     as already preprocessed and the map has its height and width. The map is min-max normalised.
     """
     net = resolve_model(model, weights, device)
-    family = FAMILIES[net.pretrained_cfg["family"]]
+    cfg = pretrained_cfg_of(net)
+    family = FAMILIES[cfg["family"]]
     points = family.feature_points(net)
     classifier = getattr(net, family.classifier)
     x, size = _as_batch(net, image)
@@ -89,7 +91,7 @@ def class_activation(
     if class_index is None:
         class_index = int(probs.argmax())
     elif not isinstance(class_index, int) or not 0 <= class_index < probs.numel():
-        raise InvalidArgumentError(f"Class {class_index!r} does not exist: {net.pretrained_cfg['name']} has classes 0 to {probs.numel() - 1}.")
+        raise InvalidArgumentError(f"Class {class_index!r} does not exist: {cfg['name']} has classes 0 to {probs.numel() - 1}.")
     weighted = torch.einsum("c,chw->hw", classifier.weight[class_index].detach().float(), features[0].float())
     return ClassActivation(_normalise(_resize(weighted, size)).cpu(), class_index, float(probs[class_index]))
 
@@ -146,7 +148,7 @@ def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0
     pil = open_image(image)
     scale = max(1, math.ceil(MIN_DISPLAY_SIDE / min(pil.width, pil.height)))
     width, height = pil.width * scale, pil.height * scale
-    pil = pil.resize((width, height), Image.NEAREST)
+    pil = pil.resize((width, height), Image.NEAREST)  # type: ignore[attr-defined]  # Pillow sets its constants in a loop
     pixels = torch.frombuffer(bytearray(pil.tobytes()), dtype=torch.uint8).view(height, width, 3).float()
     heat = jet(_resize(heatmap.float(), (height, width))).float()
     blended = ((1 - alpha) * pixels + alpha * heat).round().clamp(0, 255).to(torch.uint8)

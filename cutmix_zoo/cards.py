@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import registry
 from .builder import config_of, count_parameters, is_exported_folder, meta_model, resolve_config
@@ -100,7 +100,7 @@ def _provenance(entry: registry.Entry) -> str:
         return (f"Not part of the original release: trained by cutmix_zoo's bundled trainer on Shapes-10, a dataset generated "
                 f"from a seed (`cutmix_zoo.train.shapes`), and shipped inside the package as "
                 f"`cutmix_zoo/data/{entry.name}.safetensors` (sha256 `{entry.sha256}`).\n")
-    url = registry.ORIGINAL_BASE_URL + entry.original_path + "?dl=1"
+    url = registry.ORIGINAL_BASE_URL + cast(str, entry.original_path) + "?dl=1"  # every entry not bundled has one
     kind = "a shared folder (downloaded as a zip holding `model_best.pth.tar`)" if entry.packaging == "folder_zip" else "a single file"
     layouts = {"trainpy": "train.py's checkpoint dict with DataParallel `module.` keys", "module": "a flat state dict with `module.` keys",
                "bare": "a bare torchvision state dict"}

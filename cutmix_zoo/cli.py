@@ -199,9 +199,10 @@ def export_folder(name: str, out: str, revision: str | None = None, progress: bo
     from .api import load
     from .cards import render_card
     from .export import save_pretrained
+    from .model_config import pretrained_cfg_of
 
     model = load(name, revision=revision, progress=progress)
-    save_pretrained(model, out, card=render_card(model.pretrained_cfg))
+    save_pretrained(model, out, card=render_card(pretrained_cfg_of(model)))
     return out
 
 

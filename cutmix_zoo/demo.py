@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import cast
 
 import torch
 
@@ -31,6 +32,8 @@ def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> d
     """Run every step and return what was measured."""
     import cutmix_zoo
 
+    from .features import FeatureInfo
+    from .model_config import pretrained_cfg_of
     from .train import train_main
     from .train.evaluation import evaluate_model
 
@@ -46,16 +49,17 @@ def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> d
             folder = os.path.join(out, "export")
             say(f"2. export: {sorted(os.listdir(folder))}")
             trained = cutmix_zoo.load(folder)
-            result["trained_top1_err"] = trained.pretrained_cfg["top1_err"]
+            result["trained_top1_err"] = pretrained_cfg_of(trained)["top1_err"]
             say(f"3. load the exported folder: a {type(trained).__name__} whose top-1 error after this one short epoch is "
                 f"{result['trained_top1_err']:.2f}% (chance: 90%; the shipped model below trained for 30 epochs)")
     backbone = cutmix_zoo.load(DEMO_MODEL, features_only=True)
     with torch.no_grad():
         maps = backbone(torch.zeros(1, 3, 32, 32))
     result["feature_shapes"] = [list(m.shape) for m in maps]
+    info = cast(FeatureInfo, backbone.feature_info)
     say(f"4. features: cutmix_zoo.load({DEMO_MODEL!r}, features_only=True) -> "
         + ", ".join(f"{tuple(m.shape)}" for m in maps)
-        + f"; channels {backbone.feature_info.channels()}, reductions {backbone.feature_info.reduction()}")
+        + f"; channels {info.channels()}, reductions {info.reduction()}")
     say("5. evaluate the shipped models on the 2,000 held-out Shapes-10 test images:")
     for name in (DEMO_MODEL, BASELINE):
         errors = evaluate_model(cutmix_zoo.load(name), "shapes", batch_size=250)

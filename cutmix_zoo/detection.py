@@ -9,7 +9,7 @@ the chosen stages. The result plugs into FasterRCNN, RetinaNet or MaskRCNN as it
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
@@ -29,7 +29,7 @@ def replace_batch_norm(module: nn.Module, norm_layer: Callable[[int], nn.Module]
         if isinstance(child, nn.BatchNorm2d):
             frozen = norm_layer(child.num_features)
             if hasattr(frozen, "eps"):
-                frozen.eps = child.eps
+                frozen.eps = child.eps  # type: ignore[assignment]  # nn.Module.__setattr__ is typed for Tensor | Module only
             try:
                 frozen.load_state_dict(child.state_dict())
             except RuntimeError:
@@ -93,10 +93,11 @@ def detection_backbone(
         body = IntermediateLayerGetter(model, return_layers={"layer4": "0"})
         body.out_channels = channels["layer4"]
         return body.eval()
+    stages = cast("list[int]", returned_layers)  # made a list and checked above, as fpn is set
     return BackboneWithFPN(
         model,
-        return_layers={f"layer{k}": str(i) for i, k in enumerate(returned_layers)},
-        in_channels_list=[channels[f"layer{k}"] for k in returned_layers],
+        return_layers={f"layer{k}": str(i) for i, k in enumerate(stages)},
+        in_channels_list=[channels[f"layer{k}"] for k in stages],
         out_channels=out_channels,
         extra_blocks=extra_blocks,
     ).eval()

@@ -8,12 +8,15 @@ levels. It drops everything after the last requested level, the classifier inclu
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence
+from typing import Any, List, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from .errors import InvalidArgumentError
+
+# Which levels an accessor answers for: None (the returned ones), one absolute index, or a list (or tuple) of them.
+LevelIndex = Union[int, List[int], Tuple[int, ...], None]
 
 
 class FeatureInfo:
@@ -27,7 +30,7 @@ class FeatureInfo:
     """
 
     def __init__(self, points: Sequence[tuple[str, int, int]], out_indices: Sequence[int]):
-        self.info = [{"num_chs": c, "reduction": r, "module": m, "index": i} for i, (m, c, r) in enumerate(points)]
+        self.info: list[dict[str, Any]] = [{"num_chs": c, "reduction": r, "module": m, "index": i} for i, (m, c, r) in enumerate(points)]
         self.out_indices = tuple(out_indices)
 
     def from_other(self, out_indices: Sequence[int]) -> "FeatureInfo":
@@ -35,7 +38,7 @@ class FeatureInfo:
         points = [(d["module"], d["num_chs"], d["reduction"]) for d in self.info]
         return FeatureInfo(points, check_out_indices(out_indices, len(points)))
 
-    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
+    def get(self, key: str, idx: LevelIndex = None) -> Any:
         """``key``'s value at each returned level (idx None), at level ``idx``, or at each level of a list ``idx``."""
         if idx is None:
             return [self.info[i][key] for i in self.out_indices]
@@ -43,7 +46,7 @@ class FeatureInfo:
             return [self.info[i][key] for i in idx]
         return self.info[idx][key]
 
-    def get_dicts(self, keys: Sequence[str] | None = None, idx: int | Sequence[int] | None = None) -> Any:
+    def get_dicts(self, keys: Sequence[str] | None = None, idx: LevelIndex = None) -> Any:
         """The info dicts (only ``keys`` when given) of the returned levels, of level ``idx``, or of each level of a list ``idx``."""
         def pick(i: int) -> dict[str, Any]:
             return dict(self.info[i]) if keys is None else {k: self.info[i][k] for k in keys}
@@ -54,13 +57,13 @@ class FeatureInfo:
             return [pick(i) for i in idx]
         return pick(idx)
 
-    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+    def channels(self, idx: LevelIndex = None) -> Any:
         return self.get("num_chs", idx)
 
-    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+    def reduction(self, idx: LevelIndex = None) -> Any:
         return self.get("reduction", idx)
 
-    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+    def module_name(self, idx: LevelIndex = None) -> Any:
         return self.get("module", idx)
 
     def __len__(self) -> int:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, cast
 
 from .errors import WeightsError
 from .models import FAMILIES
 from .registry import DATASETS, FOLDER, LICENSE, Entry
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def _floats(value: Any) -> tuple[float, ...]:
@@ -120,3 +123,13 @@ class ModelConfig:
     def unmeasured(self, **changes: Any) -> "ModelConfig":
         """The config of weights no result was measured for (random, re-headed, features only): the errors go."""
         return self.replace(top1_err=None, top5_err=None, err_source=None, eval_dataset=None, **changes)
+
+
+def pretrained_cfg_of(model: nn.Module) -> dict[str, Any]:
+    """A loaded model's ``pretrained_cfg``, the plain dict ``load`` sets (nn.Module's attribute typing knows only tensors and modules)."""
+    return cast("dict[str, Any]", model.pretrained_cfg)
+
+
+def set_pretrained_cfg(model: nn.Module, cfg: dict[str, Any]) -> None:
+    """Give ``model`` its ``pretrained_cfg`` (nn.Module takes any attribute value at run time; its stubs type only tensors and modules)."""
+    model.pretrained_cfg = cfg  # type: ignore[assignment]  # nn.Module.__setattr__ is typed for Tensor | Module only

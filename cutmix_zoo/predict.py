@@ -15,6 +15,7 @@ from torch import nn
 from .api import load, transforms
 from .categories import categories
 from .errors import InvalidArgumentError
+from .model_config import pretrained_cfg_of
 from .models import FAMILIES
 
 if TYPE_CHECKING:
@@ -63,9 +64,10 @@ def resolve_model(model: str | os.PathLike | nn.Module, weights: str | os.PathLi
 
 def class_names(model: nn.Module) -> list[str]:
     """Names of the model's output classes: its dataset's, or ``"class K"`` when its head was replaced."""
-    num_classes = model.pretrained_cfg["num_classes"]
+    cfg = pretrained_cfg_of(model)
+    num_classes = cfg["num_classes"]
     try:
-        names = categories(model.pretrained_cfg.get("dataset", ""))
+        names = categories(cfg.get("dataset", ""))
     except InvalidArgumentError:
         names = []
     return names if len(names) == num_classes else [f"class {k}" for k in range(num_classes)]

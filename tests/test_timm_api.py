@@ -11,7 +11,6 @@ from torch import nn
 import cutmix_zoo
 from cutmix_zoo.models import build_model
 
-
 FAMILY_CASES = [  # (family, arguments, classes, input side): one small network of each family
     ("resnet", {"layers": [1, 1, 1, 1]}, 7, 64),
     ("cifar_resnet", {"depth": 8, "bottleneck": False}, 10, 32),

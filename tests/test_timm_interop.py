@@ -21,7 +21,6 @@ from cutmix_zoo.model_config import ModelConfig
 
 from servers import make_hub_repo
 
-
 RESNET_ENTRIES = [n for n in registry.list_models() if registry.get_entry(n).architecture.family == "resnet"]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..cam import class_activation, render, side_by_side
 from ..cli import run_command
 from ..errors import InvalidArgumentError
+from ..model_config import pretrained_cfg_of
 from ..predict import class_names, open_image, predict, resolve_model
 
 
@@ -59,7 +60,7 @@ def _cam_command(args: argparse.Namespace) -> int:
         model = resolve_model(name, weights, args.device)
         result = class_activation(model, image, args.class_index)
         label = class_names(model)[result.class_index]
-        shown = model.pretrained_cfg["name"] + (f" with {Path(weights).name}" if weights else "")
+        shown = pretrained_cfg_of(model)["name"] + (f" with {Path(weights).name}" if weights else "")
         print(f"{shown}: class {result.class_index} {label} ({result.probability:.2%})")
         panels.append(render(image, result.map, f"{label} ({result.probability:.1%})\n{shown}", args.alpha))
     try:

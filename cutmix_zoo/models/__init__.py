@@ -7,24 +7,26 @@ where its feature levels are and what its classifier is called.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 from torch import nn
 
 from .pyramidnet import PyramidNet
 from .resnet import CifarResNet, build_resnet, cifar_resnet_feature_points, resnet_feature_points
 
+M = TypeVar("M", bound=nn.Module)
+
 
 @dataclass(frozen=True)
-class Family:
-    """How to build one kind of network and where its feature levels are."""
+class Family(Generic[M]):
+    """How to build one kind of network and where its feature levels are (``feature_points`` takes the built network)."""
 
-    build: Callable[..., nn.Module]
-    feature_points: Callable[[nn.Module], list[tuple[str, int, int]]]
+    build: Callable[..., M]
+    feature_points: Callable[[M], list[tuple[str, int, int]]]
     classifier: str = "fc"
 
 
-FAMILIES: dict[str, Family] = {
+FAMILIES: dict[str, Family[Any]] = {
     "resnet": Family(build_resnet, resnet_feature_points),
     "pyramidnet": Family(PyramidNet, PyramidNet.feature_points),
     "cifar_resnet": Family(CifarResNet, cifar_resnet_feature_points),

@@ -10,7 +10,7 @@ so ``torch.jit.script``, ``torch.fx.symbolic_trace`` and torchvision's
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,10 @@ class PyramidBlock(nn.Module):
     ``downsample`` (an average pool or None) and ``pad_channels`` (an int) are set by the block's
     constructor; no ``Optional[nn.Module]`` annotation is declared, which TorchScript cannot read.
     """
+
+    if TYPE_CHECKING:  # for the type checker only: never executed, so TorchScript sees no annotation
+        downsample: Optional[nn.Module]
+        pad_channels: int
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         """The block input, average-pooled where the block strides, zero-padded to the block's width."""
@@ -107,6 +111,12 @@ class PyramidNet(ClassifierMixin, nn.Module):
     it is written out call by call (``forward_features``, then ``forward_head``), which
     TorchScript and ``torch.fx`` follow. ``num_classes`` and ``num_features`` are timm's.
     """
+
+    if TYPE_CHECKING:  # the stages, added by add_module (layer4 only on ImageNet); for the type checker only
+        layer1: nn.Sequential
+        layer2: nn.Sequential
+        layer3: nn.Sequential
+        layer4: nn.Sequential
 
     def __init__(self, depth: int, alpha: int, num_classes: int, bottleneck: bool = True, imagenet: bool = False) -> None:
         super().__init__()

@@ -8,7 +8,7 @@ are; the subclass adds timm's classifier methods and an output stride, and no pa
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 import torch
 from torch import nn
@@ -34,7 +34,7 @@ class ZooResNet(ClassifierMixin, ResNet):
         super().__init__(block, layers, num_classes=num_classes, groups=groups, width_per_group=width_per_group,
                          replace_stride_with_dilation=OUTPUT_STRIDES[output_stride])
         self.num_classes = num_classes
-        self.num_features = self.fc.in_features
+        self.num_features = cast(nn.Linear, self.fc).in_features
         self.output_stride = output_stride
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +110,11 @@ class CifarResNet(ClassifierMixin, nn.Module):
     one by one; it is written out call by call (``forward_features``, then ``forward_head``),
     which TorchScript and ``torch.fx`` follow. ``num_classes`` and ``num_features`` are timm's.
     """
+
+    if TYPE_CHECKING:  # the stages, added by add_module; for the type checker only (TorchScript reads class annotations)
+        layer1: nn.Sequential
+        layer2: nn.Sequential
+        layer3: nn.Sequential
 
     def __init__(self, depth: int, num_classes: int = 100, bottleneck: bool = True) -> None:
         super().__init__()

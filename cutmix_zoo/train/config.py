@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 
@@ -150,10 +150,11 @@ def model_spec(model: Optional[str], depth: Optional[int], alpha: Optional[float
                 raise InvalidArgumentError(f"--model resnet on {dataset} takes depth {given} or {other}, not {depth}.")
             return ModelSpec("cifar_resnet", {"depth": depth, "bottleneck": bottleneck}, None,
                              f"resnet{depth}_cifar" + ("" if bottleneck else "_basic"))
+        alpha = cast(float, alpha)  # a pyramidnet without --alpha was refused above
         alpha_value = int(alpha) if float(alpha).is_integer() else alpha
         args = {"depth": depth, "alpha": alpha_value, "bottleneck": bottleneck, "imagenet": imagenet}
         return ModelSpec("pyramidnet", args, None, f"pyramidnet{depth}_a{alpha_value}" + ("" if bottleneck else "_basic"))
-    arch = model if model in ARCHITECTURES else get_entry(model).arch
+    arch = model if model in ARCHITECTURES else get_entry(cast(str, model)).arch
     spec = ARCHITECTURES[arch]
     return ModelSpec(spec.family, dict(spec.args), arch, arch)
 

@@ -9,14 +9,17 @@ whichever worker loads it and whether or not the run was interrupted and resumed
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import ZooError
 from ..registry import FOLDER, data_config
-from .dataspec import DataSpec, sample_seed
+from .dataspec import DataSpec, dataset_size, sample_seed
+
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10, ImageFolder
 
 # AlexNet-style PCA lighting of the original (ImageNet eigenvalues and eigenvectors of RGB).
 _EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -164,7 +167,7 @@ class Augmented(Dataset):
         self.base, self.transform, self.seed = base, transform, seed
 
     def __len__(self) -> int:
-        return len(self.base)
+        return dataset_size(self.base)
 
     def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, int]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
@@ -237,7 +240,7 @@ def read_image(path: str) -> Any:
     raise DataError(f"The image {path} cannot be read ({reason}): replace or remove it.")
 
 
-def _image_folder(path: str, transform: Optional[Callable] = None) -> Dataset:
+def _image_folder(path: str, transform: Optional[Callable] = None) -> ImageFolder:
     from torchvision.datasets import ImageFolder
 
     try:
@@ -246,7 +249,7 @@ def _image_folder(path: str, transform: Optional[Callable] = None) -> Dataset:
         raise DataError(f"{path} is not an ImageFolder tree (one subfolder of images per class): {e}.") from None
 
 
-def _cifar(dataset: str, root: str, train: bool, download: bool, transform: Optional[Callable] = None) -> Dataset:
+def _cifar(dataset: str, root: str, train: bool, download: bool, transform: Optional[Callable] = None) -> CIFAR10:
     from torchvision.datasets import CIFAR10, CIFAR100
 
     if not download:
@@ -310,7 +313,7 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
     return DataSpec(Augmented(base_train, train_tf, seed), val, num_classes, name)
 
 
-def eval_data(data: str, cfg: Mapping[str, Any]) -> Dataset:
+def eval_data(data: str, cfg: Mapping[str, Any]) -> CIFAR10 | ImageFolder:
     """The validation split of a CIFAR folder or an ImageFolder tree (``DIR/val`` if present, else ``DIR``), with the eval
     transform of the model config ``cfg`` (a loaded model's ``pretrained_cfg``): :func:`cutmix_zoo.api.transforms`."""
     from ..api import transforms

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sized, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -22,6 +22,11 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     it into a wider integer would give an image the same augmentation in every epoch and under every seed.
     """
     return int.from_bytes(hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=4).digest(), "little")
+
+
+def dataset_size(dataset: Dataset) -> int:
+    """``len(dataset)``: torch's ``Dataset`` declares no ``__len__``, and every dataset a run reads has one."""
+    return len(cast(Sized, dataset))
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -37,7 +42,7 @@ class DataSpec:
     ``val_to_device`` finish a batch on the device (with ``--decode gpu``: decode and augment there).
     """
 
-    train: Optional[Dataset]
+    train: Dataset
     val: Dataset
     num_classes: int
     registry_dataset: str

@@ -92,7 +92,9 @@ def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: 
     """
     if precision not in ("fp32", "bf16"):
         raise InvalidArgumentError(f"precision must be 'fp32' or 'bf16', not {precision!r}.")
-    cfg = model.pretrained_cfg
+    from ..model_config import pretrained_cfg_of
+
+    cfg = pretrained_cfg_of(model)
     name = cfg.get("name") or type(model).__name__
     bad = nonfinite_tensors(model)
     if bad:
@@ -123,11 +125,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
     import cutmix_zoo
 
+    from ..model_config import pretrained_cfg_of
+
     if args.data != "shapes" and not os.path.isdir(args.data):  # before the model, which may need a download
         raise DataError(f"The data folder {args.data} does not exist or is not a folder.")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     model = cutmix_zoo.load(args.model, weights=args.weights, device=device)
-    result = {"model": model.pretrained_cfg.get("name"), "data": args.data,
+    result = {"model": pretrained_cfg_of(model).get("name"), "data": args.data,
               "precision": args.precision, **evaluate_model(model, args.data, args.batch_size, args.workers, device, args.precision)}
     if args.json:
         print(json.dumps(result))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, cast
 
 import torch
 from PIL import Image
@@ -67,7 +67,7 @@ class EncodedImages(Dataset):
         return len(self.samples)
 
     def _draw(self, img: Image.Image) -> dict[str, torch.Tensor]:
-        crop, flip, _, jitter, lighting, _ = self.transforms
+        crop, flip, _, jitter, lighting, _ = cast("list[Any]", self.transforms)  # only called when train transforms are set
         top, left, height, width = crop.get_params(img, crop.scale, crop.ratio)
         flipped = torch.rand(1) < flip.p
         order, factors = jitter.draw()
@@ -106,7 +106,7 @@ def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]
                 images[i] = img
         for i in set(range(len(data))) - set(jpeg):
             images[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(device)
-    return images
+    return cast("list[torch.Tensor]", images)  # every slot is filled: the JPEGs above, the rest here
 
 
 class DeviceAugment:

@@ -49,7 +49,7 @@ from .config import (
     resumed_args,
 )
 from .data import DataError, EpochSampler, ShardSampler, make_loader, training_data
-from .dataspec import DataSpec
+from .dataspec import DataSpec, dataset_size
 from .evaluation import evaluate, nonfinite_tensors, topk_errors
 from .export import export_config
 from .gpu_decode import check_gpu_decode
@@ -148,11 +148,12 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     sampler = EpochSampler(data.train, ranks.world_size, ranks.rank, args.seed)
     pin = device.type == "cuda"
     train_loader = make_loader(data.train, per_rank_batch, sampler, args.workers, pin, drop_last=True, collate_fn=data.collate)
-    val_loader = make_loader(data.val, per_rank_batch, ShardSampler(len(data.val), ranks.world_size, ranks.rank), args.workers, pin,
+    val_loader = make_loader(data.val, per_rank_batch, ShardSampler(dataset_size(data.val), ranks.world_size, ranks.rank), args.workers, pin,
                              drop_last=False, collate_fn=data.collate)
     steps = len(sampler) // per_rank_batch
     if steps == 0:
-        raise InvalidArgumentError(f"The training set ({len(data.train)} images) is smaller than one per-rank batch of {per_rank_batch}.")
+        raise InvalidArgumentError(f"The training set ({dataset_size(data.train)} images) is smaller than one per-rank batch "
+                                   f"of {per_rank_batch}.")
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     module = build_model(spec.family, spec.args, data.num_classes)
@@ -165,7 +166,8 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     if recipe.dropblock > 0:
         dropblock = DropBlock(recipe.dropblock, recipe.dropblock_size)
         dropblock.attach(module, spec.family)
-    module.to(device=device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # Module.to's stubs have no overload for device and memory_format together, which it takes at run time.
+    module.to(device=device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(module.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     if ranks.is_main:  # a checkpoint (weights, buffers and momentum) and best.safetensors (weights, buffers)
@@ -189,7 +191,7 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     if ranks.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if args.compile:
-        model = torch.compile(model)
+        model = torch.compile(model)  # type: ignore[assignment]  # an OptimizedModule (nn.Module); the stubs say a plain callable
 
     log = MetricsLog(output, ranks.is_main)
     if ranks.is_main:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +148,7 @@ class BatchMixer:
         self.generator.manual_seed(seed)
         self.host_rng = random.Random(seed)
         self._stages: list[nn.Module] = []
-        self._pending: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._pending: Optional[tuple[nn.Module, torch.Tensor]] = None  # (the stage to mix after, the labels)
         self._result: Optional[Mixed] = None
 
     @property
@@ -213,7 +213,8 @@ class BatchMixer:
         ce = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         if mixed.lam is None:
             return ce
-        return mixed.lam * ce + (1.0 - mixed.lam) * F.cross_entropy(logits, mixed.y_b, label_smoothing=self.label_smoothing)
+        y_b = cast(torch.Tensor, mixed.y_b)  # set with lam
+        return mixed.lam * ce + (1.0 - mixed.lam) * F.cross_entropy(logits, y_b, label_smoothing=self.label_smoothing)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "host_rng": self.host_rng.getstate()}
