@@ -21,11 +21,17 @@ from .fastload import assign_tensors, build_on_meta, tensor_slots
 from .files import CONFIG_NAME, WEIGHTS_NAME
 from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES, build_model
-from .registry import get_entry
+from .registry import get_entry, is_registry_name
 
 
 def is_exported_folder(name: str | os.PathLike) -> bool:
-    """Whether ``name`` is a folder holding a config.json (an export, like ``from_pretrained("./dir")``)."""
+    """Whether ``name`` is a folder holding a config.json (an export, like ``from_pretrained("./dir")``).
+
+    A registry name always means the registry's model, even where the working directory holds a folder
+    of that name: such a folder is loaded when written as a path (``./resnet50``) or given as a ``Path``.
+    """
+    if isinstance(name, str) and is_registry_name(name):
+        return False
     return os.path.isfile(os.path.join(name, CONFIG_NAME))
 
 
@@ -33,8 +39,13 @@ def resolve_config(name: str | os.PathLike) -> ModelConfig:
     """The config of a registry name, or of an exported folder (its config.json)."""
     if is_exported_folder(name):
         path = os.path.join(name, CONFIG_NAME)
-        with open(path) as f:
-            values = json.load(f)
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except (OSError, ValueError) as e:
+            raise WeightsError(f"{path} is not a readable JSON config ({e}); export the folder again.") from e
+        if not isinstance(values, dict):
+            raise WeightsError(f"{path} is not a JSON object, so it describes no cutmix_zoo model.")
         return ModelConfig.from_dict(values, where=path)
     return ModelConfig.from_entry(get_entry(str(name)))
 
@@ -90,8 +101,13 @@ def build_with_weights(cfg: ModelConfig, state: dict[str, torch.Tensor], source:
     optional = () if head_kept and not headless else (f"{classifier}.",)
     expected = {key: tensor for key, (_, _, tensor) in slots.items()}
     check_state_dict(state, expected, f"{cfg.name} ({cfg.architecture or cfg.family})", source, optional)
-    if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    not_float = [k for k, v in state.items() if k in expected and expected[k].is_floating_point() and not v.is_floating_point()]
+    if not_float:
+        raise WeightsError(f"The weights in {source} hold {state[not_float[0]].dtype} tensors ({not_float[0]}, ...) where "
+                           f"{cfg.name} has floating parameters: quantised checkpoints are not supported; give float weights.")
+    # Half-precision files load as the model's float32 unless a dtype is asked for (as load_state_dict would copy them).
+    target = dtype or torch.float32
+    state = {k: v.to(target) if v.is_floating_point() and v.dtype != target else v for k, v in state.items()}
     if non_persistent:  # such buffers are not in a checkpoint, so the model needs an ordinary build
         model = build_model(cfg.family, cfg.arch_args, ckpt_classes).to(device=device, dtype=dtype)
         model.load_state_dict(state, strict=head_kept)

@@ -331,6 +331,11 @@ def list_models(pattern: str | Sequence[str] = "*", architectures: bool = False,
             and not any(fnmatch.fnmatchcase(n, p) for p in excluded)]
 
 
+def is_registry_name(name: str) -> bool:
+    """Whether ``name`` is a full registry name or a bare architecture."""
+    return name in ENTRIES or name in DEFAULT_TAGS
+
+
 def get_entry(name: str) -> Entry:
     """The registry entry for ``arch.tag`` or a bare ``arch`` (its CutMix weights)."""
     if name in ENTRIES:

@@ -398,7 +398,12 @@ def _locked(entry: Entry, wait: float, progress: bool) -> Iterator[Path]:
     from filelock import FileLock, Timeout
 
     lock_path = cache_dir() / ".locks" / f"{entry.name}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path.touch(exist_ok=True)
+    except OSError as e:
+        raise DownloadError(f"The cache folder {cache_dir()} cannot be written ({e.strerror or e}): set CUTMIX_ZOO_CACHE to a "
+                            f"writable folder to fetch {entry.name}.") from e
     lock = FileLock(str(lock_path))
     try:
         lock.acquire(timeout=min(WAIT_NOTICE_AFTER, wait))

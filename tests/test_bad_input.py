@@ -92,3 +92,56 @@ def test_resume_of_a_file_that_is_not_a_checkpoint_is_one_sentence(tmp_path):
     with pytest.raises(WeightsError, match="Could not read the checkpoint") as e:
         train_main(["--resume", str(bogus)])
     assert "\n" not in str(e.value)
+
+
+def _tiny_weights(tmp_path, dtype):
+    from safetensors.torch import save_file
+
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in cutmix_zoo.load(EMBEDDED).state_dict().items()}
+    path = tmp_path / f"{dtype}.safetensors".replace("torch.", "")
+    save_file(state, path)
+    return path
+
+
+def test_half_precision_weights_load_as_float32_and_run(tmp_path):
+    model = cutmix_zoo.load(EMBEDDED, weights=_tiny_weights(tmp_path, torch.float16))
+    assert next(model.parameters()).dtype == torch.float32
+    assert torch.isfinite(model(torch.randn(1, 3, 32, 32))).all()  # today's failure was later, in forward
+
+
+def test_integer_weights_are_refused_in_one_sentence(tmp_path):
+    with pytest.raises(WeightsError, match="quantised checkpoints are not supported") as e:
+        cutmix_zoo.load(EMBEDDED, weights=_tiny_weights(tmp_path, torch.int8))
+    assert "\n" not in str(e.value)
+
+
+def test_a_torn_config_json_is_one_sentence(tmp_path):
+    folder = cutmix_zoo.save_pretrained(cutmix_zoo.load(EMBEDDED), tmp_path / "export")
+    (folder / "config.json").write_text('{"name": "x", "fam')
+    with pytest.raises(WeightsError, match="not a readable JSON config"):
+        cutmix_zoo.load(folder)
+
+
+def test_a_folder_named_like_a_registry_model_does_not_shadow_it(tmp_path, monkeypatch):
+    """Rule: a registry name means the registry's model; a same-named folder loads when written as a path."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    cutmix_zoo.save_pretrained(cutmix_zoo.load(EMBEDDED, num_classes=3), tmp_path / EMBEDDED)
+    assert cutmix_zoo.load(EMBEDDED).pretrained_cfg["num_classes"] == 10  # the registry's
+    assert cutmix_zoo.load(f"./{EMBEDDED}").pretrained_cfg["num_classes"] == 3  # the folder, as a path
+    assert cutmix_zoo.load(Path(EMBEDDED)).pretrained_cfg["num_classes"] == 3
+
+
+def test_a_cache_that_cannot_be_written_is_one_sentence(tiny_registry, tmp_path, monkeypatch):
+    from tiny import FILE_ENTRY
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # a cache path under a regular file cannot be created, even by root
+    monkeypatch.setenv("CUTMIX_ZOO_CACHE", str(blocker / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", "http://127.0.0.1:9/")
+    with pytest.raises(cutmix_zoo.ZooError, match="cannot be written") as e:
+        cutmix_zoo.load(FILE_ENTRY, progress=False)
+    assert "\n" not in str(e.value)

@@ -118,7 +118,6 @@ def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: 
     return result
 
 
-
 def run_eval(args: argparse.Namespace) -> int:
     """Load the model ``args`` name (the data folder checked first), evaluate it and print its errors; 0 when done."""
     import os
