@@ -535,6 +535,8 @@ def _checkpoint_in_zip(archive: Path, dest: Path, url: str) -> str:
             return member.filename
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
         raise DownloadError(f"The folder zip from {url} is damaged ({_reason(e)}).") from e
+    except (RuntimeError, NotImplementedError) as e:  # an encrypted member, or a compression zipfile cannot read
+        raise DownloadError(f"The folder zip from {url} cannot be unpacked here ({_reason(e)}).") from e
 
 
 def fetch_original(entry: Entry, progress: bool = True, force: bool = False) -> Path:

@@ -145,3 +145,32 @@ def test_a_cache_that_cannot_be_written_is_one_sentence(tiny_registry, tmp_path,
     with pytest.raises(cutmix_zoo.ZooError, match="cannot be written") as e:
         cutmix_zoo.load(FILE_ENTRY, progress=False)
     assert "\n" not in str(e.value)
+
+
+def _zip_with_flags(path, flag_bits: int = 0, method: int | None = None) -> None:
+    """A folder zip whose checkpoint member claims encryption (flag bit 0) or an unknown compression method."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("run/model_best.pth.tar", b"x" * 64)
+    data = bytearray(path.read_bytes())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    for offset, flags_at, method_at in ((local, 6, 8), (central, 8, 10)):
+        struct.pack_into("<H", data, offset + flags_at, struct.unpack_from("<H", data, offset + flags_at)[0] | flag_bits)
+        if method is not None:
+            struct.pack_into("<H", data, offset + method_at, method)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("flags, method, says", [(1, None, "cannot be unpacked here"), (0, 99, "cannot be unpacked here")])
+def test_encrypted_or_unsupported_zip_members_are_one_sentence(tmp_path, flags, method, says):
+    from cutmix_zoo.errors import DownloadError
+    from cutmix_zoo.weights import _checkpoint_in_zip
+
+    archive = tmp_path / "folder.zip"
+    _zip_with_flags(archive, flags, method)
+    with pytest.raises(DownloadError, match=says) as e:
+        _checkpoint_in_zip(archive, tmp_path / "out.pth.tar", "https://example.invalid/sh/x?dl=1")
+    assert "https://example.invalid/sh/x?dl=1" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "out.pth.tar").exists()
