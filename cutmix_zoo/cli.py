@@ -141,6 +141,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"  {r['name']:<40} {r['bytes'] / 2**20:8.1f} MiB  {r['origin']:<16} {r['file']}")
     print(f"{len(rows)} models, {summary['total_bytes'] / 2**20:.1f} MiB")
+    if any(r["origin"] == "original release" for r in rows):
+        print("A Hub copy, once cached, is used before an original-release one: `cutmix-zoo download --force NAME` fetches it.")
     return 0
 
 
