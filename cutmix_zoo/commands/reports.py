@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import sys
@@ -34,44 +33,6 @@ SWEEP = [round(0.05 * k, 2) for k in range(1, 20)]  # thresholds of the localiza
 
 # --- Shapes-10 with its boxes --------------------------------------------------------------------------------
 
-_SHAPES_SEEDS = {"train": 1, "test": 2}  # cutmix_zoo.train.shapes draws each split from these seeds
-
-
-def _shape_masks(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The labels and (N, 32, 32) masks of the shapes ``cutmix_zoo.train.shapes.make_shapes`` draws from ``seed``.
-
-    It replays the generator's first draws (labels, radius, centre: the same calls on the same generator)
-    and its class geometry; ``shapes_benchmark`` checks the labels against the generator's own.
-    """
-    from ..train.shapes import SIZE
-
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(num_samples) % 10
-    labels = labels[torch.randperm(num_samples, generator=g)]
-    r = 4.5 + 5.5 * torch.rand(num_samples, 1, 1, generator=g)
-    centre = r.squeeze(-1) + (SIZE - 2 * r.squeeze(-1)) * torch.rand(num_samples, 2, generator=g)
-    coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
-    dx = coords.view(1, 1, SIZE) - centre[:, 0].view(-1, 1, 1)
-    dy = coords.view(1, SIZE, 1) - centre[:, 1].view(-1, 1, 1)
-    dist = (dx**2 + dy**2).sqrt()
-    box = torch.maximum(dx.abs(), dy.abs())
-    u, v = (dx + dy) / math.sqrt(2), (dx - dy) / math.sqrt(2)
-    thin = 0.32 * r
-    shapes = torch.stack([
-        dist < r,  # circle
-        box < 0.85 * r,  # square
-        (dy <= 0.75 * r) & (dx.abs() <= 0.62 * (dy + r)),  # triangle
-        (dist < r) & (dist > 0.55 * r),  # ring
-        ((dx.abs() < thin) & (dy.abs() < r)) | ((dy.abs() < thin) & (dx.abs() < r)),  # plus
-        ((u.abs() < thin) & (v.abs() < r)) | ((v.abs() < thin) & (u.abs() < r)),  # cross
-        dx.abs() + dy.abs() < 1.1 * r,  # diamond
-        (dy.abs() < thin) & (dx.abs() < 1.15 * r),  # horizontal bar
-        (dx.abs() < thin) & (dy.abs() < 1.15 * r),  # vertical bar
-        (box < 0.9 * r) & (box > 0.55 * r),  # hollow square
-    ], dim=1)
-    return labels, shapes[torch.arange(num_samples), labels]
-
-
 def shapes_benchmark(limit: int = 0, split: str = "test") -> tuple[list[Any], list[int], list[str], list[tuple[int, int, int, int]]]:
     """The first ``limit`` (0: all) images of a Shapes-10 split as PIL images, their labels, the class names, and the
     box of each image's shape ``(left, top, right, bottom)``, right and bottom exclusive."""
@@ -81,9 +42,7 @@ def shapes_benchmark(limit: int = 0, split: str = "test") -> tuple[list[Any], li
     from ..train.shapes import Shapes
 
     data = Shapes(split)
-    labels, masks = _shape_masks(len(data), _SHAPES_SEEDS[split])
-    if not torch.equal(labels, data.targets):
-        raise ZooError("The Shapes-10 generator no longer draws what cutmix_zoo.commands.reports replays; update _shape_masks.")
+    masks = data.shape_masks()
     count = min(limit, len(data)) if limit else len(data)
     images = [Image.fromarray(data.images[i].permute(1, 2, 0).numpy()) for i in range(count)]
     return images, data.targets[:count].tolist(), list(data.classes), [mask_box(masks[i]) for i in range(count)]

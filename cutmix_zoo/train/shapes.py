@@ -43,8 +43,8 @@ def _masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Te
     return shapes[torch.arange(len(labels)), labels]
 
 
-def make_shapes(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num_samples`` uint8 images (N, 3, 32, 32) and their labels, balanced over the ten classes."""
+def _layout(num_samples: int, seed: int) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
+    """The generator after the first draws, the labels (balanced over the classes) and each shape's mask (N, 1, H, W)."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_samples) % len(CLASSES)
     labels = labels[torch.randperm(num_samples, generator=g)]
@@ -53,7 +53,13 @@ def make_shapes(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor
     coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
     dx = coords.view(1, 1, SIZE) - centre[:, 0].view(-1, 1, 1)
     dy = coords.view(1, SIZE, 1) - centre[:, 1].view(-1, 1, 1)
-    mask = _masks(dx, dy, r, labels).unsqueeze(1)
+    return g, labels, _masks(dx, dy, r, labels).unsqueeze(1)
+
+
+def make_shapes(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_samples`` uint8 images (N, 3, 32, 32) and their labels, balanced over the ten classes."""
+    g, labels, mask = _layout(num_samples, seed)
+    coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
     background = torch.rand(num_samples, 3, 1, 1, generator=g)
     shift = 0.3 + 0.25 * torch.rand(num_samples, 3, 1, 1, generator=g)
     foreground = (background + torch.where(background > 0.5, -shift, shift)).clamp(0, 1)
@@ -77,8 +83,13 @@ class Shapes(Dataset):
         if split not in _SPLIT_SEEDS:
             raise ValueError(f"Shapes-10 has the splits 'train' and 'test', not {split!r}.")
         default = TRAIN_SIZE if split == "train" else TEST_SIZE
-        self.images, self.targets = make_shapes(size or default, _SPLIT_SEEDS[split])
+        self.seed = _SPLIT_SEEDS[split]
+        self.images, self.targets = make_shapes(size or default, self.seed)
         self.classes = list(CLASSES)
+
+    def shape_masks(self) -> torch.Tensor:
+        """Where each image's shape is: (N, H, W) booleans, from the same draws as the images (the localization benchmark's truth)."""
+        return _layout(len(self.targets), self.seed)[2].squeeze(1)
 
     def __len__(self) -> int:
         return len(self.targets)
