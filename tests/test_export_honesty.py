@@ -26,7 +26,7 @@ def test_exports_of_unmeasured_weights_carry_no_results(tmp_path, kwargs):
     assert not card.data.eval_results and "0.35" not in card.text and "No result was measured" in card.text
     reloaded = cutmix_zoo.load(folder)  # a num_classes=0 export reloads too
     with torch.no_grad():
-        assert torch.allclose(reloaded(X), model(X), atol=1e-6, rtol=1e-6)
+        assert torch.allclose(reloaded(X), model(X), atol=1e-5, rtol=1e-4)  # the same weights; kernels may differ by layout
 
 
 def test_the_registry_model_exported_as_it_is_keeps_its_release_numbers(tmp_path):
@@ -96,3 +96,13 @@ def test_a_run_on_synthetic_data_claims_no_dataset_result(tmp_path):
     assert not card.data.eval_results  # no "cifar-10 test top-1" model-index for a run that never saw CIFAR-10
     assert "synthetic" in card.text and "Trained with `python -m cutmix_zoo.train`" in card.text
     assert card.data.library_name == "cutmix-zoo"
+
+
+def test_a_fine_tuned_export_names_its_base_model(tmp_path):
+    model = cutmix_zoo.load("pyramidnet20_a48.cutmix_shapes", num_classes=3)  # a new head on the pretrained backbone
+    folder = cutmix_zoo.save_pretrained(model, tmp_path / "ft")
+    card = ModelCard((folder / "README.md").read_text())
+    assert card.data.base_model == registry.get_entry("pyramidnet20_a48.cutmix_shapes").hub_repo
+    scratch = cutmix_zoo.save_pretrained(cutmix_zoo.load("pyramidnet20_a48.cutmix_shapes", pretrained=False, num_classes=3),
+                                         tmp_path / "scratch")
+    assert ModelCard((scratch / "README.md").read_text()).data.base_model is None  # nothing pretrained to name
