@@ -331,3 +331,17 @@ def test_force_download_of_a_model_not_on_the_hub_falls_back_to_the_original(dro
 
     assert cli_main(["download", tiny.FILE_ENTRY, "--quiet"]) == 0
     assert cli_main(["download", "--force", tiny.FILE_ENTRY, "--quiet"]) == 0, capsys.readouterr().err
+
+
+def test_a_hub_load_also_fetches_config_json(env, hub, isolated_env):
+    """The Hub counts a model's downloads by its config.json, so a load fetches it (and checks it) beside the weights."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from cutmix_zoo.builder import resolve_config
+
+    state = tiny.state_dict(1)
+    config = resolve_config(tiny.FOLDER_ENTRY).to_dict()
+    make_hub_repo(hub.mirrors, f"{env}/{tiny.FOLDER_ENTRY}", {"model.safetensors": save(state), "config.json": json.dumps(config).encode()})
+    assert_same_logits(cutmix_zoo.load(tiny.FOLDER_ENTRY, progress=False), state)
+    cached = try_to_load_from_cache(f"{env}/{tiny.FOLDER_ENTRY}", "config.json", cache_dir=str(isolated_env / "hf-home" / "hub"))
+    assert isinstance(cached, str) and json.loads(Path(cached).read_text())["family"] == "pyramidnet"
