@@ -97,16 +97,10 @@ def reset_classifier(model: nn.Module, num_classes: int, device: torch.device | 
     """Replace the classifier with a freshly initialised ``num_classes``-way one (0: no head).
 
     The model's own ``reset_classifier`` (timm's method) swaps the head, on ``device`` and in
-    ``dtype`` when given, else on the model's; ``pretrained_cfg`` then gets the new size, no
-    measured errors, and (for pretrained weights) the ``base_model`` a fine-tuned export names.
+    ``dtype`` when given, else on the model's, and updates ``pretrained_cfg`` (the new size, no measured
+    errors, and for pretrained weights the ``base_model`` a fine-tuned export names).
     """
-    loaded = pretrained_cfg_of(model)
     cast(ClassifierMixin, model).reset_classifier(num_classes, device=device, dtype=dtype)
-    headed = _unmeasured(loaded, num_classes=num_classes)
-    if loaded.get("source") and num_classes and not loaded.get("base_model"):
-        # a new head on pretrained weights: what it is fine-tuned from, for the export's card (the Hub's base_model)
-        headed["base_model"] = loaded.get("hub_repo") or loaded.get("name")
-    set_pretrained_cfg(model, headed)
 
 
 def transforms(name_or_model: str | os.PathLike | nn.Module | dict[str, Any] | ModelConfig) -> Any:

@@ -71,8 +71,8 @@ class ClassifierMixin:
 
         As timm's: ``global_pool`` may be None or ``"avg"`` (the only pooling these networks have); the
         new head is made on the model's device and in its dtype unless ``device``/``dtype`` say otherwise.
-        A ``pretrained_cfg`` gets the new ``num_classes`` and loses the measured errors, which
-        described the old head (what ``cutmix_zoo.reset_classifier`` does).
+        A ``pretrained_cfg`` gets the new ``num_classes``, loses the measured errors, which described the
+        old head, and (for pretrained weights) names the ``base_model`` a fine-tuned export comes from.
         """
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise InvalidArgumentError(f"num_classes must be a non-negative integer (0 for pooled embeddings), not {num_classes!r}.")
@@ -87,4 +87,8 @@ class ClassifierMixin:
         self.num_classes = num_classes
         cfg = getattr(self, "pretrained_cfg", None)
         if isinstance(cfg, dict):
-            self.pretrained_cfg = {**cfg, "num_classes": num_classes, **dict.fromkeys(MEASURED_KEYS)}
+            headed = {**cfg, "num_classes": num_classes, **dict.fromkeys(MEASURED_KEYS)}
+            if cfg.get("source") and num_classes and not cfg.get("base_model"):
+                # a new head on pretrained weights: what it is fine-tuned from, for the export's card (the Hub's base_model)
+                headed["base_model"] = cfg.get("hub_repo") or cfg.get("name")
+            self.pretrained_cfg = headed
