@@ -56,8 +56,6 @@ def load(
         check_output_stride(output_stride, cfg.arch_args.get("bottleneck", True))
         arch_args = {k: v for k, v in cfg.arch_args.items() if k != "output_stride"}
         cfg = cfg.replace(arch_args=arch_args if output_stride == 32 else dict(arch_args, output_stride=output_stride))
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
-        raise InvalidArgumentError(f"num_classes must be a non-negative integer (0 for pooled embeddings), not {num_classes!r}.")
     if features_only and num_classes is not None:
         raise InvalidArgumentError("num_classes has no meaning with features_only=True, which removes the classifier.")
     if out_indices is not None and not features_only:

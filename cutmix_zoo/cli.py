@@ -16,7 +16,8 @@ from . import registry
 from .errors import EXIT_FAILURE, InvalidArgumentError, ZooError, exit_code
 
 
-def _print_table(rows: list[list[str]], header: list[str]) -> None:
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    """Rows under a header, each column as wide as its widest cell."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -39,7 +40,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for n in names:
         e = registry.get_entry(n)
         rows.append([n + (" *" if n in defaults else ""), e.dataset, e.method, registry.format_err(e.top1_err), registry.format_err(e.top5_err)])
-    _print_table(rows, ["name (* = default of its architecture)", "dataset", "method", "top-1 err %", "top-5 err %"])
+    print_table(rows, ["name (* = default of its architecture)", "dataset", "method", "top-1 err %", "top-5 err %"])
     return 0
 
 

@@ -57,6 +57,15 @@ def hub(tmp_path_factory):
         yield server
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tests on the tiny embedded models: the fastest on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_registry():
     """The tiny test architecture and its two entries in the registry for one test."""

@@ -21,14 +21,6 @@ import tiny
 CUTMIX, BASELINE = "pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes"
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the models are tiny: one thread is the fastest on a busy CPU
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_largest_component_is_8_connected_and_the_box_covers_it():
     mask = torch.zeros(1, 8, 10, dtype=torch.bool)
     mask[0, 0, 0] = mask[0, 1, 1] = mask[0, 2, 2] = True  # a diagonal of 3: one component under 8-connectivity

@@ -31,14 +31,6 @@ def write_val(root: Path, count: int, rename=lambda name: name) -> Path:
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the models are tiny: one thread is the fastest on a busy CPU
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def shapes_folder(tmp_path_factory) -> Path:
     return write_val(tmp_path_factory.mktemp("shapes"), IMAGES)
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ..cam import render
-from ..cli import run_command
+from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
 from ..localize import DEFAULT_THRESHOLD, IOU_CORRECT, box_iou, find_box, localize_batch, read_boxes, resolve_label, scale_box, whole_image_transform
 from ..predict import class_names, open_image, resolve_model
@@ -49,12 +49,6 @@ def shapes_benchmark(limit: int = 0, split: str = "test") -> tuple[list[Any], li
 
 
 # --- shared helpers ----------------------------------------------------------------------------------------
-
-def _print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-
 
 def _output_folder(path: str) -> Path:
     out = Path(path)
@@ -190,20 +184,20 @@ def _print_robustness(report: dict[str, Any]) -> None:
         rows = [[str(s)] + [f"{models[n]['occlusion'][f'{kind}_top1_err'][k]:.2f}" for n in names for kind in ("centre", "boundary")]
                 for k, s in enumerate(sizes)]
         if all(models[n]["occlusion"]["hole_sizes"] == sizes for n in names):
-            _print_table(rows, header)
+            print_table(rows, header)
             print()
     if "in_between" in first:
         print("In-between class samples: top-1 predicts neither source class (%)")
         header = ["λ"] + [f"{n} {kind}" for n in names for kind in ("mixup", "cutmix")]
         rows = [[f"{lam:g}"] + [f"{models[n]['in_between'][f'{kind}_err'][k]:.2f}" for n in names for kind in ("mixup", "cutmix")]
                 for k, lam in enumerate(first["in_between"]["ratios"])]
-        _print_table(rows, header)
+        print_table(rows, header)
         print()
     header, rows = summary_rows(report)
     settings = report["settings"]
     print(f"{report['images']} images, FGSM epsilon {settings['epsilon']:.5f}, OOD against "
           f"{', '.join(settings['ood']) or 'nothing'} (maximum softmax score)")
-    _print_table(rows, header)
+    print_table(rows, header)
 
 
 def robustness_main(argv: list[str]) -> int:
@@ -441,13 +435,13 @@ def _localize_command(args: argparse.Namespace) -> int:
         rows = [[r["image"], r["label"], f"{r['probability']:.1%}", ", ".join(map(str, r["box"]))]
                 + ([r["true_label"], f"{r['iou']:.2f}", "yes" if r["correct"] else "no"] if args.boxes else [])
                 for r in report["predictions"]]
-        _print_table(rows, header)
+        print_table(rows, header)
     if "localization" in report:
         s = report["localization"]
         if not shapes:
             print()
         print(f"{report['model']} on {s['images']} {'Shapes-10 test images' if shapes else 'images'}, CAM threshold {s['threshold']:g}:")
-        _print_table([[f"{s['top1_loc_acc']:.2f}", f"{s['top1_loc_err']:.2f}", f"{s['gt_known_loc_acc']:.2f}", f"{s['top1_err']:.2f}",
+        print_table([[f"{s['top1_loc_acc']:.2f}", f"{s['top1_loc_err']:.2f}", f"{s['gt_known_loc_acc']:.2f}", f"{s['top1_err']:.2f}",
                        f"{s['mean_iou']:.3f}", f"{s['best_threshold']['threshold']:g} ({s['best_threshold']['top1_loc_acc']:.2f})"]],
                      ["top-1 loc. acc %", "top-1 loc. err %", "GT-known loc. acc %", "top-1 err %", "mean IoU", "best threshold (acc %)"])
     print(f"wrote {out / 'report.json'}" + (f" and {len(report['pictures'])} pictures" if report["pictures"] else ""))
