@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, cast
 
 from .errors import WeightsError
 from .models import FAMILIES
+from .models.classifier import MEASURED_KEYS
 from .registry import DATASETS, FOLDER, LICENSE, Entry
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class ModelConfig:
 
     def unmeasured(self, **changes: Any) -> "ModelConfig":
         """The config of weights no result was measured for (random, re-headed, features only): the errors go."""
-        return self.replace(top1_err=None, top5_err=None, err_source=None, eval_dataset=None, **changes)
+        return self.replace(**dict.fromkeys(MEASURED_KEYS), **changes)
 
 
 def pretrained_cfg_of(model: nn.Module) -> dict[str, Any]:
