@@ -493,12 +493,20 @@ def http_file_server(routes: Mapping[str, RouteSpec]) -> Iterator[FileServer]:
     whose ``url`` is the base URL (``http://127.0.0.1:PORT``, no trailing slash).
     """
     state = FileServer(routes)
-    server = ThreadingHTTPServer((LOOPBACK, 0), _handler_for(state))
-    state.url = f"http://{LOOPBACK}:{server.server_address[1]}"
+    with serve_http(_handler_for(state)) as url:
+        state.url = url
+        yield state
+
+
+@contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run ``handler`` on a free loopback port in a thread for the duration of the block; yields the base URL."""
+    server = ThreadingHTTPServer((LOOPBACK, 0), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield state
+        yield f"http://{LOOPBACK}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -20,7 +20,7 @@ import threading
 import time
 import zipfile
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Iterator
 
@@ -33,7 +33,7 @@ from cutmix_zoo import weights
 from cutmix_zoo.cli import main as cli_main
 
 import tiny
-from servers import Reply, http_file_server
+from servers import Reply, http_file_server, serve_http
 
 TESTS = str(Path(__file__).parent)
 
@@ -193,17 +193,12 @@ def slow_server(body: bytes, mode: str) -> Iterator[SlowServer]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.stop.set()
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler) as url:
+        state.url = url
+        try:
+            yield state
+        finally:
+            state.stop.set()  # release a trickling handler before the server shuts down
 
 
 @pytest.fixture
