@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from . import registry
@@ -242,6 +243,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shapes(args: argparse.Namespace) -> int:
+    from .train.shapes import write_folder
+
+    if args.train_per_class < 1 or args.val_per_class < 1:
+        raise InvalidArgumentError("--train-per-class and --val-per-class must be at least 1.")
+    if args.output.exists() and any(args.output.iterdir()):
+        raise InvalidArgumentError(f"{args.output} is not empty: choose a new folder for the generated images.")
+    try:
+        root = write_folder(args.output, args.train_per_class, args.val_per_class, novel=not args.shapes10, seed=args.seed)
+    except OSError as e:
+        raise ZooError(f"Could not write the images into {args.output} ({e.strerror or e}).") from None
+    classes = sorted(p.name for p in (root / "train").iterdir())
+    print(f"wrote {root}/train and {root}/val: {len(classes)} classes, {args.train_per_class} training and "
+          f"{args.val_per_class} validation images each")
+    return 0
+
+
 def _version() -> str:
     """The installed distribution's version, else the package's own (a checkout that was never installed)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -326,6 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would be uploaded and upload nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("shapes", help="write generated images as an ImageFolder tree (data to try train --init and transfer on)",
+                       description="Write Novel-Shapes (ten shapes the embedded models never saw; --shapes10: Shapes-10) as "
+                                   "DIR/train/<class>/*.png and DIR/val/<class>/*.png, generated from a seed, offline.")
+    p.add_argument("output", type=Path, metavar="DIR", help="folder to create (must be new or empty)")
+    p.add_argument("--train-per-class", type=int, default=20, help="training images per class (default 20: a small-data task)")
+    p.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
+    p.add_argument("--shapes10", action="store_true", help="Shapes-10 (the embedded models' own classes) instead of Novel-Shapes")
+    p.add_argument("--seed", type=int, default=0, help="which draw (default 0)")
+    p.set_defaults(func=cmd_shapes)
 
     for name, (_module, _func, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)  # listed here, parsed by its own module (see main)

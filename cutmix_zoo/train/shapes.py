@@ -1,19 +1,26 @@
-"""Shapes-10: a procedurally generated image classification dataset that needs no download.
+"""Shapes-10 and Novel-Shapes: procedurally generated image classification datasets that need no download.
 
 Ten classes of simple shapes (circle, square, triangle, ring, plus, cross, diamond, horizontal
 bar, vertical bar, hollow square) drawn at a random position, size and colour, with low contrast,
 among small dots of clutter, on a random noisy background, 32x32. It is the training data of the zoo's embedded default model: small enough to
 train on a CPU in minutes, hard enough that regularisation shows, and the same bytes everywhere
 (generated from a seed with torch's CPU generator).
+
+Novel-Shapes draws ten other shapes (star, crescent, ellipse, ...) the same way: a transfer task whose
+classes the embedded models never saw, written as an ImageFolder tree by :func:`write_folder`
+(``cutmix-zoo shapes DIR --novel``) for the fine-tuning and transfer commands.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
+from ..categories import NOVEL_SHAPES
 from ..categories import SHAPES10 as CLASSES
 
 SIZE = 32
@@ -22,8 +29,10 @@ DISTRACTORS = 3
 _SPLIT_SEEDS = {"train": 1, "test": 2}
 
 
-def _masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor, novel: bool = False) -> torch.Tensor:
     """Boolean masks (N, H, W) of each sample's shape, from offsets to its centre and its radius."""
+    if novel:
+        return _novel_masks(dx, dy, r, labels)
     dist = (dx**2 + dy**2).sqrt()
     box = torch.maximum(dx.abs(), dy.abs())
     u, v = (dx + dy) / math.sqrt(2), (dx - dy) / math.sqrt(2)
@@ -43,7 +52,27 @@ def _masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Te
     return shapes[torch.arange(len(labels)), labels]
 
 
-def _layout(num_samples: int, seed: int) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
+def _novel_masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Masks of the ten Novel-Shapes classes (``categories.NOVEL_SHAPES``, in that order), none of them a Shapes-10 shape."""
+    dist = (dx**2 + dy**2).sqrt()
+    angle = torch.atan2(dy, dx)
+    thin = 0.28 * r
+    shapes = torch.stack([
+        dist < r * (0.6 + 0.4 * torch.cos(5 * angle)),
+        (dist < r) & ((dx - 0.45 * r) ** 2 + dy**2 > (0.8 * r) ** 2),
+        (dx / r) ** 2 + (dy / (0.5 * r)) ** 2 < 1,
+        ((dx > -0.8 * r) & (dx < -0.8 * r + 2 * thin) & (dy.abs() < 0.9 * r)) | ((dy < 0.9 * r) & (dy > 0.9 * r - 2 * thin) & (dx.abs() < 0.8 * r)),
+        ((dy > -0.9 * r) & (dy < -0.9 * r + 2 * thin) & (dx.abs() < 0.9 * r)) | ((dx.abs() < thin) & (dy.abs() < 0.9 * r)),
+        ((dy > -r) & (dy <= 0) & (dx.abs() <= 0.9 * (dy + r))) | ((dx.abs() < thin) & (dy > 0) & (dy < r)),
+        torch.maximum(0.866 * dx.abs() + 0.5 * dy.abs(), dy.abs()) < 0.9 * r,
+        (dist < r) & (dy < 0.2 * r),
+        (dx.abs() <= dy.abs()) & (dy.abs() < 0.9 * r),
+        ((dx - 0.5 * r) ** 2 + dy**2 < (0.42 * r) ** 2) | ((dx + 0.5 * r) ** 2 + dy**2 < (0.42 * r) ** 2),
+    ], dim=1)
+    return shapes[torch.arange(len(labels)), labels]
+
+
+def _layout(num_samples: int, seed: int, novel: bool = False) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
     """The generator after the first draws, the labels (balanced over the classes) and each shape's mask (N, 1, H, W)."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_samples) % len(CLASSES)
@@ -53,12 +82,12 @@ def _layout(num_samples: int, seed: int) -> tuple[torch.Generator, torch.Tensor,
     coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
     dx = coords.view(1, 1, SIZE) - centre[:, 0].view(-1, 1, 1)
     dy = coords.view(1, SIZE, 1) - centre[:, 1].view(-1, 1, 1)
-    return g, labels, _masks(dx, dy, r, labels).unsqueeze(1)
+    return g, labels, _masks(dx, dy, r, labels, novel).unsqueeze(1)
 
 
-def make_shapes(num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num_samples`` uint8 images (N, 3, 32, 32) and their labels, balanced over the ten classes."""
-    g, labels, mask = _layout(num_samples, seed)
+def make_shapes(num_samples: int, seed: int, novel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_samples`` uint8 images (N, 3, 32, 32) and their labels, balanced over the ten classes (``novel``: Novel-Shapes')."""
+    g, labels, mask = _layout(num_samples, seed, novel)
     coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
     background = torch.rand(num_samples, 3, 1, 1, generator=g)
     shift = 0.3 + 0.25 * torch.rand(num_samples, 3, 1, 1, generator=g)
@@ -96,3 +125,23 @@ class Shapes(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index], int(self.targets[index])
+
+
+def write_folder(root: str | os.PathLike, train_per_class: int = 20, val_per_class: int = 50, novel: bool = True,
+                 seed: int = 0) -> Path:
+    """Write a generated dataset as an ImageFolder tree, ``root/train/<class>/NNNN.png`` and ``root/val/<class>/NNNN.png``.
+
+    Novel-Shapes by default, with few training images per class: the small-data transfer task on which a pretrained
+    backbone should beat training from scratch. ``seed`` picks the draw (train and val never share one).
+    """
+    from PIL import Image
+
+    root = Path(root)
+    names = NOVEL_SHAPES if novel else CLASSES
+    for split, per_class, split_seed in (("train", train_per_class, 1000 + 2 * seed), ("val", val_per_class, 1001 + 2 * seed)):
+        images, labels = make_shapes(per_class * len(names), split_seed, novel)
+        for name in names:
+            (root / split / name.replace(" ", "_")).mkdir(parents=True, exist_ok=True)
+        for i, (image, label) in enumerate(zip(images, labels.tolist())):
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / split / names[label].replace(" ", "_") / f"{i:05d}.png")
+    return root
