@@ -369,6 +369,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "robustness": ("cutmix_zoo.commands.reports", "robustness_main",
                    "occlusion, in-between samples, FGSM and OOD detection on your validation images"),
     "localize": ("cutmix_zoo.commands.reports", "localize_main", "CAM bounding boxes of images, and localization accuracy against true boxes"),
+    "transfer": ("cutmix_zoo.commands.transfer", "transfer_main", "linear probe (and fine-tune) of pretrained backbones on your own images"),
 }
 
 

@@ -80,3 +80,27 @@ def table(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequenc
     if title:
         ax.set_title(title)
     return _save(figure, path, tight=True)
+
+
+def bars(path: str | os.PathLike, labels: Sequence[str], series: Mapping[str, Sequence[float | None]], ylabel: str,
+         title: str = "") -> str:
+    """Grouped bars written to ``path``: one group per label, one bar per series (a missing value, None, leaves a gap),
+    each bar with its value above it; the y axis starts at 0."""
+    figure = _figure(max(5.0, 1.1 + len(labels) * (0.5 + 0.55 * len(series))), 4.4)
+    ax = figure.add_subplot()
+    width = 0.8 / len(series)
+    top = max((v for values in series.values() for v in values if v is not None), default=1.0) or 1.0
+    for k, (name, values) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(labels)) if values[i] is not None]
+        ys = [v for v in values if v is not None]
+        shown = ax.bar(xs, ys, width * 0.92, label=name, color=f"C{k % 10}")
+        ax.bar_label(shown, fmt="%.1f", fontsize=8, padding=2)
+    ax.set_xticks(range(len(labels)), [label.replace(".", ".\n", 1) for label in labels], fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, top * 1.15)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(figure, path)

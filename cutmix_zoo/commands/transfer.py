@@ -1,0 +1,211 @@
+"""``cutmix-zoo transfer``: what a pretrained backbone buys on your own data, a thin shell over :mod:`cutmix_zoo.transfer`.
+
+For each model: pooled features of the training and validation images (cached), a linear probe with its L2 strength
+chosen on held-out training images, and with ``--finetune EPOCHS`` a short fine-tune with the bundled trainer
+(``cutmix-zoo train --init MODEL --recipe finetune``) beside it. Writes ``DIR/report.json`` and ``DIR/transfer.png``
+and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from ..cli import print_table, run_command
+from ..errors import InvalidArgumentError, ZooError
+from ..files import write_text_atomic
+
+DEFAULT_MODELS = ("resnet50.cutmix_in1k", "resnet50.baseline_in1k")
+SMALL_DATA_MODELS = ("pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes")
+
+
+def _model_names(args: argparse.Namespace, small: bool) -> list[str]:
+    if args.models is None:
+        return list(DEFAULT_MODELS + (SMALL_DATA_MODELS if small else ()))
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if not names:
+        raise InvalidArgumentError("--models needs at least one model name, e.g. --models resnet50.cutmix_in1k,resnet50.baseline_in1k.")
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"--models names a model twice: {args.models}.")
+    return names
+
+
+def file_safe(name: str) -> str:
+    """A model name or folder as one file name: anything but letters, digits, ``.``, ``-`` and ``_`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name.strip("/")) or "model"
+
+
+def _output_folder(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"The output {out} exists and is not a folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidArgumentError(f"Could not create the output folder {out} ({e.strerror or e}).") from None
+    return out
+
+
+def finetune(model: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Fine-tune ``model`` on the data with the trainer's finetune recipe for ``args.finetune`` epochs into ``out``, and
+    return the run's end record (best top-1 and top-5 error and epoch) with the folder it wrote."""
+    from ..train import train_main
+
+    argv = ["--init", model, "--data", args.data, "--recipe", "finetune", "--epochs", str(args.finetune), "--output", str(out),
+            "--seed", str(args.seed), "--quiet"]
+    argv += ["--device", args.device] if args.device else []
+    argv += ["--val-split", str(args.val_split)] if args.val_split is not None else []
+    code = train_main(argv)
+    if code != 0:
+        raise ZooError(f"Fine-tuning {model} stopped with exit status {code}; its run is in {out}.")
+    try:
+        end = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    except (OSError, IndexError, ValueError):
+        raise ZooError(f"Fine-tuning {model} left no readable {out / 'metrics.jsonl'}.") from None
+    if end.get("event") != "end":
+        raise ZooError(f"Fine-tuning {model} did not finish: the last line of {out / 'metrics.jsonl'} is no end record.")
+    return {"top1_err": end["best_top1_err"], "top5_err": end["best_top5_err"], "best_epoch": end["best_epoch"],
+            "epochs": args.finetune, "output": str(out)}
+
+
+def _progress(batches: Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
+    from tqdm import tqdm
+
+    return tqdm(batches, desc="features", unit="batch", leave=False)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse the numbers that cannot work before anything is loaded, each in one sentence."""
+    if args.batch_size < 1 or args.workers < 1:
+        raise InvalidArgumentError(f"--batch-size and --workers must be at least 1, not {args.batch_size} and {args.workers}.")
+    if not 0 < args.holdout < 1:
+        raise InvalidArgumentError(f"--holdout is a fraction of the training images, between 0 and 1 (exclusive), not {args.holdout}.")
+    if args.finetune is not None and args.finetune < 1:
+        raise InvalidArgumentError(f"--finetune is a number of epochs, at least 1, not {args.finetune}.")
+
+
+def _transfer_command(args: argparse.Namespace) -> int:
+    from .. import transfer
+    from ..api import load
+    from ..model_config import pretrained_cfg_of
+
+    _check_numbers(args)
+    if not args.no_plots:
+        from ..plots import require_matplotlib
+
+        require_matplotlib()
+    data = transfer.read_transfer_folder(args.data, args.val_split, args.seed)
+    names = _model_names(args, args.models is None and transfer.small_images(data))
+    if len({file_safe(n) for n in names}) != len(names):
+        raise InvalidArgumentError(f"--models names two models whose fine-tune folders would be the same: {', '.join(names)}.")
+    models = {name: load(name, num_classes=0, device=args.device, progress=not args.quiet) for name in names}
+    out = _output_folder(args.output)
+    extracted = transfer.extract_features(models, data.paths, data.root, args.cache, args.batch_size, args.workers,
+                                          _progress if sys.stderr.isatty() and not args.quiet else None)
+    results: dict[str, dict[str, Any]] = {}
+    for name, found in extracted.items():
+        x = found.features
+        probe = transfer.linear_probe(x[data.train], data.labels[data.train], x[data.val], data.labels[data.val], len(data.classes),
+                                      holdout=args.holdout, seed=args.seed, device=args.device)
+        results[name] = {"model": pretrained_cfg_of(models[name])["name"], "feature_dim": x.shape[1], "probe": probe.to_dict(),
+                         "extraction_seconds": round(found.seconds, 3), "features_cached": found.cached, "feature_file": str(found.file)}
+    for name in names if args.finetune else []:
+        results[name]["finetune"] = finetune(name, args, out / "finetune" / file_safe(name))
+    report: dict[str, Any] = {"command": shlex.join(["cutmix-zoo", "transfer", *args.argv]),
+              "data": {"folder": str(data.root), "layout": data.layout, "classes": data.classes,
+                       "train_images": len(data.train), "val_images": len(data.val)},
+              "settings": {"seed": args.seed, "holdout": args.holdout, "l2_grid": list(transfer.DEFAULT_GRID),
+                           "loss": "mean cross-entropy + l2 / 2 * ||W||^2, features standardised with the fitting set's statistics",
+                           "top5": "None with five classes or fewer", "batch_size": args.batch_size, "device": args.device or "cpu",
+                           "feature_cache": str(Path(args.cache) if args.cache else transfer.feature_cache_dir()),
+                           "finetune_epochs": args.finetune},
+              "models": results}
+    report["pictures"] = [] if args.no_plots else [_picture(report, out / "transfer.png")]
+    try:
+        write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    except OSError as e:
+        raise ZooError(f"Could not write {out / 'report.json'} ({e.strerror or e}).") from None
+    _print(report)
+    print(f"wrote {out / 'report.json'}" + (f" and {Path(report['pictures'][0]).name}" if report["pictures"] else ""))
+    return 0
+
+
+def _err(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _print(report: dict[str, Any]) -> None:
+    data = report["data"]
+    print(f"{data['folder']}: {len(data['classes'])} classes, {data['train_images']} training and {data['val_images']} validation "
+          f"images ({data['layout']}); linear probe with L2 chosen on {report['settings']['holdout']:g} of the training images")
+    tuned = any("finetune" in r for r in report["models"].values())
+    header = ["model", "probe top-1 err %", "top-5 err %", "L2", "dim", "extract s", "fit s"]
+    header += ["fine-tune top-1 err %", "top-5 err %"] if tuned else []
+    rows = []
+    for name, r in report["models"].items():
+        probe = r["probe"]
+        row = [name, _err(probe["top1_err"]), _err(probe["top5_err"]), f"{probe['l2']:.0e}", str(r["feature_dim"]),
+               f"{r['extraction_seconds']:.2f}" + (" (cached)" if r["features_cached"] else ""), f"{probe['fit_seconds']:.2f}"]
+        if tuned:
+            row += [_err(r["finetune"]["top1_err"]), _err(r["finetune"]["top5_err"])]
+        rows.append(row)
+    print_table(rows, header)
+
+
+def _picture(report: dict[str, Any], path: Path) -> str:
+    from ..plots import bars
+
+    models = report["models"]
+    series = {"linear probe": [r["probe"]["top1_err"] for r in models.values()]}
+    if any("finetune" in r for r in models.values()):
+        epochs = report["settings"]["finetune_epochs"]
+        series[f"fine-tune ({epochs} epoch{'' if epochs == 1 else 's'})"] = [r["finetune"]["top1_err"] for r in models.values()]
+    data = report["data"]
+    title = (f"{Path(data['folder']).name}: {len(data['classes'])} classes, {data['train_images']} training and "
+             f"{data['val_images']} validation images")
+    return bars(path, list(models), series, "validation top-1 error (%)", title)
+
+
+def transfer_main(argv: list[str]) -> int:
+    """``cutmix-zoo transfer --data FOLDER [--models A,B,...] -o DIR [--finetune EPOCHS]``."""
+    parser = argparse.ArgumentParser(
+        prog="cutmix-zoo transfer",
+        description="What a pretrained backbone buys on your own images: for each model, its pooled features of the training "
+                    "and validation images (extracted once, cached), and a linear probe on them (multinomial logistic "
+                    "regression, L-BFGS, with its L2 strength chosen from log-spaced values on a held-out part of the "
+                    "training images, as Kornblith et al., CVPR 2019); --finetune adds a short fine-tune with the bundled "
+                    "trainer. Writes DIR/report.json and DIR/transfer.png, and prints the table of validation errors.",
+        epilog="Errors are percentages of the validation images; top-5 error is '-' with five classes or fewer (it would be 0). "
+               "Features are cached by the model's weights, the images' paths, sizes and modification times, and the "
+               "transform, so a second run reads them back without running the model.",
+    )
+    parser.add_argument("--data", required=True, metavar="FOLDER", help="an ImageFolder tree with train/<class>/ and val/<class>/, "
+                        "or with --val-split one folder of class folders")
+    parser.add_argument("--models", help="comma-separated registry names or exported folders (default: "
+                        f"{','.join(DEFAULT_MODELS)}, and {','.join(SMALL_DATA_MODELS)} too when the images are small: the "
+                        "first training image of each class at most 64 pixels on its longer side)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for report.json and transfer.png (created if needed)")
+    parser.add_argument("--val-split", type=float, metavar="F", help="--data is one folder of class folders: hold out this fraction of "
+                        "each class's images (drawn with --seed) for validation, as `cutmix-zoo train --val-split` does")
+    parser.add_argument("--holdout", type=float, default=0.2, metavar="F", help="fraction of each class's training images held out to "
+                        "choose the L2 strength (default: 0.2); the validation images are never used for it")
+    parser.add_argument("--finetune", type=int, metavar="EPOCHS", help="also fine-tune each model for this many epochs "
+                        "(cutmix-zoo train --init MODEL --recipe finetune) into DIR/finetune/<model>/")
+    parser.add_argument("--cache", metavar="DIR", help="feature cache folder (default: features/ in the zoo's cache, CUTMIX_ZOO_CACHE "
+                        "or ~/.cache/cutmix_zoo)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per batch of feature extraction (default: 128)")
+    parser.add_argument("--workers", type=int, default=2, help="threads decoding images ahead of the model (default: 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --val-split, the held-out split and the fine-tunes (default: 0)")
+    parser.add_argument("--device", help="torch device to run on, e.g. cuda (default: cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-plots", action="store_true", help="write report.json only (no matplotlib needed)")
+    args = parser.parse_args(argv)
+    args.argv = list(argv)
+    return run_command(_transfer_command, args)
