@@ -8,7 +8,8 @@ whole: downloads go to a temporary file beside their destination and are renamed
 a file lock so that concurrent processes download once.
 
 Every failure is bounded in time and one sentence: the Hub is asked once, without huggingface_hub's
-retries, before anything is downloaded from it; a download of the original has an overall deadline
+retries, before anything is downloaded from it; a connection that never completes gives up within seconds
+(:data:`HUB_TIMEOUT`, :data:`CONNECT_TIMEOUT`); a download of the original has an overall deadline
 (``CUTMIX_ZOO_DOWNLOAD_TIMEOUT``); a zip is unpacked only as far as a checkpoint can be large. Which
 source a model came from, and why one was skipped, is logged (``logging.getLogger(__name__)``; the
 CLI shows it with ``-v``).
@@ -36,7 +37,11 @@ from .registry import LIBRARY_NAME, Entry
 
 SOURCE_NAME = "source.json"
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar")
-TIMEOUT = (10, 60)  # seconds to connect, seconds between bytes
+# A network that silently drops packets costs a load HUB_TIMEOUT then CONNECT_TIMEOUT, about 5 s (recent huggingface_hub
+# releases add up to 3 s of their own, once a process, asking the Hub for their agent registry).
+HUB_TIMEOUT = 3.0  # seconds the Hub has to connect and to answer about a file (HF_HUB_ETAG_TIMEOUT overrides it)
+CONNECT_TIMEOUT = 2.0  # seconds to connect to the original release's server: Linux resends a lost SYN after 1 s, so one loss still connects
+READ_TIMEOUT = 60.0  # seconds a download of the original may go without a byte, so slow links still finish
 DEFAULT_DOWNLOAD_TIMEOUT = 3600.0  # seconds a whole download of an original file may take (CUTMIX_ZOO_DOWNLOAD_TIMEOUT)
 MAX_CHECKPOINT_BYTES = 4 << 30  # the largest original checkpoint, optimizer state included, is well under 1 GiB
 MAX_ZIP_RATIO = 20  # trained weights barely compress (about 1.1 times); a zip bomb expands thousands of times
@@ -83,13 +88,18 @@ def download_timeout() -> float:
 
 def _etag_timeout() -> float:
     """Seconds to wait for the Hub's answer about a file: ``HF_HUB_ETAG_TIMEOUT`` read at call time (huggingface_hub
-    reads it once, at import)."""
-    from huggingface_hub import constants
+    reads it once, at import), else :data:`HUB_TIMEOUT`.
 
+    ``get_hf_file_metadata`` and ``hf_hub_download`` type it as one float, which their HTTP client applies to
+    connecting and to each read alike; a connect-only timeout would be an object of that client (requests' tuple
+    before huggingface_hub 1.0, httpx's Timeout since), passed where a float is declared. So this one number bounds a
+    connection that never completes. huggingface_hub's default, 10 s, made a network that silently drops packets cost
+    10 s here before the original release was even tried; 3 s still leaves many round trips for the Hub's short answer.
+    """
     try:
-        return float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip() or constants.HF_HUB_ETAG_TIMEOUT)
+        return float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip() or HUB_TIMEOUT)
     except ValueError:
-        return float(constants.HF_HUB_ETAG_TIMEOUT)
+        return HUB_TIMEOUT
 
 
 def _hub_endpoint() -> str:
@@ -459,7 +469,7 @@ def _download(url: str, dest: Path, progress: bool, desc: str, timeout: float) -
     from tqdm.auto import tqdm
 
     deadline = time.monotonic() + timeout
-    between = min(TIMEOUT[1], timeout)
+    between = min(READ_TIMEOUT, timeout)
     digest = hashlib.sha256()
     response = None
     arrived, expected = 0, None
@@ -472,7 +482,7 @@ def _download(url: str, dest: Path, progress: bool, desc: str, timeout: float) -
         return f"{arrived:,} of {expected:,} bytes" if expected else f"{arrived:,} bytes"
 
     try:
-        response = requests.get(url, stream=True, timeout=(min(TIMEOUT[0], timeout), between), allow_redirects=True,
+        response = requests.get(url, stream=True, timeout=(min(CONNECT_TIMEOUT, timeout), between), allow_redirects=True,
                                 headers={"Accept-Encoding": "identity"})
         with response:
             if response.status_code != 200:

@@ -66,12 +66,15 @@ def closed_port() -> int:
 
 @pytest.fixture(autouse=True)
 def warm_imports():
-    """Import what a load imports, so that elapsed times measure the network and not the first import of torchvision."""
-    import huggingface_hub  # noqa: F401
+    """Import what a load imports, and build huggingface_hub's request headers once (its first build asks the Hub for
+    its agent registry, once a process), so that elapsed times measure the load's own requests."""
     import requests  # noqa: F401
+    from huggingface_hub.utils import build_hf_headers
 
     import cutmix_zoo.builder  # noqa: F401
     import cutmix_zoo.convert  # noqa: F401
+
+    build_hf_headers()
 
 
 # ---------------------------------------------------------------- no network, Hub outages
@@ -113,6 +116,102 @@ def test_no_network_cli_prints_one_line(tiny_registry, isolated_env, monkeypatch
     assert time.monotonic() - started < 5
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.strip().splitlines()) == 1 and reason in captured.err
+
+
+@contextmanager
+def black_hole() -> Iterator[str]:
+    """The URL of a loopback port that behaves like a network dropping packets: a connection to it never completes.
+
+    Its listening socket's accept queue (backlog 0) is filled with connections that are never accepted, after which
+    Linux drops the SYN of every new one, as a firewall that drops packets does, and the client waits for its timeout.
+    """
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        held: list[socket.socket] = []
+        try:
+            for _ in range(16):  # the kernel's queue holds a connection or two beyond the backlog
+                probe = socket.socket()
+                probe.settimeout(0.5)
+                held.append(probe)
+                try:
+                    probe.connect(server.getsockname())
+                except TimeoutError:
+                    break
+            else:
+                pytest.fail("the listening socket kept accepting connections: no black hole")
+            yield f"http://127.0.0.1:{server.getsockname()[1]}"
+        finally:
+            for sock in held:
+                sock.close()
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """The URL of a loopback port that completes every connection and never answers a request (a read stall)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)  # the kernel completes the handshakes; nobody accepts, reads or answers
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+_LOAD_IN_A_FRESH_PROCESS = """
+import sys, time
+import cutmix_zoo, cutmix_zoo.builder, cutmix_zoo.convert, huggingface_hub, requests  # imported before the clock: it times the network
+started = time.monotonic()
+try:
+    cutmix_zoo.load("resnet50", progress=False)
+except cutmix_zoo.DownloadError as e:
+    print(f"{time.monotonic() - started:.2f}", e, sep="\\n")
+"""
+
+
+def test_a_network_that_drops_packets_fails_within_seconds_naming_both_sources(isolated_env, monkeypatch):
+    """The default timeouts in a fresh process, as a user meets them: HUB_TIMEOUT, CONNECT_TIMEOUT, and what
+    huggingface_hub spends on its own first request (its agent registry, from the same unreachable endpoint)."""
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    monkeypatch.delenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", raising=False)
+    with black_hole() as base:
+        env = dict(os.environ, HF_ENDPOINT=base, CUTMIX_ZOO_ORIGINAL_URL=base + "/")
+        done = subprocess.run([sys.executable, "-c", _LOAD_IN_A_FRESH_PROCESS], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.count("\n") == 2, done.stdout + done.stderr[-3000:]
+    elapsed, message = done.stdout.splitlines()
+    assert weights.HUB_TIMEOUT + weights.CONNECT_TIMEOUT <= float(elapsed) < 10, f"{elapsed} s: {message}"
+    assert one_sentence(message), message
+    assert f"the Hub ({base}) could not be reached (no answer in time)" in message
+    assert f"the original release ({base}/" in message and message.count("could not be reached (no answer in time)") == 2
+    assert cache_entries(isolated_env) == []
+
+
+def test_the_connect_timeouts_follow_hf_hub_etag_timeout_and_the_download_timeout(tiny_registry, isolated_env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "0.5")
+    monkeypatch.setenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", "0.5")
+    with black_hole() as base:
+        monkeypatch.setenv("HF_ENDPOINT", base)
+        monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", base + "/")
+        started = time.monotonic()
+        with pytest.raises(cutmix_zoo.DownloadError) as e:
+            cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
+        elapsed = time.monotonic() - started
+    message = str(e.value)
+    assert 1 <= elapsed < 3, f"{elapsed:.1f} s: {message}"
+    assert one_sentence(message) and message.count("could not be reached (no answer in time)") == 2, message
+
+
+def test_servers_that_connect_and_never_answer_fail_within_the_timeouts(tiny_registry, isolated_env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
+    monkeypatch.setenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", "1")
+    with silent_server() as base:
+        monkeypatch.setenv("HF_ENDPOINT", base)
+        monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", base + "/")
+        started = time.monotonic()
+        with pytest.raises(cutmix_zoo.DownloadError) as e:
+            cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
+        elapsed = time.monotonic() - started
+    message = str(e.value)
+    assert 2 <= elapsed < 4, f"{elapsed:.1f} s: {message}"
+    assert one_sentence(message), message
+    assert f"the Hub ({base}) could not be reached (no answer in time)" in message and f"the original release ({base}/" in message
 
 
 def _hub_answering(status: int, org: str):
