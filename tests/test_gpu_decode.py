@@ -1,9 +1,11 @@
 """``--decode gpu`` on the CPU: the device pipeline (decode_jpeg + augmentation per batch) against the PIL pipeline,
-reproducible parameters, the trainer run through it, the flag's guard, and benchmarks/decode.py."""
+reproducible parameters, the trainer run through it, the flag's guard, benchmarks/decode.py, and files it cannot
+decode: read by the folder's loader, or one sentence naming the file (on cuda too where there is one)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import warnings
@@ -16,11 +18,13 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as F
 
-from cutmix_zoo.errors import InvalidArgumentError
+from cutmix_zoo.cli import main as cli_main
+from cutmix_zoo.errors import InvalidArgumentError, exit_code
 from cutmix_zoo.train import loop as train_loop
 from cutmix_zoo.train import train_main
-from cutmix_zoo.train.data import training_data
-from cutmix_zoo.train.gpu_decode import EncodedBatch, collate_encoded
+from cutmix_zoo.train.checkpoint import load_checkpoint
+from cutmix_zoo.train.data import DataError, EpochSampler, read_image, training_data
+from cutmix_zoo.train.gpu_decode import EncodedBatch, collate_encoded, decode
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -87,7 +91,7 @@ def test_crop_and_flip_equal_torchvision_functional_on_the_decoded_image(tree):
     batch, _ = _batch(data.train, jpegs)
     params = {**batch.params, "jitter": torch.zeros(len(jpegs), 3), "lighting": torch.zeros(len(jpegs), 3)}
     params["flip"] = torch.arange(len(jpegs)) % 2 == 0
-    got = data.train_to_device(EncodedBatch(batch.data, params), CPU)
+    got = data.train_to_device(batch._replace(params=params), CPU)
     mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     for k, data_k in enumerate(batch.data):
         with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
@@ -142,3 +146,129 @@ def test_decode_benchmark_runs_on_cpu_and_gives_a_verdict():
     assert done.returncode == 0, done.stderr[-3000:]
     verdict = done.stdout.strip().splitlines()[-1]
     assert verdict.startswith(("verdict: decode-bound", "verdict: not decode-bound")) and "step/decode" in verdict
+
+
+# --- files the device cannot decode ----------------------------------------------------------------
+
+DEVICES = [CPU] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+
+
+def _garbage_inside(jpeg: bytes) -> bytes:
+    """The JPEG with 2,000 bytes of noise written over the middle of its entropy-coded data (a disk or transfer error),
+    starting with 0xFF 0x9E, which is no JPEG marker. (Noise that holds only markers JPEG defines ends the scan early:
+    libjpeg, in PIL as in torchvision, then warns and fills the rest with grey, and both pipelines train on it.)"""
+    middle = len(jpeg) // 2
+    noise = b"\xff\x9e" + np.random.default_rng(1).integers(0, 256, 1998, dtype=np.uint8).tobytes()
+    return jpeg[:middle] + noise + jpeg[middle + len(noise):]
+
+
+# How a file of the tree is broken: each makes PIL (the CPU pipeline) and torchvision fail alike.
+BROKEN = {
+    "truncated": lambda jpeg: jpeg[: len(jpeg) // 2],
+    "garbage-inside": _garbage_inside,
+    "header-cut-short": lambda jpeg: jpeg[:300],
+    "text-named-jpg": lambda jpeg: b"this is not an image\n",
+    "empty": lambda jpeg: b"",
+}
+
+
+@pytest.fixture
+def copy_of_tree(tree, tmp_path) -> Path:
+    """A copy of ``tree`` that a test may break."""
+    return Path(shutil.copytree(tree, tmp_path / "data"))
+
+
+def _pipeline(root: Path, split: str, device: torch.device) -> torch.Tensor:
+    """One batch of the whole ``split`` through the --decode gpu pipeline: the workers' part, collate, the device's part."""
+    data = training_data("folder", str(root), "imagenet", SEED, decode="gpu")
+    dataset, to_device = (data.train, data.train_to_device) if split == "train" else (data.val, data.val_to_device)
+    keys = [(0, i) for i in range(len(dataset))] if split == "train" else list(range(len(dataset)))
+    batch, _ = collate_encoded([dataset[k] for k in keys])
+    return to_device(batch, device)
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=str)
+@pytest.mark.parametrize("split", ["train", "val"])
+@pytest.mark.parametrize("broken", BROKEN)
+def test_a_broken_file_is_one_sentence_naming_it_as_the_cpu_pipeline_says(copy_of_tree, split, broken, device):
+    path = copy_of_tree / split / "b" / "1.jpg"  # the sixth file of eight: good JPEGs decode in the same batch
+    path.write_bytes(BROKEN[broken](path.read_bytes()))
+    with pytest.raises(DataError) as e:
+        _pipeline(copy_of_tree, split, device)
+    with pytest.raises(DataError) as cpu:
+        read_image(str(path))
+    message = str(e.value)
+    assert message == str(cpu.value), message
+    assert message.startswith(f"The image {path} cannot be read (") and message.endswith("): replace or remove it.")
+    assert "\n" not in message and "decode_jpeg" not in message and ".cpp" not in message
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_a_file_removed_after_the_folder_was_listed_is_named(copy_of_tree, split):
+    data = training_data("folder", str(copy_of_tree), "imagenet", SEED, decode="gpu")
+    path = copy_of_tree / split / "a" / "2.jpg"
+    path.unlink()
+    with pytest.raises(DataError, match=f"^The image {path} cannot be read "):
+        _ = data.train[(0, 2)] if split == "train" else data.val[2]
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=str)
+def test_files_torchvision_cannot_decode_are_read_by_the_folders_loader(copy_of_tree, device):
+    """A PNG named .jpg goes to torchvision's PNG decoder (by its bytes, not its name); a BMP, which torchvision cannot
+    decode, to the folder's loader (PIL): both give PIL's pixels, in a batch with JPEGs, for training and validation."""
+    odd = [copy_of_tree / "train" / "a" / "4.jpg", copy_of_tree / "val" / "b" / "4.bmp"]
+    shutil.copy(copy_of_tree / "train" / "a" / "3.png", odd[0])
+    Image.open(copy_of_tree / "val" / "b" / "3.png").save(odd[1])
+    data = training_data("folder", str(copy_of_tree), "imagenet", SEED, decode="gpu")
+    for dataset, keys, path in ((data.train, [(0, i) for i in range(9)], odd[0]), (data.val, range(9), odd[1])):
+        batch, _ = collate_encoded([dataset[k] for k in keys])
+        images = decode(batch, device, read_image)
+        assert len(images) == 9 and all(img.device.type == device.type for img in images)
+        assert torch.equal(images[batch.paths.index(str(path))].cpu(), F.pil_to_tensor(Image.open(path).convert("RGB")))
+    assert _pipeline(copy_of_tree, "train", device).shape == _pipeline(copy_of_tree, "val", device).shape == (9, 3, 224, 224)
+
+
+def _device_run(data: Path, output: Path, *extra: str) -> list[str]:
+    return ["train", "--model", "pyramidnet", "--depth", "10", "--alpha", "12", "--no-bottleneck", "--dataset", "folder",
+            "--data", str(data), "--decode", "gpu", "--device", "cpu", "--epochs", "1", "--batch-size", "4", "--quiet",
+            "--no-export", "--log-interval", "100", "--output", str(output), *extra]
+
+
+@pytest.mark.parametrize(("broken", "workers"), [("truncated", "1"), ("empty", "1"), ("truncated", "0")])
+def test_a_broken_training_image_stops_cutmix_zoo_train_with_one_line_and_a_checkpoint(copy_of_tree, tmp_path, monkeypatch, capsys,
+                                                                                       broken, workers):
+    """``cutmix-zoo train --decode gpu``: a file cut short fails on the device, an empty one in a loader worker (its
+    header); either way one line names it, the exit status is a DataError's, and the steps before it are saved."""
+    monkeypatch.setattr(train_loop, "check_gpu_decode", lambda *args: None)
+    path = copy_of_tree / "train" / "b" / "1.jpg"
+    whole = path.read_bytes()
+    path.write_bytes(BROKEN[broken](whole))
+    files = sorted(str(p) for p in (copy_of_tree / "train").rglob("*.*"))  # ImageFolder's order, shuffled by the run's seed
+    sampler = EpochSampler(files, 1, 0, seed=0)
+    sampler.set_position(0)
+    step = [i for _, i in sampler].index(files.index(str(path))) // 4  # steps completed before the batch that holds it
+    output = tmp_path / "out"
+    assert cli_main(_device_run(copy_of_tree, output, "--workers", workers)) == exit_code(DataError("")) == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cutmix-zoo: error: The image {path} cannot be read ("), err
+    assert f"replace or remove it; the run stopped at epoch 1, step {step} of 2" in lines[0] and f"--resume {output}" in lines[0]
+    assert "Traceback" not in err and "decode_jpeg" not in err
+    state = load_checkpoint(output)
+    assert (state["epoch"], state["step"]) == (0, step)
+
+    path.write_bytes(whole)  # the file replaced: the run continues from the step it stopped at
+    assert train_main(["--resume", str(output), "--quiet"]) == 0
+    assert load_checkpoint(output)["epoch"] == 1
+
+
+def test_a_broken_validation_image_under_decode_gpu_keeps_the_trained_epoch(copy_of_tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_loop, "check_gpu_decode", lambda *args: None)
+    path = copy_of_tree / "val" / "a" / "0.jpg"
+    path.write_bytes(BROKEN["garbage-inside"](path.read_bytes()))
+    output = tmp_path / "out"
+    with pytest.raises(DataError) as e:
+        train_main(_device_run(copy_of_tree, output, "--workers", "0")[1:])
+    assert str(e.value).startswith(f"The image {path} cannot be read (") and "after training epoch 1" in str(e.value)
+    assert exit_code(e.value) == 1 and "\n" not in str(e.value)
+    assert (load_checkpoint(output)["epoch"], load_checkpoint(output)["step"]) == (0, 2)

@@ -8,14 +8,21 @@ factors, lighting weights) with the very transform objects of the CPU pipeline, 
 equal the CPU pipeline's. The device then decodes the batch in one ``decode_jpeg`` call (nvjpeg on
 cuda) and applies those parameters. The device is an argument throughout, so the whole path also
 runs (and is tested) on the CPU; only the ``--decode gpu`` flag insists on cuda.
+
+A file torchvision cannot decode (truncated, corrupt, not an image, or a format it lacks such as BMP) goes to the
+folder's own loader, :func:`.data.read_image`, which the ImageFolder carries: it decodes what PIL can, and raises the
+CPU pipeline's :class:`.data.DataError` naming the file for the rest, so the trainer stops with the same sentence and
+checkpoint under both ``--decode`` values. Taking the loader from the dataset keeps this module from importing
+:mod:`.data`, which imports it.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from typing import Any, NamedTuple, Optional, cast
+from typing import Any, Callable, NamedTuple, Optional, cast
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -28,6 +35,7 @@ from ..registry import data_config
 from .dataspec import DataSpec, sample_seed
 
 _JPEG_MAGIC = b"\xff\xd8"
+Reader = Callable[[str], Image.Image]  # an ImageFolder's loader: the RGB image at a path, or DataError naming the file
 
 
 def check_gpu_decode(dataset: str, data: str, device: torch.device) -> None:
@@ -43,10 +51,12 @@ def check_gpu_decode(dataset: str, data: str, device: torch.device) -> None:
 
 
 class EncodedBatch(NamedTuple):
-    """A loader batch before decoding: each file's bytes (1-D uint8, on the host) and the stacked augmentation parameters."""
+    """A loader batch before decoding: each file's bytes (1-D uint8, on the host), the stacked augmentation parameters,
+    and each file's path, so that a file the device cannot decode is named."""
 
     data: list[torch.Tensor]
     params: dict[str, torch.Tensor]
+    paths: list[str]
 
 
 class EncodedImages(Dataset):
@@ -56,11 +66,12 @@ class EncodedImages(Dataset):
     RandomHorizontalFlip, ToTensor, ColorJitter, Lighting, Normalize); its objects draw the
     parameters in the same order from the same seed, so a sample gets the crop, flip, jitter and
     lighting it would get on the CPU. The crop needs the image size, read from the file header
-    without decoding. Keys are ``(epoch, index)`` pairs, or plain indices for validation.
+    without decoding; a file whose header PIL cannot read goes to ``read`` (the ImageFolder's loader),
+    whose DataError names it. Keys are ``(epoch, index)`` pairs, or plain indices for validation.
     """
 
-    def __init__(self, samples: list[tuple[str, int]], seed: int, train: Optional[T.Compose] = None) -> None:
-        self.samples, self.seed = samples, seed
+    def __init__(self, samples: list[tuple[str, int]], read: Reader, seed: int, train: Optional[T.Compose] = None) -> None:
+        self.samples, self.read, self.seed = samples, read, seed
         self.transforms = train.transforms if train is not None else None
 
     def __len__(self) -> int:
@@ -74,38 +85,77 @@ class EncodedImages(Dataset):
         return {"crop": torch.tensor([top, left, height, width]), "flip": flipped[0], "order": torch.tensor(order),
                 "jitter": torch.tensor(factors), "lighting": lighting.draw()}
 
-    def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+    def _header(self, data: bytes, path: str) -> Image.Image:
+        """The file opened by PIL for its size (only the header is read); one PIL cannot open goes to ``read``, whose
+        DataError names it (an empty file, a text file, a header cut short)."""
+        try:
+            return Image.open(io.BytesIO(data))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # what PIL raises for a malformed header
+            return self.read(path)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, dict[str, torch.Tensor], str, int]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         path, target = self.samples[index]
-        with open(path, "rb") as f:
-            data = f.read()
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:  # gone or unreadable since the folder was listed: the loader raises its DataError naming it
+            self.read(path)
+            raise  # the file came back meanwhile: the error stands
         params: dict[str, torch.Tensor] = {}
         if self.transforms is not None:
-            with Image.open(io.BytesIO(data)) as img, torch.random.fork_rng(devices=[]):
+            with self._header(data, path) as img, torch.random.fork_rng(devices=[]):
                 torch.manual_seed(sample_seed(self.seed, epoch, index))
                 params = self._draw(img)
-        return torch.frombuffer(bytearray(data), dtype=torch.uint8), params, target
+        encoded = torch.from_numpy(np.frombuffer(bytearray(data), dtype=np.uint8))  # torch.frombuffer refuses an empty file
+        return encoded, params, path, target
 
 
-def collate_encoded(samples: list[tuple[torch.Tensor, dict[str, torch.Tensor], int]]) -> tuple[EncodedBatch, torch.Tensor]:
-    """Batch encoded samples: the bytes stay a list (their lengths differ), the parameters and targets are stacked."""
-    data, params, targets = zip(*samples)
+def collate_encoded(samples: list[tuple[torch.Tensor, dict[str, torch.Tensor], str, int]]) -> tuple[EncodedBatch, torch.Tensor]:
+    """Batch encoded samples: the bytes and paths stay lists (the lengths differ), the parameters and targets are stacked."""
+    data, params, paths, targets = zip(*samples)
     stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
-    return EncodedBatch(list(data), stacked), torch.tensor(targets)
+    return EncodedBatch(list(data), stacked, list(paths)), torch.tensor(targets)
 
 
-def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-    """Decode host byte tensors to uint8 RGB images on ``device``: the JPEGs in one batched ``decode_jpeg`` call
-    (nvjpeg on cuda), any other file (an ImageFolder may hold a PNG) on the host."""
-    images: list[Optional[torch.Tensor]] = [None] * len(data)
-    jpeg = [i for i, d in enumerate(data) if d[:2].numpy().tobytes() == _JPEG_MAGIC]
+def _is_jpeg(data: torch.Tensor) -> bool:
+    """Whether a file's bytes start as a JPEG's: its name may say otherwise (ImageNet holds a PNG named .JPEG)."""
+    return data[:2].numpy().tobytes() == _JPEG_MAGIC
+
+
+def _decode_one(data: torch.Tensor, path: str, device: torch.device, read: Reader) -> torch.Tensor:
+    """One file as a uint8 RGB image on ``device``: a JPEG by ``decode_jpeg`` there, another format by torchvision on the
+    host, and what torchvision refuses by ``read``, which decodes it with PIL or raises DataError naming ``path``."""
+    try:
+        if _is_jpeg(data):
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        return decode_image(data, mode=ImageReadMode.RGB).to(device)
+    except RuntimeError:  # torchvision's decoders fail with RuntimeError, saying little (no file name)
+        return F.pil_to_tensor(read(path)).to(device)
+
+
+def _decode_jpegs(data: list[torch.Tensor], paths: list[str], device: torch.device, read: Reader) -> list[torch.Tensor]:
+    """JPEGs in one batched ``decode_jpeg`` call; if it fails, one at a time, so that the file it failed on is found
+    (and named) while a batch of good files pays nothing for the search."""
+    try:
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        return [_decode_one(d, p, device, read) for d, p in zip(data, paths)]
+
+
+def decode(batch: EncodedBatch, device: torch.device, read: Reader) -> list[torch.Tensor]:
+    """Decode a batch's files to uint8 RGB images on ``device``: the JPEGs in one batched ``decode_jpeg`` call (nvjpeg on
+    cuda), any other file (an ImageFolder may hold a PNG) on the host; what torchvision cannot decode goes to ``read``."""
+    images: list[Optional[torch.Tensor]] = [None] * len(batch.data)
+    jpeg = [i for i, d in enumerate(batch.data) if _is_jpeg(d)]
     with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
         warnings.simplefilter("ignore", DeprecationWarning)
         if jpeg:
-            for i, img in zip(jpeg, decode_jpeg([data[i] for i in jpeg], mode=ImageReadMode.RGB, device=device)):
+            decoded = _decode_jpegs([batch.data[i] for i in jpeg], [batch.paths[i] for i in jpeg], device, read)
+            for i, img in zip(jpeg, decoded):
                 images[i] = img
-        for i in set(range(len(data))) - set(jpeg):
-            images[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(device)
+        for i in set(range(len(batch.data))) - set(jpeg):
+            images[i] = _decode_one(batch.data[i], batch.paths[i], device, read)
     return cast("list[torch.Tensor]", images)  # every slot is filled: the JPEGs above, the rest here
 
 
@@ -114,10 +164,12 @@ class DeviceAugment:
 
     Train: crop and resize each image (antialiased bilinear to ``size``, rounded to uint8 as PIL
     does), then flip, the original's colour jitter, PCA lighting and normalisation on the whole
-    batch at once. Eval: resize the shorter side to ``resize``, centre-crop ``size``, normalise.
+    batch at once. Eval: resize the shorter side to ``resize``, centre-crop ``size``, normalise. ``read`` is the
+    folders' loader, for the files torchvision cannot decode (see :func:`decode`).
     """
 
-    def __init__(self, train: T.Compose, val: T.Compose) -> None:
+    def __init__(self, train: T.Compose, val: T.Compose, read: Reader) -> None:
+        self.read = read
         crop, _, _, jitter, lighting, normalize = train.transforms
         resize, center, _, _ = val.transforms
         self.size, self.center = list(crop.size), list(center.size)
@@ -136,7 +188,7 @@ class DeviceAugment:
     def train(self, batch: EncodedBatch, device: torch.device) -> torch.Tensor:
         """Normalised float training inputs (B, 3, size, size) on ``device`` from an encoded batch."""
         device = torch.device(device)
-        images = decode(batch.data, device)
+        images = decode(batch, device, self.read)
         crops = batch.params["crop"].tolist()  # host values: no device sync
         x = torch.stack([F.resized_crop(img, top, left, h, w, self.size, antialias=True)
                          for img, (top, left, h, w) in zip(images, crops)])
@@ -161,7 +213,7 @@ class DeviceAugment:
     def val(self, batch: EncodedBatch, device: torch.device) -> torch.Tensor:
         """Normalised float eval inputs (B, 3, size, size) on ``device``: resize the shorter side, centre-crop."""
         device = torch.device(device)
-        images = decode(batch.data, device)
+        images = decode(batch, device, self.read)
         x = torch.stack([F.center_crop(F.resize(img, [self.resize], antialias=True), self.center) for img in images])
         mean, std, _, _ = self._on(device)
         return (x.float().div_(255) - mean) / std
@@ -169,7 +221,8 @@ class DeviceAugment:
 
 def encoded_data(train: Any, val: Any, train_tf: T.Compose, val_tf: T.Compose, seed: int, num_classes: int,
                  registry_dataset: str) -> DataSpec:
-    """The DataSpec of ``--decode gpu`` for ImageFolder ``train`` and ``val`` sets with the CPU transforms they would use."""
-    augment = DeviceAugment(train_tf, val_tf)
-    return DataSpec(EncodedImages(train.samples, seed, train_tf), EncodedImages(val.samples, seed), num_classes,
-                    registry_dataset, collate=collate_encoded, train_to_device=augment.train, val_to_device=augment.val)
+    """The DataSpec of ``--decode gpu`` for ImageFolder ``train`` and ``val`` sets with the CPU transforms they would use;
+    their loader reads the files the device cannot decode."""
+    augment = DeviceAugment(train_tf, val_tf, train.loader)
+    return DataSpec(EncodedImages(train.samples, train.loader, seed, train_tf), EncodedImages(val.samples, val.loader, seed),
+                    num_classes, registry_dataset, collate=collate_encoded, train_to_device=augment.train, val_to_device=augment.val)
