@@ -23,8 +23,8 @@ from cutmix_zoo.errors import InvalidArgumentError, exit_code
 from cutmix_zoo.train import loop as train_loop
 from cutmix_zoo.train import train_main
 from cutmix_zoo.train.checkpoint import load_checkpoint
-from cutmix_zoo.train.data import DataError, EpochSampler, read_image, training_data
-from cutmix_zoo.train.gpu_decode import EncodedBatch, collate_encoded, decode
+from cutmix_zoo.train.data import DataError, EpochSampler, build_transforms, read_image, training_data
+from cutmix_zoo.train.gpu_decode import EncodedBatch, collate_encoded, decode, encoded_data
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -226,6 +226,23 @@ def test_files_torchvision_cannot_decode_are_read_by_the_folders_loader(copy_of_
         assert len(images) == 9 and all(img.device.type == device.type for img in images)
         assert torch.equal(images[batch.paths.index(str(path))].cpu(), F.pil_to_tensor(Image.open(path).convert("RGB")))
     assert _pipeline(copy_of_tree, "train", device).shape == _pipeline(copy_of_tree, "val", device).shape == (9, 3, 224, 224)
+
+
+def test_subsets_of_one_folder_keep_their_files_and_the_loaders_sentence(copy_of_tree):
+    """A split held out of one ImageFolder tree (torch Subsets of it) encodes the subsets' own files, and a broken one
+    among them is still named by the folder's loader."""
+    from torch.utils.data import Subset
+    from torchvision.datasets import ImageFolder
+
+    train_tf, val_tf = build_transforms("imagenet", 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 256)
+    whole = ImageFolder(str(copy_of_tree / "train"), loader=read_image)
+    data = encoded_data(Subset(whole, [0, 2, 5, 7]), Subset(whole, [1, 6]), train_tf, val_tf, SEED, 2, "folder")
+    assert [p for p, _ in data.train.samples] == [whole.samples[i][0] for i in (0, 2, 5, 7)]
+    assert [data.val[i][3] for i in range(2)] == [0, 1]
+    broken = Path(whole.samples[6][0])
+    broken.write_bytes(b"")
+    with pytest.raises(DataError, match=f"^The image {broken} cannot be read "):
+        data.val_to_device(collate_encoded([data.val[i] for i in range(2)])[0], CPU)
 
 
 def _device_run(data: Path, output: Path, *extra: str) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple, Optional, cast
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision import transforms as T
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms.v2 import functional as F
@@ -219,10 +219,19 @@ class DeviceAugment:
         return (x.float().div_(255) - mean) / std
 
 
+def _image_files(dataset: Any) -> tuple[list[tuple[str, int]], Reader]:
+    """The (path, class) samples and the loader of an ImageFolder, or of a Subset of one (a split held out of one tree)."""
+    if isinstance(dataset, Subset):
+        samples, read = _image_files(dataset.dataset)
+        return [samples[i] for i in dataset.indices], read
+    return dataset.samples, dataset.loader
+
+
 def encoded_data(train: Any, val: Any, train_tf: T.Compose, val_tf: T.Compose, seed: int, num_classes: int,
                  registry_dataset: str) -> DataSpec:
-    """The DataSpec of ``--decode gpu`` for ImageFolder ``train`` and ``val`` sets with the CPU transforms they would use;
-    their loader reads the files the device cannot decode."""
-    augment = DeviceAugment(train_tf, val_tf, train.loader)
-    return DataSpec(EncodedImages(train.samples, train.loader, seed, train_tf), EncodedImages(val.samples, val.loader, seed),
+    """The DataSpec of ``--decode gpu`` for ImageFolder ``train`` and ``val`` sets (or Subsets of them) with the CPU
+    transforms they would use; their loader reads the files the device cannot decode."""
+    (train_files, read), (val_files, val_read) = _image_files(train), _image_files(val)
+    augment = DeviceAugment(train_tf, val_tf, read)
+    return DataSpec(EncodedImages(train_files, read, seed, train_tf), EncodedImages(val_files, val_read, seed),
                     num_classes, registry_dataset, collate=collate_encoded, train_to_device=augment.train, val_to_device=augment.val)
