@@ -343,7 +343,7 @@ class ProbeResult:
         """The result as plain JSON values."""
         return {"top1_err": self.top1_err, "top5_err": self.top5_err, "l2": self.l2, "grid": self.grid,
                 "holdout_top1_err": self.holdout_top1_err, "holdout_loss": self.holdout_loss, "train_images": self.train_images,
-                "holdout_images": self.holdout_images, "val_images": self.val_images, "fit_seconds": self.fit_seconds}
+                "holdout_images": self.holdout_images, "val_images": self.val_images, "fit_seconds": round(self.fit_seconds, 3)}
 
 
 def standardise(fit: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:

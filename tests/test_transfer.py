@@ -144,7 +144,7 @@ def test_the_command_prints_the_table_and_writes_the_report_and_the_picture(nove
     assert report["data"]["train_images"] == 200 and report["data"]["val_images"] == 300 and len(report["data"]["classes"]) == 10
     cutmix = report["models"][CUTMIX]
     assert cutmix["features_cached"] and not report["models"][BASELINE]["features_cached"]
-    assert cutmix["feature_dim"] == 64 and cutmix["probe"]["top1_err"] < 35 and cutmix["probe"]["l2"] in report["settings"]["l2_grid"]
+    assert cutmix["feature_dim"] == 64 and cutmix["probe"]["top1_err"] < 35 and cutmix["probe"]["l2"] in cutmix["probe"]["grid"]
     assert f"{cutmix['probe']['top1_err']:.2f}" in printed
     assert report["pictures"] == [str(out / "transfer.png")]
     with Image.open(out / "transfer.png") as picture:

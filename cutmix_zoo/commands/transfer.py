@@ -121,7 +121,7 @@ def _transfer_command(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"command": shlex.join(["cutmix-zoo", "transfer", *args.argv]),
               "data": {"folder": str(data.root), "layout": data.layout, "classes": data.classes,
                        "train_images": len(data.train), "val_images": len(data.val)},
-              "settings": {"seed": args.seed, "holdout": args.holdout, "l2_grid": list(transfer.DEFAULT_GRID),
+              "settings": {"seed": args.seed, "holdout": args.holdout,
                            "loss": "mean cross-entropy + l2 / 2 * ||W||^2, features standardised with the fitting set's statistics",
                            "top5": "None with five classes or fewer", "batch_size": args.batch_size, "device": args.device or "cpu",
                            "feature_cache": str(Path(args.cache) if args.cache else transfer.feature_cache_dir()),
