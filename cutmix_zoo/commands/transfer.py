@@ -21,6 +21,7 @@ import torch
 from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
 from ..files import write_text_atomic
+from ..transfer import SMALL_IMAGE_SIDE
 
 DEFAULT_MODELS = ("resnet50.cutmix_in1k", "resnet50.baseline_in1k")
 SMALL_DATA_MODELS = ("pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes")
@@ -190,7 +191,7 @@ def transfer_main(argv: list[str]) -> int:
                         "or with --val-split one folder of class folders")
     parser.add_argument("--models", help="comma-separated registry names or exported folders (default: "
                         f"{','.join(DEFAULT_MODELS)}, and {','.join(SMALL_DATA_MODELS)} too when the images are small: the "
-                        "first training image of each class at most 64 pixels on its longer side)")
+                        f"first training image of each class at most {SMALL_IMAGE_SIDE} pixels on its longer side)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for report.json and transfer.png (created if needed)")
     parser.add_argument("--val-split", type=float, metavar="F", help="--data is one folder of class folders: hold out this fraction of "
                         "each class's images (drawn with --seed) for validation, as `cutmix-zoo train --val-split` does")
