@@ -64,9 +64,11 @@ def hub_config(cfg: ModelConfig) -> dict[str, Any]:
             "license": cfg.license, "origin_url": CODE_URL, "paper_ids": "arXiv:1905.04899",
         },
     )
-    values.pop("label_names", None)
+    names = values.pop("label_names", None)
     if cfg.num_classes and cfg.dataset in DATASETS and DATASETS[cfg.dataset].num_classes == cfg.num_classes:
         values["label_names"] = categories(cfg.dataset)
+    elif isinstance(names, list) and cfg.num_classes and len(names) == cfg.num_classes:  # a folder run's class folders
+        values["label_names"] = [str(n) for n in names]
     return values
 
 

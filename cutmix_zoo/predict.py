@@ -63,9 +63,13 @@ def resolve_model(model: str | os.PathLike | nn.Module, weights: str | os.PathLi
 
 
 def class_names(model: nn.Module) -> list[str]:
-    """Names of the model's output classes: its dataset's, or ``"class K"`` when its head was replaced."""
+    """Names of the model's output classes: its config's ``label_names`` (a folder run's class folders), its dataset's,
+    or ``"class K"`` when its head was replaced."""
     cfg = pretrained_cfg_of(model)
     num_classes = cfg["num_classes"]
+    names = cfg.get("label_names")
+    if isinstance(names, list) and len(names) == num_classes:
+        return [str(n) for n in names]
     try:
         names = categories(cfg.get("dataset", ""))
     except InvalidArgumentError:

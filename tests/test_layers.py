@@ -14,7 +14,7 @@ LAYERS = [
     ("parts", {"models", "models.resnet", "models.pyramidnet", "model_config", "fastload", "convert", "features"}),
     ("building", {"builder"}),
     ("fetching", {"weights"}),
-    ("library", {"api", "export", "cards", "predict", "cam", "detection", "entrypoints", "robustness", "localize", "plots", ""}),
+    ("library", {"api", "export", "cards", "predict", "cam", "detection", "entrypoints", "robustness", "localize", "plots", "transfer", ""}),
     ("trainer", {"train"}),
     ("commands", {"cli", "commands", "demo", "__main__", "train.__main__"}),
 ]

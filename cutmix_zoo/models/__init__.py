@@ -33,6 +33,22 @@ FAMILIES: dict[str, Family[Any]] = {
 }
 
 
+def level_children(model: nn.Module, family: str) -> list[list[str]]:
+    """The names of the top-level children that compute each feature level of a ``family`` network, in forward order.
+
+    Level 0 (the stem) is every child up to the family's first feature point; each later level is the children after
+    the previous point up to its own (a ResNet's level 1 is ``maxpool`` and ``layer1``). The trainer freezes levels
+    and hooks stages by these lists, so both follow the one ``feature_points`` of each family.
+    """
+    names = [name for name, _ in model.named_children()]
+    levels, start = [], 0
+    for point, _, _ in FAMILIES[family].feature_points(model):
+        end = names.index(point) + 1
+        levels.append(names[start:end])
+        start = end
+    return levels
+
+
 def build_model(family: str, args: dict[str, Any], num_classes: int) -> nn.Module:
     """Build a network of ``family`` with its arguments and a ``num_classes``-way classifier."""
     return FAMILIES[family].build(num_classes=num_classes, **args)

@@ -22,6 +22,12 @@ from ..errors import InvalidArgumentError
 MEASURED_KEYS = ("top1_err", "top5_err", "err_source", "eval_dataset")
 
 
+def base_model_of(cfg: dict[str, Any]) -> Optional[str]:
+    """What a model fine-tuned from the weights of ``cfg`` (a ``pretrained_cfg``) names as its ``base_model``: their
+    Hub repository, else their name."""
+    return cfg.get("hub_repo") or cfg.get("name")
+
+
 def init_like_the_original(model: nn.Module) -> None:
     """The CutMix repository's initialisation of its CIFAR ResNets and PyramidNets: He-normal (fan out) convolutions,
     batch-norm weight 1 and bias 0. Skipped, like every initialiser, when a model is built on the meta device for loading."""
@@ -88,7 +94,8 @@ class ClassifierMixin:
         cfg = getattr(self, "pretrained_cfg", None)
         if isinstance(cfg, dict):
             headed = {**cfg, "num_classes": num_classes, **dict.fromkeys(MEASURED_KEYS)}
+            headed.pop("label_names", None)  # the old head's class names
             if cfg.get("source") and num_classes and not cfg.get("base_model"):
                 # a new head on pretrained weights: what it is fine-tuned from, for the export's card (the Hub's base_model)
-                headed["base_model"] = cfg.get("hub_repo") or cfg.get("name")
+                headed["base_model"] = base_model_of(cfg)
             self.pretrained_cfg = headed

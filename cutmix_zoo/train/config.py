@@ -5,7 +5,8 @@ flag left unset keeps the recipe's value, every flag given overrides it. ``--mod
 registry model or architecture, or a family (``pyramidnet``, ``resnet``) shaped by
 ``--depth``/``--alpha``/``--no-bottleneck`` as in the original ``train.py``: ``resnet`` on CIFAR is the
 original resnet.py's CIFAR ResNet (depth 9n+2 with bottlenecks, 6n+2 with basic blocks), on ImageNet
-torchvision's ResNet-18/34/50/101/152/200.
+torchvision's ResNet-18/34/50/101/152/200. ``--init NAME|FOLDER|FILE`` starts from a zoo model's weights with a
+fresh head (:mod:`.finetune`), with ``--recipe finetune`` by default.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import torch
 
 from ..errors import InvalidArgumentError, TrainingError, UnknownModelError
 from ..fastload import build_on_meta
-from ..recipes import FEATURE_MIX_MODES, Recipe, base_recipe, method_settings, recipe_for
+from ..recipes import FEATURE_MIX_MODES, FINETUNE, Recipe, base_recipe, finetune_recipe, method_settings, recipe_for
 from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, data_config, get_entry, run_suffix
+from .dataspec import Inputs
+from .finetune import Init, count_levels, resolve_init
 
 # ImageNet depths of the original resnet.py: depth -> (blocks per stage, bottleneck).
 _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
@@ -39,7 +42,7 @@ METRICS = "metrics.jsonl"
 BEST_WEIGHTS = "best.safetensors"
 EXPORT_DIR = "export"
 # Flags a resumed run may change: where files are and how this process runs, not what is trained.
-RESOLVED_FLAGS = (*RECIPE_FIELDS, "recipe", "model", "depth", "alpha", "bottleneck", "dataset")  # flags resolve() reads
+RESOLVED_FLAGS = (*RECIPE_FIELDS, "recipe", "model", "depth", "alpha", "bottleneck", "dataset", "init")  # flags resolve() reads
 RESUMABLE_FLAGS = ("epochs", "output", "data", "device", "workers", "decode", "quiet", "log_interval", "compile",
                    "precision", "channels_last", "export", "download", "dry_run")
 
@@ -72,7 +75,11 @@ def train_parser() -> argparse.ArgumentParser:
                     "(model.safetensors, config.json, README.md of the best epoch) that cutmix_zoo.load(FOLDER) loads.",
     )
     g = p.add_argument_group("what to train")
-    g.add_argument("--recipe", help="registry name whose original recipe to use, e.g. resnet50.cutmix_in1k")
+    g.add_argument("--recipe", help="registry name whose original recipe to use, e.g. resnet50.cutmix_in1k, or 'finetune' (the default "
+                                    "with --init: lr 0.01 for the new head and x0.1 for the pretrained layers, 30 epochs, CutMix on half "
+                                    "the batches; see the README for where each value comes from)")
+    g.add_argument("--init", metavar="NAME|FOLDER|FILE", help="start from a zoo model's weights (a registry name, an exported folder, "
+                                                             "or a weights file with --model ARCH) with a fresh head sized to the data")
     g.add_argument("--model", help="registry model or architecture (resnet50, pyramidnet200_a240) or a family: pyramidnet, resnet "
                                     "(CIFAR ResNet on cifar10/cifar100/shapes, ImageNet ResNet on imagenet/folder)")
     g.add_argument("--depth", type=int, help="depth for --model pyramidnet/resnet")
@@ -82,6 +89,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", choices=TRAINER_DATASETS,
                    help="default: the recipe's, else cifar100 (shapes: the generated Shapes-10, --data is not used)")
     g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
+    g.add_argument("--val-split", type=float, metavar="F", help="--data is one ImageFolder tree (a folder per class): hold out this "
+                                                                 "fraction of each class's images, drawn with --seed, for validation")
     g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")
     g.add_argument("--synthetic-size", type=int, default=0,
                    help="training images of --data synthetic (default 2048 at 32px, 512 at 224px) or of --dataset shapes (default 5000)")
@@ -110,6 +119,12 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--dropblock", type=float, help="DropBlock drop probability on the last two stages (0: off)")
     g.add_argument("--dropblock-size", type=int)
+    g.add_argument("--input-size", type=int, metavar="PIXELS", help="train and evaluate at this crop size (default: the --init model's, "
+                                                                     "else the dataset's; small images are not blown up to 224)")
+    g.add_argument("--backbone-lr-mult", type=float, metavar="X", help="learning rate multiplier of every layer but the classifier "
+                                                                      "(finetune: 0.1)")
+    g.add_argument("--freeze-stages", type=int, metavar="K", help="freeze the first K feature levels, the stem being the first "
+                                                                  "(no gradients, BatchNorm statistics kept); default 0")
     g = p.add_argument_group("run")
     g.add_argument("--output", default="runs/train", help="folder for checkpoint.pt, metrics.jsonl and export/ (default runs/train)")
     g.add_argument("--resume", help="checkpoint file or output folder to continue; what is trained comes from the checkpoint, and "
@@ -161,10 +176,19 @@ def model_spec(model: Optional[str], depth: Optional[int], alpha: Optional[float
 
 def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
     """The recipe, the model, the run's name and its method (registry spelling) from parsed flags."""
-    if args.recipe is None and args.model is None:
-        raise InvalidArgumentError("Pass --recipe NAME (e.g. pyramidnet200_a240.cutmix_c100) or --model ARCH to say what to train.")
+    if args.recipe is None and args.model is None and args.init is None:
+        raise InvalidArgumentError("Pass --recipe NAME (e.g. pyramidnet200_a240.cutmix_c100), --model ARCH or --init NAME to say what "
+                                   "to train.")
+    init = resolve_init(args.init, args.model) if args.init else None
     method = None
-    if args.recipe is not None:
+    arch = None
+    if (args.recipe or (FINETUNE if init else None)) == FINETUNE:
+        dataset = args.dataset or FOLDER
+        size = args.input_size or (init.config.input_size[-1] if init else data_config(dataset).input_size[-1])
+        recipe = finetune_recipe(dataset, args.epochs, size)
+        if init is None and args.model is None:
+            raise InvalidArgumentError("--recipe finetune needs --init NAME|FOLDER|FILE (or --model ARCH for the same recipe from scratch).")
+    elif args.recipe is not None:
         recipe, arch = recipe_for(args.recipe, args.epochs)
         method = get_entry(args.recipe).method
         if args.dataset is not None and args.dataset != recipe.dataset:
@@ -177,23 +201,47 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
             except UnknownModelError:
                 dataset = "cifar100"
         recipe = base_recipe(dataset, args.epochs)
-        arch = None
     overrides = {k: getattr(args, k) for k in RECIPE_FIELDS if k not in ("dataset", "transforms") and getattr(args, k, None) is not None}
     if args.lr_step is not None and args.lr_milestones is None:
         overrides["lr_milestones"] = ()
     if args.lr_milestones is not None and args.lr_step is None:
         overrides["lr_step"] = 0
     recipe = recipe.replace(**overrides)
-    spec = model_spec(args.model or arch, args.depth, args.alpha, args.bottleneck, recipe.dataset)
+    spec = init_spec(init, args) if init else model_spec(args.model or arch, args.depth, args.alpha, args.bottleneck, recipe.dataset)
     if args.mix is not None or method is None:
         method = {"none": "baseline", "cutout+mixup": "cutout_mixup"}.get(recipe.mix, recipe.mix)
         if recipe.mix_layers == "random" and recipe.mix in ("cutmix", "mixup"):
             method = FEATURE_MIX_MODES[recipe.mix == "mixup"]
-    name = args.recipe if args.recipe and args.model is None and args.mix is None else f"{spec.label}.{method}_{run_suffix(recipe.dataset)}"
+    if init is not None:
+        name = f"{spec.label}.{init.tag or method}_ft_{run_suffix(recipe.dataset)}"
+    elif args.recipe and args.recipe != FINETUNE and args.model is None and args.mix is None:
+        name = args.recipe
+    else:
+        name = f"{spec.label}.{method}_{run_suffix(recipe.dataset)}"
     check_recipe(recipe)
     check_run_flags(args)
-    check_model(spec, recipe.dataset)
+    check_model(spec, recipe.dataset, recipe.freeze_stages)
     return recipe, spec, name, method
+
+
+def init_spec(init: Init, args: argparse.Namespace) -> ModelSpec:
+    """The network of ``--init``: the init's own; ``--model`` may only repeat it (it names a weights file's architecture)."""
+    cfg = init.config
+    label = cfg.architecture or cfg.name.partition(".")[0]
+    if init.kind != "file" and args.model is not None and args.model not in (label, cfg.name):
+        raise InvalidArgumentError(f"--model {args.model} differs from the {label} that --init {init.source} holds; drop --model "
+                                   "(with --init the network is the init's).")
+    if args.depth is not None or args.alpha is not None or not args.bottleneck:
+        raise InvalidArgumentError("--depth, --alpha and --no-bottleneck shape a new network; with --init the network is the init's.")
+    return ModelSpec(cfg.family, dict(cfg.arch_args), cfg.architecture, label)
+
+
+def run_inputs(recipe: Recipe, init: Optional[Init]) -> Inputs:
+    """The inputs a run trains and evaluates on: the init model's (what its weights expect) or the dataset's, at
+    ``recipe.input_size`` when given, resized for evaluation in the same proportion as the model's own crop."""
+    base = init.config if init is not None else data_config(recipe.dataset)
+    size = recipe.input_size or base.input_size[-1]
+    return Inputs(size, tuple(base.mean), tuple(base.std), round(size / base.crop_pct), base.interpolation, base.crop_pct)
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -245,6 +293,9 @@ def check_run_flags(args: argparse.Namespace) -> None:
         (args.workers < 0, f"--workers must be 0 or more, not {args.workers}"),
         (args.log_interval < 1, f"--log-interval must be at least 1 step, not {args.log_interval}"),
         (args.synthetic_size < 0, f"--synthetic-size must be 0 (the default size) or more, not {args.synthetic_size}"),
+        (args.val_split is not None and not 0 < args.val_split < 1, f"--val-split is a fraction between 0 and 1, not {args.val_split}"),
+        (args.val_split is not None and args.decode == "gpu", "--val-split reads a single folder with --decode cpu; split it into "
+                                                               "train/ and val/ for --decode gpu"),
     ]
     for bad, message in problems:
         if bad:
@@ -263,20 +314,26 @@ def dataset_classes(dataset: str) -> Optional[int]:
     return None if dataset == FOLDER else data_config(dataset).num_classes
 
 
-def check_model(spec: ModelSpec, dataset: str) -> int:
+def check_model(spec: ModelSpec, dataset: str, freeze_stages: int = 0) -> int:
     """Build the model on the meta device (no memory, no data) and return its parameter count; a shape it cannot
-    take is one sentence, before any data loader starts. A folder dataset's head is left out of the count."""
+    take, or more levels to freeze than it has, is one sentence, before any data loader starts. A folder dataset's head
+    is left out of the count."""
     try:
         model = build_on_meta(spec.family, spec.args, dataset_classes(dataset) or 0)
     except (ValueError, TypeError, KeyError, RuntimeError, ZeroDivisionError) as e:
         reason = str(e).rstrip(".") or type(e).__name__
         raise InvalidArgumentError(f"The model {spec.label} ({spec.family} {spec.args}) cannot be built: {reason}.") from None
+    levels = count_levels(model, spec.family)
+    if freeze_stages > levels:
+        raise InvalidArgumentError(f"--freeze-stages {freeze_stages} is more than the {levels} feature levels of {spec.label} "
+                                   f"(the stem and {levels - 1} stages); freezing all of them leaves only the classifier to train.")
     return sum(p.numel() for p in model.parameters())
 
 
 def check_recipe(recipe: Recipe) -> None:
     """Refuse values that cannot train, each with one sentence (a NaN or an infinity is refused everywhere)."""
-    floats = {"--lr": recipe.lr, "--lr-gamma": recipe.lr_gamma, "--momentum": recipe.momentum, "--weight-decay": recipe.weight_decay,
+    floats = {"--lr": recipe.lr, "--backbone-lr-mult": recipe.backbone_lr_mult,
+              "--lr-gamma": recipe.lr_gamma, "--momentum": recipe.momentum, "--weight-decay": recipe.weight_decay,
               "--beta": recipe.beta, "--mix-prob": recipe.mix_prob, "--label-smoothing": recipe.label_smoothing,
               "--dropblock": recipe.dropblock, **{f"--lr-milestones ({m})": m for m in recipe.lr_milestones}}
     problems = [(not math.isfinite(value), f"{flag} must be a finite number, not {value}") for flag, value in floats.items()]
@@ -294,6 +351,11 @@ def check_recipe(recipe: Recipe) -> None:
         (not 0 <= recipe.label_smoothing < 1, f"--label-smoothing must be in [0, 1), not {recipe.label_smoothing}"),
         (not 0 <= recipe.dropblock < 1, f"--dropblock must be in [0, 1), not {recipe.dropblock}"),
         (recipe.dropblock > 0 and recipe.dropblock_size < 1, f"--dropblock-size must be at least 1, not {recipe.dropblock_size}"),
+        (recipe.backbone_lr_mult <= 0, f"--backbone-lr-mult must be positive (freeze layers with --freeze-stages), not {recipe.backbone_lr_mult}"),
+        (recipe.freeze_stages < 0, f"--freeze-stages must be 0 or more, not {recipe.freeze_stages}"),
+        (recipe.input_size != 0 and recipe.input_size < 8, f"--input-size must be at least 8 pixels, not {recipe.input_size}"),
+        (recipe.dataset == "shapes" and recipe.input_size not in (0, 32), f"Shapes-10 images are 32x32, so --input-size takes 32 on "
+                                                                           f"--dataset shapes, not {recipe.input_size}"),
         (any(not 0 < m < 1 for m in recipe.lr_milestones), f"--lr-milestones are fractions of the run in (0, 1), not {recipe.lr_milestones}"),
     ]
     for bad, message in problems:
@@ -310,11 +372,12 @@ def describe_run(args: argparse.Namespace, recipe: Recipe, spec: ModelSpec, name
         "name": name,
         "method": method,
         "model": {"label": spec.label, "family": spec.family, "args": spec.args, "architecture": spec.architecture,
-                  "num_classes": classes, "parameters": check_model(spec, recipe.dataset),
+                  "init": args.init, "num_classes": classes, "parameters": check_model(spec, recipe.dataset),
                   "parameters_counted": "with the classifier" if classes else "without the classifier (a folder's classes are read with its data)"},
         "recipe": dataclasses.asdict(recipe),
         "lr_per_epoch": [recipe.lr_at(epoch) for epoch in range(recipe.epochs)],
-        "data": {"dataset": recipe.dataset, "data": args.data, "workers": args.workers, "decode": args.decode},
+        "data": {"dataset": recipe.dataset, "data": args.data, "val_split": args.val_split, "workers": args.workers, "decode": args.decode,
+                 "inputs": dataclasses.asdict(run_inputs(recipe, resolve_init(args.init, args.model) if args.init else None))},
         "run": {"seed": args.seed, "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
                 "compile": args.compile, "deterministic": args.deterministic, "log_interval": args.log_interval,
                 "world_size": int(os.environ.get("WORLD_SIZE", "1")), "resume": args.resume},

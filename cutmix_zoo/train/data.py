@@ -8,6 +8,7 @@ whichever worker loads it and whether or not the run was interrupted and resumed
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import ZooError
 from ..registry import FOLDER, data_config
-from .dataspec import DataSpec, dataset_size, sample_seed
+from .dataspec import DataSpec, Inputs, dataset_size, sample_seed
 
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10, ImageFolder
@@ -100,11 +101,13 @@ class ColorJitter:
         return img
 
 
-def build_transforms(kind: str, input_size: int, mean: tuple, std: tuple, resize: int) -> tuple[Callable, Callable]:
+def build_transforms(kind: str, input_size: int, mean: tuple, std: tuple, resize: int, fit: bool = False) -> tuple[Callable, Callable]:
     """The original train and eval transforms: ``imagenet`` (crop, flip, jitter, lighting) or ``cifar`` (pad-crop, flip).
 
     The eval transform is :func:`cutmix_zoo.api.eval_transform`, the one that loaded models use (resize the shorter
     side to ``resize``, centre-crop, normalise; CIFAR's 32x32 images pass through the resize and crop unchanged).
+    ``fit``: the images may not be ``input_size`` pixels (a folder, another size), so ``cifar`` first resizes and
+    centre-crops them as the eval transform does, then pads and crops.
     """
     from torchvision import transforms as T
 
@@ -116,7 +119,8 @@ def build_transforms(kind: str, input_size: int, mean: tuple, std: tuple, resize
         train = T.Compose([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), T.ToTensor(),
                            ColorJitter(0.4, 0.4, 0.4), Lighting(0.1), normalize])
     elif kind == "cifar":
-        train = T.Compose([T.RandomCrop(input_size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+        fitted = [T.Resize(resize), T.CenterCrop(input_size)] if fit else []
+        train = T.Compose([*fitted, T.RandomCrop(input_size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
     else:
         raise DataError(f"Unknown transform set {kind!r}: use 'imagenet' or 'cifar'.")
     return train, val
@@ -272,16 +276,59 @@ def _split_folders(root: str, dataset: str) -> tuple[str, str]:
     return train, val
 
 
+def _held_out(folder: ImageFolder, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Train and validation indices of one ImageFolder tree: ``fraction`` of each class's images (at least one, and never
+    all) drawn with ``seed`` for validation."""
+    g = torch.Generator().manual_seed(seed)
+    train: list[int] = []
+    val: list[int] = []
+    for label in range(len(folder.classes)):
+        members = [i for i, t in enumerate(folder.targets) if t == label]
+        if len(members) < 2:
+            raise DataError(f"The class {folder.classes[label]!r} of {folder.root} has {len(members)} image(s); --val-split needs at least "
+                            "two per class (one to train on, one to validate).")
+        order = [members[i] for i in torch.randperm(len(members), generator=g).tolist()]
+        count = min(max(1, round(fraction * len(members))), len(members) - 1)
+        val += order[:count]
+        train += order[count:]
+    return sorted(train), sorted(val)
+
+
+def _folders(data: str, dataset: str, val_split: Optional[float], seed: int, val_tf: Callable) -> tuple[Dataset, Dataset, list[str]]:
+    """The train set (untransformed) and the validation set (``val_tf``) of an ImageFolder tree, and its class names:
+    ``data/train`` and ``data/val``, or with ``val_split`` one tree split per class."""
+    from torch.utils.data import Subset
+
+    if val_split is None:
+        train_dir, val_dir = _split_folders(data, dataset)
+        base_train, val = _image_folder(train_dir), _image_folder(val_dir, transform=val_tf)
+        if val.classes != base_train.classes:
+            raise DataError(f"{data}: train/ and val/ need the same class folders (train/ has {len(base_train.classes)}, val/ has "
+                            f"{len(val.classes)}{', named differently' if len(val.classes) == len(base_train.classes) else ''}).")
+        return base_train, val, list(base_train.classes)
+    _check_folder(data)
+    if os.path.isdir(os.path.join(data, "train")) and os.path.isdir(os.path.join(data, "val")):
+        raise DataError(f"{data} is already split into train/ and val/: drop --val-split, or point --data at one folder of class folders.")
+    whole = _image_folder(data)
+    train_idx, val_idx = _held_out(whole, val_split, seed)
+    return Subset(whole, train_idx), Subset(_image_folder(data, transform=val_tf), val_idx), list(whole.classes)
+
+
 def training_data(dataset: str, data: str, transforms: str, seed: int, download: bool = False,
-                  synthetic_size: int = 0, decode: str = "cpu") -> DataSpec:
+                  synthetic_size: int = 0, decode: str = "cpu", inputs: Optional[Inputs] = None,
+                  val_split: Optional[float] = None) -> DataSpec:
     """The train and validation sets of a run (train augmentation keyed by epoch and index).
 
+    ``inputs`` (default: the dataset's) sets the crop size and normalisation, e.g. those of the model a run starts from.
+    ``val_split`` holds out that fraction of each class of a single ImageFolder tree for validation.
     ``decode="gpu"`` (ImageFolder trees only): workers read the files' bytes and draw the augmentation's
     parameters; decoding and augmenting happen on the device (see :mod:`.gpu_decode`).
     """
     cfg = data_config(dataset)
     name = FOLDER if dataset == FOLDER else cfg.name
-    size, mean, std = cfg.input_size[-1], cfg.mean, cfg.std
+    if inputs is None:
+        inputs = Inputs(cfg.input_size[-1], cfg.mean, cfg.std, cfg.resize)
+    size, mean, std = inputs.size, inputs.mean, inputs.std
     if dataset == "shapes":
         from .shapes import Shapes
 
@@ -294,23 +341,20 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
         train = Augmented(SyntheticImages(n, num_classes, size, split_seed=0), TensorTransform(mean, std, flip=True), seed)
         val = Augmented(SyntheticImages(max(n // 4, num_classes), num_classes, size, split_seed=1), TensorTransform(mean, std, flip=False), seed)
         return DataSpec(train, val, num_classes, cfg.name)
-    train_tf, val_tf = build_transforms(transforms, size, mean, std, cfg.resize)
+    fit = dataset not in _CIFAR_FOLDERS or size != cfg.input_size[-1]
+    train_tf, val_tf = build_transforms(transforms, size, mean, std, inputs.resize, fit)
     if dataset in _CIFAR_FOLDERS:
-        base_train = _cifar(dataset, data, True, download)
-        val = _cifar(dataset, data, False, download, transform=val_tf)
-        num_classes = cfg.num_classes
-    else:
-        train_dir, val_dir = _split_folders(data, dataset)
-        base_train = _image_folder(train_dir)
-        val = _image_folder(val_dir, transform=val_tf)
-        num_classes = len(base_train.classes)
-        if len(val.classes) != num_classes:
-            raise DataError(f"{data}: train/ has {num_classes} classes but val/ has {len(val.classes)}; both need the same class folders.")
-        if decode == "gpu":
-            from .gpu_decode import encoded_data
+        cifar_train = _cifar(dataset, data, True, download)
+        return DataSpec(Augmented(cifar_train, train_tf, seed), _cifar(dataset, data, False, download, transform=val_tf), cfg.num_classes, name)
+    base_train, val_set, classes = _folders(data, dataset, val_split, seed, val_tf)
+    if len(classes) < 2:
+        raise DataError(f"{data} holds {len(classes)} class folder(s); a classifier needs at least two.")
+    if decode == "gpu":
+        from .gpu_decode import encoded_data
 
-            return encoded_data(base_train, val, train_tf, val_tf, seed, num_classes, name)
-    return DataSpec(Augmented(base_train, train_tf, seed), val, num_classes, name)
+        spec = encoded_data(base_train, val_set, train_tf, val_tf, seed, len(classes), name)
+        return dataclasses.replace(spec, classes=classes)
+    return DataSpec(Augmented(base_train, train_tf, seed), val_set, len(classes), name, classes=classes)
 
 
 def eval_data(data: str, cfg: Mapping[str, Any]) -> CIFAR10 | ImageFolder:

@@ -34,18 +34,33 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True)
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What a run's model is fed: the crop ``size``, the normalisation, and the evaluation's shorter-side ``resize``
+    (with the ``interpolation`` and ``crop_pct`` an export records)."""
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: int
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+
+
 @dataclass
 class DataSpec:
     """The datasets of a run, what the model needs to know about them, and how a loader's batch becomes model input.
 
-    ``collate`` (None: torch's default) batches samples in the workers; ``train_to_device`` and
-    ``val_to_device`` finish a batch on the device (with ``--decode gpu``: decode and augment there).
+    ``classes`` are a folder's class names (None where the registry knows them); ``collate`` (None: torch's default)
+    batches samples in the workers; ``train_to_device`` and ``val_to_device`` finish a batch on the device (with
+    ``--decode gpu``: decode and augment there).
     """
 
     train: Dataset
     val: Dataset
     num_classes: int
     registry_dataset: str
+    classes: Optional[list[str]] = None
     collate: Optional[Callable] = None
     train_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device
     val_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device

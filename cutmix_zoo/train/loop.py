@@ -47,11 +47,13 @@ from .config import (
     describe_run,
     resolve,
     resumed_args,
+    run_inputs,
 )
 from .data import DataError, EpochSampler, ShardSampler, make_loader, training_data
-from .dataspec import DataSpec, dataset_size
+from .dataspec import DataSpec, Inputs, dataset_size
 from .evaluation import evaluate, nonfinite_tensors, topk_errors
 from .export import export_config
+from .finetune import Init, freeze_levels, load_init, param_groups, resolve_init
 from .gpu_decode import check_gpu_decode
 from .mixing import BatchMixer, DropBlock
 from .ranks import Ranks, all_sum, autocast, average_buffers, setup_ranks
@@ -65,7 +67,9 @@ class Run:
     whose weights are evaluated, checkpointed and exported. ``start_epoch`` and ``start_step`` are where training
     begins (past 0 when resumed), ``best`` is the best validation epoch so far, ``partial`` this epoch's training
     metrics so far on this rank (loss sum, top-1 misses, top-5 misses, images), on the device, and ``saved`` the
-    (epoch, step) of the checkpoint in ``output`` (None before this run wrote or resumed one).
+    (epoch, step) of the checkpoint in ``output`` (None before this run wrote or resumed one). ``init`` is the zoo
+    model the run started from (``--init``), ``inputs`` what the model is fed, and ``frozen`` the modules of the
+    levels ``--freeze-stages`` froze, kept in eval mode.
     """
 
     args: argparse.Namespace
@@ -93,6 +97,9 @@ class Run:
     best: dict[str, Any]
     partial: torch.Tensor
     saved: Optional[tuple[int, int]] = None
+    init: Optional[Init] = None
+    inputs: Optional[Inputs] = None
+    frozen: list[nn.Module] = dataclasses.field(default_factory=list)
 
     @property
     def per_rank_batch(self) -> int:
@@ -126,6 +133,8 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     """
     output = Path(args.output)
     recipe, spec, name, method = resolve(args)
+    init = resolve_init(args.init, args.model) if args.init else None
+    inputs = run_inputs(recipe, init)
     ranks = setup_ranks(args.device)
     if ranks.is_main:
         check_output(output)
@@ -144,7 +153,8 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     if recipe.batch_size % ranks.world_size:
         raise InvalidArgumentError(f"--batch-size {recipe.batch_size} does not split evenly over {ranks.world_size} ranks.")
     per_rank_batch = recipe.batch_size // ranks.world_size
-    data = training_data(recipe.dataset, args.data, recipe.transforms, args.seed, args.download, args.synthetic_size, args.decode)
+    data = training_data(recipe.dataset, args.data, recipe.transforms, args.seed, args.download, args.synthetic_size, args.decode,
+                         inputs, args.val_split)
     sampler = EpochSampler(data.train, ranks.world_size, ranks.rank, args.seed)
     pin = device.type == "cuda"
     train_loader = make_loader(data.train, per_rank_batch, sampler, args.workers, pin, drop_last=True, collate_fn=data.collate)
@@ -156,7 +166,11 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
                                    f"of {per_rank_batch}.")
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank
-    module = build_model(spec.family, spec.args, data.num_classes)
+    if init is not None and resume_state is None:
+        module = load_init(init, data.num_classes)
+    else:  # from scratch, or resumed: the checkpoint holds the weights
+        module = build_model(spec.family, spec.args, data.num_classes)
+    frozen = freeze_levels(module, spec.family, recipe.freeze_stages)
     random.seed(args.seed + ranks.rank)
     torch.manual_seed(args.seed + ranks.rank)
     mixer = BatchMixer(recipe.mix, recipe.beta, recipe.mix_prob, recipe.cutout_size, device, args.seed,
@@ -168,7 +182,7 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
         dropblock.attach(module, spec.family)
     # Module.to's stubs have no overload for device and memory_format together, which it takes at run time.
     module.to(device=device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
-    optimizer = torch.optim.SGD(module.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+    optimizer = torch.optim.SGD(param_groups(module, spec.family, recipe.lr, recipe.backbone_lr_mult), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     if ranks.is_main:  # a checkpoint (weights, buffers and momentum) and best.safetensors (weights, buffers)
         state_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
@@ -198,12 +212,12 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
         output.mkdir(parents=True, exist_ok=True)
         if resume_state is not None:
             _carry_run_files(Path(args.resume), output)
-        log.write({"event": "start", "name": name, "resumed_from": str(args.resume) if args.resume else None,
+        log.write({"event": "start", "name": name, "init": args.init, "resumed_from": str(args.resume) if args.resume else None,
                    "epoch": start_epoch, "step": start_step, "world_size": ranks.world_size, "device": str(device),
                    "bf16": bf16, "channels_last": channels_last, "recipe": dataclasses.asdict(recipe)})
     return Run(args, recipe, spec, name, method, output, ranks, bf16, channels_last, data, sampler, train_loader, val_loader,
                steps, model, module, optimizer, mixer, dropblock, log, start_epoch, start_step, best, partial,
-               saved=(start_epoch, start_step) if resume_state is not None else None)
+               saved=(start_epoch, start_step) if resume_state is not None else None, init=init, inputs=inputs, frozen=frozen)
 
 
 def train_epoch(run: Run, epoch: int, stop: StopFlag) -> bool:
@@ -224,12 +238,14 @@ def train_epoch(run: Run, epoch: int, stop: StopFlag) -> bool:
     args, recipe, ranks, device, steps = run.args, run.recipe, run.ranks, run.ranks.device, run.steps
     lr = recipe.lr_at(epoch)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)  # the backbone's multiplier (checkpoints from before it have none)
     first = run.start_step if epoch == run.start_epoch else 0
     if first == 0:
         run.partial.zero_()
     run.sampler.set_position(epoch, first * run.per_rank_batch)
     run.model.train()
+    for module in run.frozen:  # frozen levels keep their pretrained BatchNorm statistics
+        module.eval()
     cast = functools.partial(autocast, device, run.bf16)
     total_steps = recipe.epochs * steps
     started = time.perf_counter()
@@ -326,7 +342,8 @@ def finish(run: Run) -> int:
             run.module.load_state_dict(load_file(run.output / BEST_WEIGHTS))
             synthetic = run.args.data == "synthetic" and run.recipe.dataset != "shapes"  # Shapes-10 is generated but real
             cfg = export_config(run.recipe, run.spec, run.name, run.method, run.data.num_classes, run.data.registry_dataset, best,
-                                run.args.seed, ranks.world_size, measured_on=None if synthetic else run.data.registry_dataset)
+                                run.args.seed, ranks.world_size, measured_on=None if synthetic else run.data.registry_dataset,
+                                inputs=run.inputs, init=run.init, classes=run.data.classes)
             export_dir = save_pretrained(run.module, run.output / EXPORT_DIR, cfg=cfg)
         run.log.write({"event": "end", "best_top1_err": best["top1_err"], "best_top5_err": best["top5_err"], "best_epoch": best["epoch"],
                        "final_weights_sha256": digests, "export": str(export_dir) if export_dir else None})

@@ -9,7 +9,6 @@ the clipped box, and the loss ``lam * CE(out, y) + (1 - lam) * CE(out, y[perm])`
 
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import dataclass
 from typing import Optional, cast
@@ -18,28 +17,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import FAMILIES
+from ..models import level_children
 from .checkpoint import as_tuple
 
 _GAMMA_CANDIDATES = 16
 
 
 def stage_modules(model: nn.Module, family: str) -> list[nn.Module]:
-    """The stages of a ``family`` network, in forward order: for each feature level after the stem (the family's
-    ``feature_points``), the block container (``nn.Sequential``) among the top-level children that compute it.
+    """The stages of a ``family`` network, in forward order: for each feature level after the stem
+    (:func:`~cutmix_zoo.models.level_children`), the last block container (``nn.Sequential``) among its children, else
+    its last child.
 
-    A level's children are those after the previous level's point up to its own. In a ResNet each level's point is its
-    stage (``layer1`` ... ``layer4``); PyramidNet's last level is ``relu_final`` after ``layer3`` (``layer4`` on ImageNet)
-    and ``bn_final``, and the stage is that ``layer``. A level with no container is its point's child.
+    In a ResNet each level's stage is ``layer1`` ... ``layer4``; PyramidNet's last level is ``layer3`` (``layer4`` on
+    ImageNet), ``bn_final`` and ``relu_final``, and its stage is that ``layer``.
     """
     children = dict(model.named_children())
-    names = list(children)
-    points = [name for name, _, _ in FAMILIES[family].feature_points(model)]
     stages = []
-    for previous, point in itertools.pairwise(points):
-        level = [children[name] for name in names[names.index(previous) + 1:names.index(point) + 1]]
-        containers = [m for m in level if isinstance(m, nn.Sequential)]
-        stages.append(containers[-1] if containers else children[point])
+    for level in level_children(model, family)[1:]:
+        containers = [children[name] for name in level if isinstance(children[name], nn.Sequential)]
+        stages.append(containers[-1] if containers else children[level[-1]])
     return stages
 
 
