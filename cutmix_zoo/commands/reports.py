@@ -50,7 +50,8 @@ def shapes_benchmark(limit: int = 0, split: str = "test") -> tuple[list[Any], li
 
 # --- shared helpers ----------------------------------------------------------------------------------------
 
-def _output_folder(path: str) -> Path:
+def output_folder(path: str) -> Path:
+    """The ``--output`` folder of a report command, created if needed; one sentence when it cannot be."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"The output {out} exists and is not a folder.")
@@ -66,6 +67,16 @@ def _write_json(path: Path, report: dict[str, Any]) -> None:
         path.write_text(json.dumps(report, indent=2) + "\n")
     except OSError as e:
         raise ZooError(f"Could not write {path} ({e.strerror or e}).") from None
+
+
+def model_names(text: str) -> list[str]:
+    """The models of a comma-separated ``--models`` list: at least one, none twice."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise InvalidArgumentError("--models needs at least one model name, e.g. --models resnet50.cutmix_in1k,resnet50.baseline_in1k.")
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"--models names a model twice: {text}.")
+    return names
 
 
 def _epsilon(text: str) -> float:
@@ -111,11 +122,7 @@ def _robustness_command(args: argparse.Namespace) -> int:
         from ..plots import require_matplotlib
 
         require_matplotlib()
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    if not names:
-        raise InvalidArgumentError("--models needs at least one model name, e.g. --models resnet50,resnet50.baseline_in1k.")
-    if len(set(names)) != len(names):
-        raise InvalidArgumentError(f"--models names a model twice: {args.models}.")
+    names = model_names(args.models)
     if args.data == SHAPES and not os.path.exists(SHAPES):
         images, labels, classes, _ = shapes_benchmark(args.limit or 0)
     else:
@@ -126,7 +133,7 @@ def _robustness_command(args: argparse.Namespace) -> int:
             if len(set(labels)) < 2:
                 raise InvalidArgumentError(f"--limit {args.limit} keeps images of one class only; robustness needs at least two classes.")
     ood_images = read_image_folder(args.ood) if args.ood else []
-    out = _output_folder(args.output)
+    out = output_folder(args.output)
     models = {name: resolve_model(name, device=args.device) for name in names}
     measures = [m.strip() for m in args.measures.split(",") if m.strip()]
     progress = None
@@ -425,7 +432,7 @@ def _localize_command(args: argparse.Namespace) -> int:
     if args.class_index is not None and not 0 <= args.class_index < net.pretrained_cfg["num_classes"]:
         cfg = net.pretrained_cfg
         raise InvalidArgumentError(f"Class {args.class_index} does not exist: {cfg['name']} has classes 0 to {cfg['num_classes'] - 1}.")
-    out = _output_folder(args.output)
+    out = output_folder(args.output)
     body = _localize_shapes(args, net, out) if shapes else _localize_images(args, net, out)
     report = {"command": _command_line("localize", args.argv), "model": net.pretrained_cfg["name"], "threshold": args.threshold,
               "box_format": "left, top, right, bottom in image pixels; right and bottom exclusive", **body}

@@ -22,6 +22,7 @@ from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
 from ..files import write_text_atomic
 from ..transfer import SMALL_IMAGE_SIDE
+from .reports import model_names, output_folder
 
 DEFAULT_MODELS = ("resnet50.cutmix_in1k", "resnet50.baseline_in1k")
 SMALL_DATA_MODELS = ("pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes")
@@ -30,28 +31,12 @@ SMALL_DATA_MODELS = ("pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baselin
 def _model_names(args: argparse.Namespace, small: bool) -> list[str]:
     if args.models is None:
         return list(DEFAULT_MODELS + (SMALL_DATA_MODELS if small else ()))
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    if not names:
-        raise InvalidArgumentError("--models needs at least one model name, e.g. --models resnet50.cutmix_in1k,resnet50.baseline_in1k.")
-    if len(set(names)) != len(names):
-        raise InvalidArgumentError(f"--models names a model twice: {args.models}.")
-    return names
+    return model_names(args.models)
 
 
 def file_safe(name: str) -> str:
     """A model name or folder as one file name: anything but letters, digits, ``.``, ``-`` and ``_`` becomes ``_``."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", name.strip("/")) or "model"
-
-
-def _output_folder(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InvalidArgumentError(f"The output {out} exists and is not a folder.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InvalidArgumentError(f"Could not create the output folder {out} ({e.strerror or e}).") from None
-    return out
 
 
 def finetune(model: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -107,7 +92,7 @@ def _transfer_command(args: argparse.Namespace) -> int:
     if len({file_safe(n) for n in names}) != len(names):
         raise InvalidArgumentError(f"--models names two models whose fine-tune folders would be the same: {', '.join(names)}.")
     models = {name: load(name, num_classes=0, device=args.device, progress=not args.quiet) for name in names}
-    out = _output_folder(args.output)
+    out = output_folder(args.output)
     extracted = transfer.extract_features(models, data.paths, data.root, args.cache, args.batch_size, args.workers,
                                           _progress if sys.stderr.isatty() and not args.quiet else None)
     results: dict[str, dict[str, Any]] = {}

@@ -76,7 +76,7 @@ def train_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("what to train")
     g.add_argument("--recipe", help="registry name whose original recipe to use, e.g. resnet50.cutmix_in1k, or 'finetune' (the default "
-                                    "with --init: lr 0.01 for the new head and x0.1 for the pretrained layers, 30 epochs, CutMix on half "
+                                    "with --init: lr 0.1 for the new head and x0.1 for the pretrained layers, 30 epochs, CutMix on half "
                                     "the batches; see the README for where each value comes from)")
     g.add_argument("--init", metavar="NAME|FOLDER|FILE", help="start from a zoo model's weights (a registry name, an exported folder, "
                                                              "or a weights file with --model ARCH) with a fresh head sized to the data")
