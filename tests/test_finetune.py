@@ -23,6 +23,7 @@ from cutmix_zoo.train.config import train_parser
 from cutmix_zoo.train.data import DataError
 from cutmix_zoo.train.loop import setup
 from cutmix_zoo.train.shapes import write_folder
+from cutmix_zoo.transfer import read_transfer_folder
 
 EMBEDDED = "pyramidnet20_a48.cutmix_shapes"
 QUICK = ["--device", "cpu", "--workers", "0", "--quiet", "--batch-size", "32"]
@@ -173,6 +174,8 @@ def test_val_split_holds_out_a_seeded_part_of_each_class(one_tree, tmp_path):
     again = setup(_args("--init", EMBEDDED, "--data", str(one_tree), "--val-split", "0.3", "--output", str(tmp_path / "b")))
     other = setup(_args("--init", EMBEDDED, "--data", str(one_tree), "--val-split", "0.3", "--seed", "1", "--output", str(tmp_path / "c")))
     assert again.data.val.indices == val.indices and other.data.val.indices != val.indices
+    probe = read_transfer_folder(one_tree, 0.3, seed=0)  # cutmix-zoo transfer --val-split scores the same images
+    assert sorted(Path(probe.paths[i]).resolve() for i in probe.val) == sorted(Path(val.dataset.samples[i][0]).resolve() for i in val.indices)
 
 
 # --- one sentence for each bad input ----------------------------------------------------------------------------

@@ -345,6 +345,29 @@ def test_an_output_on_a_full_disk_is_refused_before_training(tmp_path, monkeypat
     assert not (tmp_path / "out" / "metrics.jsonl").exists()
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a device whose every write fails with ENOSPC")
+def test_a_metrics_log_on_a_full_disk_is_one_sentence_and_keeps_the_checkpoint(tmp_path):
+    """metrics.jsonl linked to /dev/full: every append fails with ENOSPC, as on a full disk."""
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "metrics.jsonl").symlink_to("/dev/full")
+    with pytest.raises(TrainingError) as e:
+        train_main([*TINY, "--epochs", "1", "--output", str(fresh)])
+    assert f"Could not write {fresh / 'metrics.jsonl'} (No space left on device)" in str(e.value)
+    assert "no checkpoint of this run was written" in str(e.value) and "\n" not in str(e.value)
+
+    run = tmp_path / "run"
+    assert train_main([*TINY, "--epochs", "1", "--no-export", "--output", str(run)]) == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to("/dev/full")
+    with pytest.raises(TrainingError) as e:
+        train_main(["--resume", str(run), "--epochs", "2", "--quiet"])
+    assert f"{run / 'checkpoint.pt'} keeps the weights of the end of epoch 1" in str(e.value)
+    assert f"continue with --resume {run}" in str(e.value) and "\n" not in str(e.value)
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
 def test_a_checkpoint_that_cannot_be_written_mid_run_is_one_sentence_and_keeps_the_previous(tmp_path, monkeypatch):
     assert train_main([*TINY, "--epochs", "1", "--no-export", "--output", str(tmp_path)]) == 0
     before = (tmp_path / "checkpoint.pt").read_bytes()

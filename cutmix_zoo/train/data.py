@@ -278,20 +278,18 @@ def _split_folders(root: str, dataset: str) -> tuple[str, str]:
 
 def _held_out(folder: ImageFolder, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Train and validation indices of one ImageFolder tree: ``fraction`` of each class's images (at least one, and never
-    all) drawn with ``seed`` for validation."""
-    g = torch.Generator().manual_seed(seed)
-    train: list[int] = []
-    val: list[int] = []
-    for label in range(len(folder.classes)):
-        members = [i for i, t in enumerate(folder.targets) if t == label]
-        if len(members) < 2:
-            raise DataError(f"The class {folder.classes[label]!r} of {folder.root} has {len(members)} image(s); --val-split needs at least "
+    all) drawn with ``seed`` for validation, the same split ``cutmix-zoo transfer --val-split`` draws
+    (:func:`cutmix_zoo.transfer.split_per_class`), so its probe and a fine-tune are scored on the same images."""
+    from ..transfer import split_per_class
+
+    targets = torch.tensor(folder.targets)
+    counts = torch.bincount(targets, minlength=len(folder.classes)).tolist()
+    for label, count in enumerate(counts):
+        if count < 2:
+            raise DataError(f"The class {folder.classes[label]!r} of {folder.root} has {count} image(s); --val-split needs at least "
                             "two per class (one to train on, one to validate).")
-        order = [members[i] for i in torch.randperm(len(members), generator=g).tolist()]
-        count = min(max(1, round(fraction * len(members))), len(members) - 1)
-        val += order[:count]
-        train += order[count:]
-    return sorted(train), sorted(val)
+    train, val = split_per_class(targets, fraction, seed)
+    return train.tolist(), val.tolist()
 
 
 def _folders(data: str, dataset: str, val_split: Optional[float], seed: int, val_tf: Callable) -> tuple[Dataset, Dataset, list[str]]:

@@ -208,6 +208,10 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
         model = torch.compile(model)  # type: ignore[assignment]  # an OptimizedModule (nn.Module); the stubs say a plain callable
 
     log = MetricsLog(output, ranks.is_main)
+    training = Run(args, recipe, spec, name, method, output, ranks, bf16, channels_last, data, sampler, train_loader, val_loader,
+                   steps, model, module, optimizer, mixer, dropblock, log, start_epoch, start_step, best, partial,
+                   saved=(start_epoch, start_step) if resume_state is not None else None, init=init, inputs=inputs, frozen=frozen)
+    log.failed = functools.partial(unwritable, training)
     if ranks.is_main:
         output.mkdir(parents=True, exist_ok=True)
         if resume_state is not None:
@@ -215,9 +219,7 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
         log.write({"event": "start", "name": name, "init": args.init, "resumed_from": str(args.resume) if args.resume else None,
                    "epoch": start_epoch, "step": start_step, "world_size": ranks.world_size, "device": str(device),
                    "bf16": bf16, "channels_last": channels_last, "recipe": dataclasses.asdict(recipe)})
-    return Run(args, recipe, spec, name, method, output, ranks, bf16, channels_last, data, sampler, train_loader, val_loader,
-               steps, model, module, optimizer, mixer, dropblock, log, start_epoch, start_step, best, partial,
-               saved=(start_epoch, start_step) if resume_state is not None else None, init=init, inputs=inputs, frozen=frozen)
+    return training
 
 
 def train_epoch(run: Run, epoch: int, stop: StopFlag) -> bool:
@@ -444,11 +446,17 @@ def weights_sha256(model: nn.Module) -> str:
 
 
 class MetricsLog:
-    """JSON lines in OUTPUT/metrics.jsonl (and TensorBoard scalars when tensorboard is installed), rank 0 only."""
+    """JSON lines in OUTPUT/metrics.jsonl (and TensorBoard scalars when tensorboard is installed), rank 0 only.
+
+    A line that cannot be written (a full disk, a folder made read-only) stops the run with ``failed(path, error)``,
+    which :func:`setup` makes :func:`unwritable`'s one sentence about what the run's files still hold.
+    """
 
     def __init__(self, output: Path, enabled: bool) -> None:
         self.enabled = enabled
         self.path = output / METRICS
+        self.failed: Callable[[Path, OSError], Exception] = lambda path, error: TrainingError(
+            f"Could not write {path} ({error.strerror or error}): free some space or make the folder writable.")
         self.tb = None
         if enabled:
             with contextlib.suppress(ImportError):
@@ -460,8 +468,11 @@ class MetricsLog:
         """Append ``record`` as one line; its numbers also go to TensorBoard at ``step`` when given."""
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise self.failed(self.path, e) from None
         if self.tb is not None and step is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("epoch", "step"):
