@@ -85,7 +85,7 @@ def table(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequenc
 def bars(path: str | os.PathLike, labels: Sequence[str], series: Mapping[str, Sequence[float | None]], ylabel: str,
          title: str = "") -> str:
     """Grouped bars written to ``path``: one group per label, one bar per series (a missing value, None, leaves a gap),
-    each bar with its value above it; the y axis starts at 0."""
+    each bar with its value above it; the y axis starts at 0 and leaves room above the bars for the legend."""
     figure = _figure(max(5.0, 1.1 + len(labels) * (0.5 + 0.55 * len(series))), 4.4)
     ax = figure.add_subplot()
     width = 0.8 / len(series)
@@ -97,10 +97,10 @@ def bars(path: str | os.PathLike, labels: Sequence[str], series: Mapping[str, Se
         ax.bar_label(shown, fmt="%.1f", fontsize=8, padding=2)
     ax.set_xticks(range(len(labels)), [label.replace(".", ".\n", 1) for label in labels], fontsize=8)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, top * 1.15)
+    ax.set_ylim(0, top * 1.35)
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", ncols=len(series))
     if title:
         ax.set_title(title, fontsize=10)
     return _save(figure, path)
