@@ -390,22 +390,25 @@ def top_errors(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float | No
 
 
 def select_l2(x: torch.Tensor, y: torch.Tensor, num_classes: int, grid: Sequence[float] = DEFAULT_GRID,
-              holdout: float = DEFAULT_HOLDOUT, seed: int = 0) -> tuple[float, list[float], list[float], int]:
+              holdout: float = DEFAULT_HOLDOUT, seed: int = 0
+              ) -> tuple[float, list[float], list[float], int, tuple[torch.Tensor, torch.Tensor]]:
     """The L2 strength of ``grid`` whose fit on the training images less a held-out ``holdout`` of each class (seeded) has
     the lowest top-1 error on the held-out images (ties: the lower held-out cross-entropy), with every strength's held-out
-    error and loss, and how many images were held out. Only training images are used."""
+    error and loss, how many images were held out, and that strength's fit (the refit's starting point). Only training
+    images are used."""
     fit, held = split_per_class(y, holdout, seed)
     x_fit, x_held = standardise(x[fit], x[held])
     errors: dict[float, float] = {}
     losses: dict[float, float] = {}
+    fits: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
     start = None
     for l2 in sorted(grid, reverse=True):  # strong to weak: each fit starts from the previous, smoother solution
-        start = fit_logistic(x_fit, y[fit], num_classes, l2, start)
+        start = fits[l2] = fit_logistic(x_fit, y[fit], num_classes, l2, start)
         logits = x_held @ start[0] + start[1]
         errors[l2] = top_errors(logits, y[held])[0]
         losses[l2] = float(F.cross_entropy(logits, y[held]))
     best = min(grid, key=lambda l2: (errors[l2], losses[l2]))
-    return best, [errors[l2] for l2 in grid], [losses[l2] for l2 in grid], len(held)
+    return best, [errors[l2] for l2 in grid], [losses[l2] for l2 in grid], len(held), fits[best]
 
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, num_classes: int,
@@ -421,9 +424,9 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tens
     train_x, train_y = train_x.to(target, torch.float32), train_y.to(target)
     val_x, val_y = val_x.to(target, torch.float32), val_y.to(target)
     began = time.perf_counter()
-    l2, errors, losses, held = select_l2(train_x, train_y, num_classes, grid, holdout, seed)
+    l2, errors, losses, held, chosen = select_l2(train_x, train_y, num_classes, grid, holdout, seed)
     x_train, x_val = standardise(train_x, val_x)
-    w, b = fit_logistic(x_train, train_y, num_classes, l2)
+    w, b = fit_logistic(x_train, train_y, num_classes, l2, start=chosen)  # from the held-out search's fit: a few steps
     top1, top5 = top_errors(x_val @ w + b, val_y)
     seconds = time.perf_counter() - began
     return ProbeResult(top1, top5, l2, list(grid), errors, losses, len(train_y), held, len(val_y), seconds)
