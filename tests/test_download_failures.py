@@ -183,32 +183,28 @@ def test_a_network_that_drops_packets_fails_within_seconds_naming_both_sources(i
     assert cache_entries(isolated_env) == []
 
 
-def test_the_connect_timeouts_follow_hf_hub_etag_timeout_and_the_download_timeout(tiny_registry, isolated_env, monkeypatch):
-    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "0.5")
-    monkeypatch.setenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", "0.5")
-    with black_hole() as base:
+def _failed_load_against(server, seconds: str, monkeypatch) -> tuple[float, str, str]:
+    """Point both sources at ``server`` (a context manager giving its base URL) with both timeouts at ``seconds``, load
+    the tiny entry, and return how long the failure took, its message and the URL."""
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", seconds)
+    monkeypatch.setenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", seconds)
+    with server as base:
         monkeypatch.setenv("HF_ENDPOINT", base)
         monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", base + "/")
         started = time.monotonic()
         with pytest.raises(cutmix_zoo.DownloadError) as e:
             cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
-        elapsed = time.monotonic() - started
-    message = str(e.value)
+        return time.monotonic() - started, str(e.value), base
+
+
+def test_the_connect_timeouts_follow_hf_hub_etag_timeout_and_the_download_timeout(tiny_registry, isolated_env, monkeypatch):
+    elapsed, message, _ = _failed_load_against(black_hole(), "0.5", monkeypatch)
     assert 1 <= elapsed < 3, f"{elapsed:.1f} s: {message}"
     assert one_sentence(message) and message.count("could not be reached (no answer in time)") == 2, message
 
 
 def test_servers_that_connect_and_never_answer_fail_within_the_timeouts(tiny_registry, isolated_env, monkeypatch):
-    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
-    monkeypatch.setenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", "1")
-    with silent_server() as base:
-        monkeypatch.setenv("HF_ENDPOINT", base)
-        monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", base + "/")
-        started = time.monotonic()
-        with pytest.raises(cutmix_zoo.DownloadError) as e:
-            cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
-        elapsed = time.monotonic() - started
-    message = str(e.value)
+    elapsed, message, base = _failed_load_against(silent_server(), "1", monkeypatch)
     assert 2 <= elapsed < 4, f"{elapsed:.1f} s: {message}"
     assert one_sentence(message), message
     assert f"the Hub ({base}) could not be reached (no answer in time)" in message and f"the original release ({base}/" in message
