@@ -108,6 +108,14 @@ def test_more_levels_than_the_network_has_is_one_sentence(novel, tmp_path):
         setup(_args("--init", EMBEDDED, "--data", str(novel), "--output", str(tmp_path / "out"), "--freeze-stages", "5"))
 
 
+def test_a_registry_model_trained_from_scratch_on_a_folder_keeps_its_own_input_size(novel, tmp_path):
+    small = setup(_args("--model", "pyramidnet20_a48", "--dataset", "folder", "--data", str(novel), "--output", str(tmp_path / "a")))
+    assert (small.inputs.size, small.inputs.mean) == (32, (0.5, 0.5, 0.5))  # its Shapes-10 inputs, not ImageNet's 224
+    large = setup(_args("--model", "pyramidnet", "--depth", "18", "--alpha", "16", "--no-bottleneck", "--dataset", "folder",
+                        "--data", str(novel), "--output", str(tmp_path / "b")))
+    assert (large.inputs.size, large.inputs.resize) == (224, 256)  # a family network on a folder takes the ImageNet layout
+
+
 def test_input_size_trains_and_exports_at_that_size(novel, tmp_path):
     out = tmp_path / "out"
     assert train_main(["--init", EMBEDDED, "--data", str(novel), "--output", str(out), "--epochs", "1", "--input-size", "48", *QUICK]) == 0

@@ -26,8 +26,9 @@ import torch
 
 from ..errors import InvalidArgumentError, TrainingError, UnknownModelError
 from ..fastload import build_on_meta
+from ..model_config import ModelConfig
 from ..recipes import FEATURE_MIX_MODES, FINETUNE, Recipe, base_recipe, finetune_recipe, method_settings, recipe_for
-from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, data_config, get_entry, run_suffix
+from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, DataConfig, data_config, get_entry, is_registry_name, run_suffix
 from .dataspec import Inputs
 from .finetune import Init, count_levels, resolve_init
 
@@ -184,7 +185,7 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
     arch = None
     if (args.recipe or (FINETUNE if init else None)) == FINETUNE:
         dataset = args.dataset or FOLDER
-        size = args.input_size or (init.config.input_size[-1] if init else data_config(dataset).input_size[-1])
+        size = args.input_size or input_source(dataset, init, args.model).input_size[-1]
         recipe = finetune_recipe(dataset, args.epochs, size)
         if init is None and args.model is None:
             raise InvalidArgumentError("--recipe finetune needs --init NAME|FOLDER|FILE (or --model ARCH for the same recipe from scratch).")
@@ -236,10 +237,20 @@ def init_spec(init: Init, args: argparse.Namespace) -> ModelSpec:
     return ModelSpec(cfg.family, dict(cfg.arch_args), cfg.architecture, label)
 
 
-def run_inputs(recipe: Recipe, init: Optional[Init]) -> Inputs:
-    """The inputs a run trains and evaluates on: the init model's (what its weights expect) or the dataset's, at
-    ``recipe.input_size`` when given, resized for evaluation in the same proportion as the model's own crop."""
-    base = init.config if init is not None else data_config(recipe.dataset)
+def input_source(dataset: str, init: Optional[Init], model: Optional[str]) -> ModelConfig | DataConfig:
+    """Whose input settings a run takes: the init model's (what its weights expect); on a folder, a registry model's own
+    dataset's (a 32-pixel CIFAR-layout network is not fed 224-pixel crops); else the dataset's."""
+    if init is not None:
+        return init.config
+    if dataset == FOLDER and model is not None and is_registry_name(model):
+        return get_entry(model).data
+    return data_config(dataset)
+
+
+def run_inputs(recipe: Recipe, init: Optional[Init], model: Optional[str] = None) -> Inputs:
+    """The inputs a run trains and evaluates on (:func:`input_source`'s), at ``recipe.input_size`` when given, resized for
+    evaluation in the same proportion as the source's own crop."""
+    base = input_source(recipe.dataset, init, model)
     size = recipe.input_size or base.input_size[-1]
     return Inputs(size, tuple(base.mean), tuple(base.std), round(size / base.crop_pct), base.interpolation, base.crop_pct)
 
@@ -377,7 +388,7 @@ def describe_run(args: argparse.Namespace, recipe: Recipe, spec: ModelSpec, name
         "recipe": dataclasses.asdict(recipe),
         "lr_per_epoch": [recipe.lr_at(epoch) for epoch in range(recipe.epochs)],
         "data": {"dataset": recipe.dataset, "data": args.data, "val_split": args.val_split, "workers": args.workers, "decode": args.decode,
-                 "inputs": dataclasses.asdict(run_inputs(recipe, resolve_init(args.init, args.model) if args.init else None))},
+                 "inputs": dataclasses.asdict(run_inputs(recipe, resolve_init(args.init, args.model) if args.init else None, args.model))},
         "run": {"seed": args.seed, "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
                 "compile": args.compile, "deterministic": args.deterministic, "log_interval": args.log_interval,
                 "world_size": int(os.environ.get("WORLD_SIZE", "1")), "resume": args.resume},

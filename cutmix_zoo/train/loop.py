@@ -134,7 +134,7 @@ def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = Non
     output = Path(args.output)
     recipe, spec, name, method = resolve(args)
     init = resolve_init(args.init, args.model) if args.init else None
-    inputs = run_inputs(recipe, init)
+    inputs = run_inputs(recipe, init, args.model)
     ranks = setup_ranks(args.device)
     if ranks.is_main:
         check_output(output)
