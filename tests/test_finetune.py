@@ -103,6 +103,17 @@ def test_frozen_levels_keep_their_weights_and_batchnorm_statistics(novel, tmp_pa
         assert unchanged == (key.split(".")[0] in frozen), key  # frozen: exactly kept (running stats too); the rest trained
 
 
+@pytest.mark.parametrize("mixing, method", [(["--mix", "cutmix", "--mix-layers", "random"], "feature_cutmix"),
+                                            (["--mix", "mixup", "--dropblock", "0.1"], "mixup"),
+                                            (["--mix", "cutout", "--cutout-size", "8"], "cutout")])
+def test_every_mixing_option_fine_tunes_on_the_target_data(novel, tmp_path, mixing, method):
+    out = tmp_path / "out"
+    assert train_main(["--init", EMBEDDED, "--data", str(novel), "--output", str(out), "--epochs", "1", *mixing, *QUICK]) == 0
+    cfg = json.loads((out / "export" / "config.json").read_text())
+    assert cfg["method"] == method and cfg["train_recipe"]["mix"] == mixing[1] and cfg["base_model"]
+    assert cfg["name"] == "pyramidnet20_a48.cutmix_shapes_ft_folder"
+
+
 def test_more_levels_than_the_network_has_is_one_sentence(novel, tmp_path):
     with pytest.raises(InvalidArgumentError, match="more than the 4 feature levels of pyramidnet20_a48"):
         setup(_args("--init", EMBEDDED, "--data", str(novel), "--output", str(tmp_path / "out"), "--freeze-stages", "5"))
