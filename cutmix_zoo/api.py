@@ -28,7 +28,7 @@ def load(
     name: str | os.PathLike,
     pretrained: bool = True,
     features_only: bool = False,
-    out_indices: Sequence[int] | None = None,
+    out_indices: Sequence[int] | int | None = None,
     num_classes: int | None = None,
     weights: str | os.PathLike | None = None,
     revision: str | None = None,
@@ -39,7 +39,8 @@ def load(
 ) -> nn.Module:
     """A zoo model by registry name (``"resnet50"``, ``"resnet50.mixup_in1k"``) or exported folder.
 
-    ``features_only=True`` returns a multi-scale feature extractor (``out_indices`` picks levels);
+    ``features_only=True`` returns a multi-scale feature extractor (``out_indices`` picks levels: a tuple of them, or
+    an integer ``n`` for the last ``n``, as in timm);
     ``num_classes=0`` a pooled-embedding model; ``num_classes=N`` a fresh N-way head on the
     pretrained backbone. Weights come from ``weights`` (a local file) when given, else from the
     Hugging Face Hub or the original release (``revision`` pins a Hub commit, branch or tag).

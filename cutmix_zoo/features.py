@@ -76,12 +76,16 @@ class FeatureInfo:
         return f"FeatureInfo(channels={self.channels()}, reduction={self.reduction()})"
 
 
-def check_out_indices(out_indices: Sequence[int] | None, num_levels: int) -> tuple[int, ...]:
-    """Normalise ``out_indices`` (negatives count from the end); every level when None."""
+def check_out_indices(out_indices: Sequence[int] | int | None, num_levels: int) -> tuple[int, ...]:
+    """Normalise ``out_indices`` (negatives count from the end); every level when None. A single integer ``n`` means the
+    last ``n`` levels, as in timm (``out_indices=2`` on a ResNet: levels 3 and 4)."""
     if out_indices is None:
         return tuple(range(num_levels))
     if isinstance(out_indices, int) and not isinstance(out_indices, bool):
-        out_indices = [out_indices]
+        if not 0 < out_indices <= num_levels:
+            raise InvalidArgumentError(f"out_indices={out_indices} asks for the last {out_indices} feature levels, but this model "
+                                       f"has {num_levels}: give 1 to {num_levels}, or a tuple of levels such as (1, 2, 3).")
+        return tuple(range(num_levels - out_indices, num_levels))
     if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence) or not out_indices:
         raise InvalidArgumentError(f"out_indices must name at least one feature level (e.g. (1, 2, 3, 4)), not {out_indices!r}.")
     indices = []
@@ -100,7 +104,7 @@ def check_out_indices(out_indices: Sequence[int] | None, num_levels: int) -> tup
 class FeatureListNet(nn.ModuleDict):
     """A backbone's children up to its last requested level; ``forward`` returns a list of maps."""
 
-    def __init__(self, model: nn.Module, points: Sequence[tuple[str, int, int]], out_indices: Sequence[int] | None = None):
+    def __init__(self, model: nn.Module, points: Sequence[tuple[str, int, int]], out_indices: Sequence[int] | int | None = None):
         indices = check_out_indices(out_indices, len(points))
         last = points[indices[-1]][0]
         children = {}

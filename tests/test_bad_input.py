@@ -28,6 +28,8 @@ EMBEDDED = "pyramidnet20_a48"
     ((EMBEDDED, {"features_only": True, "out_indices": "12"}), InvalidArgumentError, "at least one feature level"),
     ((EMBEDDED, {"features_only": True, "out_indices": (True,)}), InvalidArgumentError, "out of range"),
     ((EMBEDDED, {"features_only": True, "out_indices": (9,)}), InvalidArgumentError, "out of range"),
+    ((EMBEDDED, {"features_only": True, "out_indices": 0}), InvalidArgumentError, "asks for the last 0 feature levels"),
+    ((EMBEDDED, {"features_only": True, "out_indices": 5}), InvalidArgumentError, "asks for the last 5 feature levels, but this model has 4"),
     ((EMBEDDED, {"out_indices": (1,)}), InvalidArgumentError, "needs features_only=True"),
     ((EMBEDDED, {"features_only": True, "num_classes": 3}), InvalidArgumentError, "no meaning with features_only"),
     ((EMBEDDED, {"output_stride": 8}), InvalidArgumentError, "ResNet and ResNeXt models only"),

@@ -151,7 +151,7 @@ def _without_stem_name(value):
     return "<stem>" if value in ("act1", "relu") else value
 
 
-@pytest.mark.parametrize("out_indices", [(1, 3), (0, 1, 2, 3, 4), (2,), (1, -1)])
+@pytest.mark.parametrize("out_indices", [(1, 3), (0, 1, 2, 3, 4), (2,), (1, -1), 2, 5, 1])
 def test_feature_info_answers_every_call_as_timms(out_indices):
     ours, theirs = _pair(out_indices)
     calls = [
