@@ -8,7 +8,8 @@ device with initialisers skipped -> checked tensors assigned to their slots -> a
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn

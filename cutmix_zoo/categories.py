@@ -7,7 +7,7 @@ models' generated data) are written here and drawn in this order by its generato
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import InvalidArgumentError
 

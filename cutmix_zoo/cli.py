@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import registry
 from .errors import EXIT_FAILURE, InvalidArgumentError, ZooError, exit_code

@@ -9,7 +9,8 @@ the chosen stages. The result plugs into FasterRCNN, RetinaNet or MaskRCNN as it
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence, cast
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter

@@ -8,7 +8,8 @@ levels. It drops everything after the last requested level, the classifier inclu
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from torch import nn
 from .errors import InvalidArgumentError
 
 # Which levels an accessor answers for: None (the returned ones), one absolute index, or a list (or tuple) of them.
-LevelIndex = Union[int, List[int], Tuple[int, ...], None]
+LevelIndex = int | list[int] | tuple[int, ...] | None
 
 
 class FeatureInfo:
@@ -33,7 +34,7 @@ class FeatureInfo:
         self.info: list[dict[str, Any]] = [{"num_chs": c, "reduction": r, "module": m, "index": i} for i, (m, c, r) in enumerate(points)]
         self.out_indices = tuple(out_indices)
 
-    def from_other(self, out_indices: Sequence[int]) -> "FeatureInfo":
+    def from_other(self, out_indices: Sequence[int]) -> FeatureInfo:
         """The same levels with other returned ones (``out_indices`` as ``check_out_indices`` normalises them)."""
         points = [(d["module"], d["num_chs"], d["reduction"]) for d in self.info]
         return FeatureInfo(points, check_out_indices(out_indices, len(points)))
@@ -115,11 +116,11 @@ class FeatureListNet(nn.ModuleDict):
         super().__init__(children)
         self.feature_info = FeatureInfo(points, indices)
         # A list of names, not a set: TorchScript types it as List[str] (the forward is scriptable, as timm's).
-        self.return_layers: List[str] = [points[i][0] for i in indices]
+        self.return_layers: list[str] = [points[i][0] for i in indices]
         self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        features: List[torch.Tensor] = []
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features: list[torch.Tensor] = []
         for name, module in self.items():
             x = module(x)
             if name in self.return_layers:

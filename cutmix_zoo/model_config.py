@@ -10,8 +10,9 @@ and the model cards read it. A loaded model carries ``to_dict()`` as its ``pretr
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Optional, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import WeightsError
 from .models import FAMILIES
@@ -40,16 +41,16 @@ class ModelConfig:
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
     crop_pct: float = 1.0
-    architecture: Optional[str] = None
-    method: Optional[str] = None
-    hub_repo: Optional[str] = None
+    architecture: str | None = None
+    method: str | None = None
+    hub_repo: str | None = None
     license: str = LICENSE
-    top1_err: Optional[float] = None
-    top5_err: Optional[float] = None
-    err_source: Optional[str] = None
-    eval_dataset: Optional[str] = None
-    training: Optional[str] = None
-    train_recipe: Optional[dict[str, Any]] = None
+    top1_err: float | None = None
+    top5_err: float | None = None
+    err_source: str | None = None
+    eval_dataset: str | None = None
+    training: str | None = None
+    train_recipe: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,7 +74,7 @@ class ModelConfig:
         return round(self.input_size[-1] / self.crop_pct)
 
     @classmethod
-    def from_entry(cls, entry: Entry) -> "ModelConfig":
+    def from_entry(cls, entry: Entry) -> ModelConfig:
         """The config of a registry entry."""
         data = entry.data
         return cls(name=entry.name, family=entry.architecture.family, arch_args=dict(entry.architecture.args),
@@ -83,7 +84,7 @@ class ModelConfig:
                    eval_dataset=data.name)
 
     @classmethod
-    def for_data(cls, dataset: str, **fields: Any) -> "ModelConfig":
+    def for_data(cls, dataset: str, **fields: Any) -> ModelConfig:
         """A config whose input settings are those of a registry dataset (a trainer ``folder`` run: ImageNet's)."""
         data = DATASETS.get(dataset, DATASETS["imagenet-1k"])
         inputs = {"input_size": data.input_size, "mean": data.mean, "std": data.std, "interpolation": data.interpolation,
@@ -91,7 +92,7 @@ class ModelConfig:
         return cls(dataset=dataset, **{**inputs, **fields})
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "the config") -> "ModelConfig":
+    def from_dict(cls, values: Mapping[str, Any], where: str = "the config") -> ModelConfig:
         """Read a config.json (or a ``pretrained_cfg``): unknown keys are kept in ``extra``; a missing or bad value is one sentence."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         required = ("name", "family", "arch_args", "num_classes")
@@ -118,10 +119,10 @@ class ModelConfig:
         values.update(input_size=list(self.input_size), mean=list(self.mean), std=list(self.std), resize=self.resize)
         return {**self.extra, **values}
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
-    def unmeasured(self, **changes: Any) -> "ModelConfig":
+    def unmeasured(self, **changes: Any) -> ModelConfig:
         """The config of weights no result was measured for (random, re-headed, features only): the errors go."""
         return self.replace(**dict.fromkeys(MEASURED_KEYS), **changes)
 

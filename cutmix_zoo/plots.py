@@ -7,7 +7,8 @@ drawing changes no global backend or state of the caller's matplotlib.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .errors import ZooError
 

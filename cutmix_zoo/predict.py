@@ -7,7 +7,8 @@ is the one the model's reported error was measured with.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from .models import FAMILIES
 if TYPE_CHECKING:
     from PIL import Image
 
-    ImageLike = Union[str, os.PathLike, Image.Image]
+    ImageLike = str | os.PathLike | Image.Image
 
 
 def open_image(image: ImageLike) -> Image.Image:

@@ -61,7 +61,7 @@ class Recipe:
             drops = sum(int(epoch // (self.epochs * m)) for m in self.lr_milestones)
         return self.lr * self.lr_gamma**drops
 
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

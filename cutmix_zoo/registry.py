@@ -13,9 +13,10 @@ import dataclasses
 import difflib
 import fnmatch
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from .errors import UnknownModelError
 

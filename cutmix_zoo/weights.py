@@ -28,8 +28,9 @@ import stat
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 from .errors import DownloadError, InvalidArgumentError, WeightsError
 from .files import CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_text_atomic

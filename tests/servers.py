@@ -31,11 +31,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
-from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
@@ -91,8 +92,8 @@ def _repo_file(repo: Path, filename: str) -> Path:
 def make_hub_repo(
     mirrors: Path,
     repo_id: str,
-    files: Mapping[str, Union[bytes, Path]],
-    message: Optional[str] = None,
+    files: Mapping[str, bytes | Path],
+    message: str | None = None,
 ) -> str:
     """Commit ``files`` to model repo ``repo_id`` on branch ``main`` under ``mirrors``; return the commit sha.
 
@@ -194,9 +195,9 @@ class OlahServer:
         self.root = Path(root).resolve()
         self.mirrors = self.root / "mirrors"
         self.startup_timeout = startup_timeout
-        self.port: Optional[int] = None
-        self.startup_seconds: Optional[float] = None
-        self._process: Optional[subprocess.Popen] = None
+        self.port: int | None = None
+        self.startup_seconds: float | None = None
+        self._process: subprocess.Popen | None = None
 
     @property
     def endpoint(self) -> str:
@@ -213,7 +214,7 @@ class OlahServer:
                 chunks.append(f"--- {path} ---\n{path.read_text(errors='replace')[-8000:]}")
         return "\n".join(chunks) or "(olah wrote no output)"
 
-    def start(self) -> "OlahServer":
+    def start(self) -> OlahServer:
         """Start olah on a free port and block until it accepts connections.
 
         The port is chosen before olah binds it, so another process can grab
@@ -268,7 +269,7 @@ class OlahServer:
             _terminate(self._process)
             self._process = None
 
-    def __enter__(self) -> "OlahServer":
+    def __enter__(self) -> OlahServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -358,11 +359,11 @@ class Reply:
     body: bytes = b""
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
-    truncate_to: Optional[int] = None
+    truncate_to: int | None = None
     delay: float = 0.0
 
 
-RouteSpec = Union[bytes, Reply, Sequence[Union[bytes, Reply]]]
+RouteSpec = bytes | Reply | Sequence[bytes | Reply]
 
 
 class RequestRecord(NamedTuple):
@@ -371,10 +372,10 @@ class RequestRecord(NamedTuple):
     method: str
     path: str
     query: str
-    headers: Dict[str, str]
+    headers: dict[str, str]
 
 
-def _as_replies(spec: RouteSpec) -> List[Reply]:
+def _as_replies(spec: RouteSpec) -> list[Reply]:
     """Normalise a route spec to a non-empty list of replies."""
     items = [spec] if isinstance(spec, (bytes, Reply)) else list(spec)
     if not items:
@@ -382,7 +383,7 @@ def _as_replies(spec: RouteSpec) -> List[Reply]:
     return [item if isinstance(item, Reply) else Reply(item) for item in items]
 
 
-def _byte_range(header: str, size: int) -> Optional[Tuple[int, int]]:
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     """Parse a single ``bytes=A-B`` / ``bytes=A-`` / ``bytes=-N`` header into [start, end); None if unsatisfiable."""
     unit, _, spec = header.partition("=")
     first, _, last = spec.strip().partition("-")
@@ -410,7 +411,7 @@ class FileServer:
     def __init__(self, routes: Mapping[str, RouteSpec]) -> None:
         self._lock = threading.Lock()
         self._routes = {path: _as_replies(spec) for path, spec in routes.items()}
-        self.requests: List[RequestRecord] = []
+        self.requests: list[RequestRecord] = []
         self.url = ""
 
     def set_route(self, path: str, spec: RouteSpec) -> None:

@@ -19,10 +19,10 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch

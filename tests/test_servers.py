@@ -12,8 +12,8 @@ import http.client
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import huggingface_hub
 import pytest

@@ -14,9 +14,10 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

@@ -6,8 +6,9 @@ where its feature levels are and what its classifier is called.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from torch import nn
 

@@ -11,7 +11,8 @@ and ``torch.fx`` see an explicit sequence of calls.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from ..errors import InvalidArgumentError
 MEASURED_KEYS = ("top1_err", "top5_err", "err_source", "eval_dataset")
 
 
-def base_model_of(cfg: dict[str, Any]) -> Optional[str]:
+def base_model_of(cfg: dict[str, Any]) -> str | None:
     """What a model fine-tuned from the weights of ``cfg`` (a ``pretrained_cfg``) names as its ``base_model``: their
     Hub repository, else their name."""
     return cfg.get("hub_repo") or cfg.get("name")
@@ -71,8 +72,8 @@ class ClassifierMixin:
         """The classifier (``fc``): an ``nn.Linear``, or ``nn.Identity`` when ``num_classes`` is 0."""
         return self.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, *,
-                         device: Any = None, dtype: Optional[torch.dtype] = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None, *,
+                         device: Any = None, dtype: torch.dtype | None = None) -> None:
         """Replace the classifier with a freshly initialised ``num_classes``-way one (0: ``nn.Identity``, pooled features).
 
         As timm's: ``global_pool`` may be None or ``"avg"`` (the only pooling these networks have); the

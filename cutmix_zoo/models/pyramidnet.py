@@ -10,7 +10,7 @@ so ``torch.jit.script``, ``torch.fx.symbolic_trace`` and torchvision's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ class PyramidBlock(nn.Module):
     """
 
     if TYPE_CHECKING:  # for the type checker only: never executed, so TorchScript sees no annotation
-        downsample: Optional[nn.Module]
+        downsample: nn.Module | None
         pad_channels: int
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ class BasicBlock(PyramidBlock):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -77,7 +77,7 @@ class Bottleneck(PyramidBlock):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=1, bias=False)

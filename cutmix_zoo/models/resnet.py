@@ -8,7 +8,7 @@ are; the subclass adds timm's classifier methods and an output stride, and no pa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -159,7 +159,7 @@ class CifarResNet(ClassifierMixin, nn.Module):
         return self.layer3(x)
 
 
-def cifar_resnet_blocks(depth: int, bottleneck: bool) -> Optional[int]:
+def cifar_resnet_blocks(depth: int, bottleneck: bool) -> int | None:
     """Blocks per stage of a CIFAR ResNet of ``depth`` (6n+2 basic, 9n+2 bottleneck), None when no such n >= 1 exists."""
     unit = 9 if bottleneck else 6
     if depth < 2 + unit or (depth - 2) % unit:

@@ -6,10 +6,8 @@ Importing this package is cheap; the training machinery loads when a command run
 
 from __future__ import annotations
 
-from typing import Optional
 
-
-def train_main(argv: Optional[list[str]] = None) -> int:
+def train_main(argv: list[str] | None = None) -> int:
     """``cutmix-zoo train``: parse ``argv`` and train; 0 when done, 143 when interrupted with a checkpoint saved."""
     from .config import train_parser
     from .loop import run
@@ -17,7 +15,7 @@ def train_main(argv: Optional[list[str]] = None) -> int:
     return run(train_parser().parse_args(argv))
 
 
-def eval_main(argv: Optional[list[str]] = None) -> int:
+def eval_main(argv: list[str] | None = None) -> int:
     """``cutmix-zoo eval``: parse ``argv``, evaluate a zoo model on a data folder and print its errors."""
     from .evaluation import eval_parser, run_eval
 

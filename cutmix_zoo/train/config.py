@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, cast
+from typing import Any, cast
 
 import torch
 
@@ -60,7 +60,7 @@ class ModelSpec:
 
     family: str
     args: dict[str, Any]
-    architecture: Optional[str]
+    architecture: str | None
     label: str
 
 
@@ -144,7 +144,7 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def model_spec(model: Optional[str], depth: Optional[int], alpha: Optional[float], bottleneck: bool, dataset: str) -> ModelSpec:
+def model_spec(model: str | None, depth: int | None, alpha: float | None, bottleneck: bool, dataset: str) -> ModelSpec:
     """Resolve ``--model`` (with ``--depth``/``--alpha``) to a family and its arguments."""
     if model in ("pyramidnet", "resnet"):
         imagenet = data_config(dataset).key == "imagenet"  # ImageNet and ImageFolder trees take the ImageNet layout
@@ -237,7 +237,7 @@ def init_spec(init: Init, args: argparse.Namespace) -> ModelSpec:
     return ModelSpec(cfg.family, dict(cfg.arch_args), cfg.architecture, label)
 
 
-def input_source(dataset: str, init: Optional[Init], model: Optional[str]) -> ModelConfig | DataConfig:
+def input_source(dataset: str, init: Init | None, model: str | None) -> ModelConfig | DataConfig:
     """Whose input settings a run takes: the init model's (what its weights expect); on a folder, a registry model's own
     dataset's (a 32-pixel CIFAR-layout network is not fed 224-pixel crops); else the dataset's."""
     if init is not None:
@@ -247,7 +247,7 @@ def input_source(dataset: str, init: Optional[Init], model: Optional[str]) -> Mo
     return data_config(dataset)
 
 
-def run_inputs(recipe: Recipe, init: Optional[Init], model: Optional[str] = None) -> Inputs:
+def run_inputs(recipe: Recipe, init: Init | None, model: str | None = None) -> Inputs:
     """The inputs a run trains and evaluates on (:func:`input_source`'s), at ``recipe.input_size`` when given, resized for
     evaluation in the same proportion as the source's own crop."""
     base = input_source(recipe.dataset, init, model)
@@ -320,7 +320,7 @@ def check_run_flags(args: argparse.Namespace) -> None:
             raise InvalidArgumentError(f"--device {args.device!r} is not one the trainer runs on; use auto, cpu, cuda or cuda:N.")
 
 
-def dataset_classes(dataset: str) -> Optional[int]:
+def dataset_classes(dataset: str) -> int | None:
     """Classes of a trainer dataset known before its data is read (None for a folder, which its class folders decide)."""
     return None if dataset == FOLDER else data_config(dataset).num_classes
 

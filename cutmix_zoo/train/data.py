@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -244,7 +245,7 @@ def read_image(path: str) -> Any:
     raise DataError(f"The image {path} cannot be read ({reason}): replace or remove it.")
 
 
-def _image_folder(path: str, transform: Optional[Callable] = None) -> ImageFolder:
+def _image_folder(path: str, transform: Callable | None = None) -> ImageFolder:
     from torchvision.datasets import ImageFolder
 
     try:
@@ -253,7 +254,7 @@ def _image_folder(path: str, transform: Optional[Callable] = None) -> ImageFolde
         raise DataError(f"{path} is not an ImageFolder tree (one subfolder of images per class): {e}.") from None
 
 
-def _cifar(dataset: str, root: str, train: bool, download: bool, transform: Optional[Callable] = None) -> CIFAR10:
+def _cifar(dataset: str, root: str, train: bool, download: bool, transform: Callable | None = None) -> CIFAR10:
     from torchvision.datasets import CIFAR10, CIFAR100
 
     if not download:
@@ -292,7 +293,7 @@ def _held_out(folder: ImageFolder, fraction: float, seed: int) -> tuple[list[int
     return train.tolist(), val.tolist()
 
 
-def _folders(data: str, dataset: str, val_split: Optional[float], seed: int, val_tf: Callable) -> tuple[Dataset, Dataset, list[str]]:
+def _folders(data: str, dataset: str, val_split: float | None, seed: int, val_tf: Callable) -> tuple[Dataset, Dataset, list[str]]:
     """The train set (untransformed) and the validation set (``val_tf``) of an ImageFolder tree, and its class names:
     ``data/train`` and ``data/val``, or with ``val_split`` one tree split per class."""
     from torch.utils.data import Subset
@@ -313,8 +314,8 @@ def _folders(data: str, dataset: str, val_split: Optional[float], seed: int, val
 
 
 def training_data(dataset: str, data: str, transforms: str, seed: int, download: bool = False,
-                  synthetic_size: int = 0, decode: str = "cpu", inputs: Optional[Inputs] = None,
-                  val_split: Optional[float] = None) -> DataSpec:
+                  synthetic_size: int = 0, decode: str = "cpu", inputs: Inputs | None = None,
+                  val_split: float | None = None) -> DataSpec:
     """The train and validation sets of a run (train augmentation keyed by epoch and index).
 
     ``inputs`` (default: the dataset's) sets the crop size and normalisation, e.g. those of the model a run starts from.
@@ -370,7 +371,7 @@ def eval_data(data: str, cfg: Mapping[str, Any]) -> CIFAR10 | ImageFolder:
 
 
 def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, pin_memory: bool,
-                drop_last: bool, collate_fn: Optional[Callable] = None) -> DataLoader:
+                drop_last: bool, collate_fn: Callable | None = None) -> DataLoader:
     """A DataLoader with its own generator (so it never consumes the global RNG) and persistent workers."""
     kwargs: dict[str, Any] = {}
     if workers > 0:

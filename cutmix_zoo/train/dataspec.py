@@ -8,8 +8,9 @@ imports :mod:`.gpu_decode`; :mod:`.gpu_decode` imports only this, so the two nev
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sized, cast
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -60,7 +61,7 @@ class DataSpec:
     val: Dataset
     num_classes: int
     registry_dataset: str
-    classes: Optional[list[str]] = None
-    collate: Optional[Callable] = None
+    classes: list[str] | None = None
+    collate: Callable | None = None
     train_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device
     val_to_device: Callable[[Any, torch.device], torch.Tensor] = to_device

@@ -10,7 +10,8 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, cast
+from typing import Any, cast
 
 from torch import nn
 
@@ -30,15 +30,15 @@ class Init:
     source: str
     kind: str
     config: ModelConfig
-    base_model: Optional[str]
+    base_model: str | None
 
     @property
-    def tag(self) -> Optional[str]:
+    def tag(self) -> str | None:
         """The tag of the init's name (``cutmix_shapes``), the start of a fine-tuned run's tag; None for a file."""
         return None if self.kind == "file" else self.config.name.partition(".")[2] or None
 
 
-def resolve_init(init: str, model: Optional[str]) -> Init:
+def resolve_init(init: str, model: str | None) -> Init:
     """What ``--init`` names, in one sentence when it names nothing usable. A registry name wins over a folder of the
     same name (as in ``cutmix_zoo.load``); a file needs ``--model`` for its architecture."""
     if is_registry_name(init) or is_exported_folder(init):

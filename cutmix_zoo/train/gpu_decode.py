@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Any, Callable, NamedTuple, Optional, cast
+from collections.abc import Callable
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -70,7 +71,7 @@ class EncodedImages(Dataset):
     whose DataError names it. Keys are ``(epoch, index)`` pairs, or plain indices for validation.
     """
 
-    def __init__(self, samples: list[tuple[str, int]], read: Reader, seed: int, train: Optional[T.Compose] = None) -> None:
+    def __init__(self, samples: list[tuple[str, int]], read: Reader, seed: int, train: T.Compose | None = None) -> None:
         self.samples, self.read, self.seed = samples, read, seed
         self.transforms = train.transforms if train is not None else None
 
@@ -146,7 +147,7 @@ def _decode_jpegs(data: list[torch.Tensor], paths: list[str], device: torch.devi
 def decode(batch: EncodedBatch, device: torch.device, read: Reader) -> list[torch.Tensor]:
     """Decode a batch's files to uint8 RGB images on ``device``: the JPEGs in one batched ``decode_jpeg`` call (nvjpeg on
     cuda), any other file (an ImageFolder may hold a PNG) on the host; what torchvision cannot decode goes to ``read``."""
-    images: list[Optional[torch.Tensor]] = [None] * len(batch.data)
+    images: list[torch.Tensor | None] = [None] * len(batch.data)
     jpeg = [i for i, d in enumerate(batch.data) if _is_jpeg(d)]
     with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
         warnings.simplefilter("ignore", DeprecationWarning)

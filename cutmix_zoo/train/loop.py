@@ -22,9 +22,10 @@ import random
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -90,15 +91,15 @@ class Run:
     module: nn.Module
     optimizer: torch.optim.Optimizer
     mixer: BatchMixer
-    dropblock: Optional[DropBlock]
+    dropblock: DropBlock | None
     log: MetricsLog
     start_epoch: int
     start_step: int
     best: dict[str, Any]
     partial: torch.Tensor
-    saved: Optional[tuple[int, int]] = None
-    init: Optional[Init] = None
-    inputs: Optional[Inputs] = None
+    saved: tuple[int, int] | None = None
+    init: Init | None = None
+    inputs: Inputs | None = None
     frozen: list[nn.Module] = dataclasses.field(default_factory=list)
 
     @property
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     return finish(training)
 
 
-def setup(args: argparse.Namespace, resume_state: Optional[dict[str, Any]] = None) -> Run:
+def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) -> Run:
     """Everything a run needs before its first step: ranks and device, data and loaders, the model (the same initial
     weights on every rank), mixing, the optimizer, the state of ``resume_state`` (a checkpoint) if given, and the log.
 
@@ -464,7 +465,7 @@ class MetricsLog:
 
                 self.tb = SummaryWriter(str(output / "tensorboard"))
 
-    def write(self, record: dict[str, Any], step: Optional[int] = None) -> None:
+    def write(self, record: dict[str, Any], step: int | None = None) -> None:
         """Append ``record`` as one line; its numbers also go to TensorBoard at ``step`` when given."""
         if not self.enabled:
             return
@@ -486,7 +487,7 @@ class StopFlag:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError):  # not the main thread: no handler, no graceful stop
                 self._previous[sig] = signal.signal(sig, self._handle)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Optional, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -122,8 +122,8 @@ class Mixed:
     """A mixed batch: the inputs, the partner labels and lam (``lam is None``: plain labels)."""
 
     x: torch.Tensor
-    y_b: Optional[torch.Tensor] = None
-    lam: Optional[torch.Tensor] = None
+    y_b: torch.Tensor | None = None
+    lam: torch.Tensor | None = None
 
 
 class BatchMixer:
@@ -144,8 +144,8 @@ class BatchMixer:
         self.generator.manual_seed(seed)
         self.host_rng = random.Random(seed)
         self._stages: list[nn.Module] = []
-        self._pending: Optional[tuple[nn.Module, torch.Tensor]] = None  # (the stage to mix after, the labels)
-        self._result: Optional[Mixed] = None
+        self._pending: tuple[nn.Module, torch.Tensor] | None = None  # (the stage to mix after, the labels)
+        self._result: Mixed | None = None
 
     @property
     def mixes_labels(self) -> bool:
@@ -174,7 +174,7 @@ class BatchMixer:
             x, lam = mixup(x, perm, lam, apply)
         return Mixed(x, y[perm], lam)
 
-    def _feature_hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> Optional[torch.Tensor]:
+    def _feature_hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         if self._pending is None or not module.training:
             return None
         target, y = self._pending
@@ -235,7 +235,7 @@ class DropBlock:
         for stage in stage_modules(model, family)[-2:]:
             stage.register_forward_hook(self._hook)
 
-    def _hook(self, module: nn.Module, inputs: tuple, x: torch.Tensor) -> Optional[torch.Tensor]:
+    def _hook(self, module: nn.Module, inputs: tuple, x: torch.Tensor) -> torch.Tensor | None:
         p = self.drop_prob * min(1.0, self.progress)
         if not module.training or p <= 0:
             return None
