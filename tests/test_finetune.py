@@ -263,3 +263,16 @@ def test_fine_tuning_the_embedded_model_beats_training_from_scratch_over_seeds(t
     spread = torch.tensor(gaps).std().item()
     assert sum(gaps) / len(gaps) - 2 * spread > 10, (gaps, tuned)
     assert max(tuned) < 60, tuned  # far below the 90% of chance on ten classes
+
+
+def test_the_shapes_command_writes_an_image_folder_tree_and_refuses_a_non_empty_folder(tmp_path, capsys):
+    from cutmix_zoo.cli import main
+
+    out = tmp_path / "novel"
+    assert main(["shapes", str(out), "--train-per-class", "2", "--val-per-class", "1"]) == 0
+    assert sorted(p.name for p in (out / "train").iterdir()) == sorted(n.replace(" ", "_") for n in NOVEL_SHAPES)
+    assert len(list((out / "train").rglob("*.png"))) == 20 and len(list((out / "val").rglob("*.png"))) == 10
+    assert main(["shapes", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"cutmix-zoo: error: {out} is not empty: choose a new folder for the generated images."
+    assert main(["shapes", str(tmp_path / "s10"), "--shapes10", "--train-per-class", "1", "--val-per-class", "1"]) == 0
+    assert "hollow_square" in {p.name for p in (tmp_path / "s10" / "train").iterdir()}
