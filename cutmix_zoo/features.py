@@ -9,7 +9,7 @@ levels. It drops everything after the last requested level, the classifier inclu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, List  # noqa: UP035  (TorchScript: see FeatureListNet.__init__)
 
 import torch
 from torch import nn
@@ -115,8 +115,9 @@ class FeatureListNet(nn.ModuleDict):
                 break
         super().__init__(children)
         self.feature_info = FeatureInfo(points, indices)
-        # A list of names, not a set: TorchScript types it as List[str] (the forward is scriptable, as timm's).
-        self.return_layers: list[str] = [points[i][0] for i in indices]
+        # A list of names, not a set: TorchScript types it as List[str] (the forward is scriptable, as timm's); it reads
+        # an annotation in __init__ only when it is typing's List, not the builtin list[str].
+        self.return_layers: List[str] = [points[i][0] for i in indices]  # noqa: UP006
         self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
