@@ -85,24 +85,29 @@ NO_NETWORK = [
 ]
 
 
+def _timed_failed_load() -> tuple[float, cutmix_zoo.DownloadError]:
+    """Load the tiny entry, which must fail with a DownloadError: how long the failure took, and the error."""
+    started = time.monotonic()
+    with pytest.raises(cutmix_zoo.DownloadError) as e:
+        cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
+    return time.monotonic() - started, e.value
+
+
 @pytest.mark.parametrize(("endpoint", "reason"), NO_NETWORK)
 def test_no_network_fails_fast_in_one_sentence_naming_both_sources_and_what_to_do(tiny_registry, isolated_env, monkeypatch,
                                                                                    endpoint, reason):
     base = endpoint()
     monkeypatch.setenv("HF_ENDPOINT", base)
     monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", base + "/")
-    started = time.monotonic()
-    with pytest.raises(cutmix_zoo.DownloadError) as e:
-        cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
-    elapsed = time.monotonic() - started
-    message = str(e.value)
+    elapsed, error = _timed_failed_load()
+    message = str(error)
     assert elapsed < 5, f"{elapsed:.1f} s: {message}"
     assert one_sentence(message), message
     assert f"the Hub ({base})" in message and f"the original release ({base}/{tiny.FILE_PATH}" in message
     assert message.count(reason) == 2
     for remedy in ("HF_HUB_OFFLINE=1", f"cutmix-zoo download {tiny.FILE_ENTRY}", "weights=", "CUTMIX_ZOO_ORIGINAL_URL"):
         assert remedy in message
-    assert e.value.__cause__ is not None  # the cause is chained for debugging
+    assert error.__cause__ is not None  # the cause is chained for debugging
     assert cache_entries(isolated_env) == []
 
 
@@ -191,10 +196,8 @@ def _failed_load_against(server, seconds: str, monkeypatch) -> tuple[float, str,
     with server as base:
         monkeypatch.setenv("HF_ENDPOINT", base)
         monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", base + "/")
-        started = time.monotonic()
-        with pytest.raises(cutmix_zoo.DownloadError) as e:
-            cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
-        return time.monotonic() - started, str(e.value), base
+        elapsed, error = _timed_failed_load()
+        return elapsed, str(error), base
 
 
 def test_the_connect_timeouts_follow_hf_hub_etag_timeout_and_the_download_timeout(tiny_registry, isolated_env, monkeypatch):
@@ -305,11 +308,8 @@ def test_a_trickling_server_meets_the_overall_deadline(no_hub, isolated_env, mon
     monkeypatch.setenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", "2")
     with slow_server(tiny.save_bytes(tiny.state_dict(5)), "trickle") as server:
         monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", server.url + "/")
-        started = time.monotonic()
-        with pytest.raises(cutmix_zoo.DownloadError) as e:
-            cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
-        elapsed = time.monotonic() - started
-    message = str(e.value)
+        elapsed, error = _timed_failed_load()
+    message = str(error)
     assert elapsed < 5, f"{elapsed:.1f} s"
     assert one_sentence(message) and "within 2 s (CUTMIX_ZOO_DOWNLOAD_TIMEOUT)" in message, message
     assert cache_entries(isolated_env) == []
@@ -320,11 +320,9 @@ def test_a_stall_reports_the_bytes_that_did_arrive(no_hub, isolated_env, monkeyp
     body = tiny.save_bytes(tiny.state_dict(5))
     with slow_server(body, "stall") as server:
         monkeypatch.setenv("CUTMIX_ZOO_ORIGINAL_URL", server.url + "/")
-        started = time.monotonic()
-        with pytest.raises(cutmix_zoo.DownloadError) as e:
-            cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
-        assert time.monotonic() - started < 5
-    message = str(e.value)
+        elapsed, error = _timed_failed_load()
+        assert elapsed < 5
+    message = str(error)
     assert one_sentence(message), message
     assert f"sent {len(body) // 2:,} of {len(body):,} bytes and then nothing" in message
     assert cache_entries(isolated_env) == []
