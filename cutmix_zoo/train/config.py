@@ -27,10 +27,11 @@ import torch
 from ..errors import InvalidArgumentError, TrainingError, UnknownModelError
 from ..fastload import build_on_meta
 from ..model_config import ModelConfig
+from ..models import level_children
 from ..recipes import FEATURE_MIX_MODES, FINETUNE, Recipe, base_recipe, finetune_recipe, method_settings, recipe_for
 from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, DataConfig, data_config, get_entry, is_registry_name, run_suffix
 from .dataspec import Inputs
-from .finetune import Init, count_levels, resolve_init
+from .finetune import Init, resolve_init
 
 # ImageNet depths of the original resnet.py: depth -> (blocks per stage, bottleneck).
 _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
@@ -334,7 +335,7 @@ def check_model(spec: ModelSpec, dataset: str, freeze_stages: int = 0) -> int:
     except (ValueError, TypeError, KeyError, RuntimeError, ZeroDivisionError) as e:
         reason = str(e).rstrip(".") or type(e).__name__
         raise InvalidArgumentError(f"The model {spec.label} ({spec.family} {spec.args}) cannot be built: {reason}.") from None
-    levels = count_levels(model, spec.family)
+    levels = len(level_children(model, spec.family))
     if freeze_stages > levels:
         raise InvalidArgumentError(f"--freeze-stages {freeze_stages} is more than the {levels} feature levels of {spec.label} "
                                    f"(the stem and {levels - 1} stages); freezing all of them leaves only the classifier to train.")

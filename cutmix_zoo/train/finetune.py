@@ -79,11 +79,6 @@ def freeze_levels(model: nn.Module, family: str, count: int) -> list[nn.Module]:
     return frozen
 
 
-def count_levels(model: nn.Module, family: str) -> int:
-    """How many feature levels ``--freeze-stages`` can freeze in a ``family`` network."""
-    return len(level_children(model, family))
-
-
 def param_groups(model: nn.Module, family: str, lr: float, backbone_lr_mult: float) -> list[dict[str, Any]]:
     """The optimizer's parameter groups: the trainable backbone at ``lr * backbone_lr_mult``, the classifier at ``lr``.
 
