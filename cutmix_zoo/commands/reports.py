@@ -24,6 +24,7 @@ import torch
 from ..cam import render
 from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
+from ..files import write_text_atomic
 from ..localize import DEFAULT_THRESHOLD, IOU_CORRECT, box_iou, find_box, localize_batch, read_boxes, resolve_label, scale_box, whole_image_transform
 from ..predict import class_names, open_image, resolve_model
 
@@ -63,9 +64,10 @@ def output_folder(path: str) -> Path:
     return out
 
 
-def _write_json(path: Path, report: dict[str, Any]) -> None:
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """A report command's ``report.json``, written atomically; one sentence when it cannot be."""
     try:
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(path, json.dumps(report, indent=2) + "\n")
     except OSError as e:
         raise ZooError(f"Could not write {path} ({e.strerror or e}).") from None
 
@@ -150,7 +152,7 @@ def _robustness_command(args: argparse.Namespace) -> int:
               "ood_folder": args.ood, **report}
     pictures = [] if args.no_plots else _robustness_pictures(report, out)
     report["pictures"] = pictures
-    _write_json(out / "report.json", report)
+    write_report(out / "report.json", report)
     _print_robustness(report)
     print(f"wrote {out / 'report.json'}" + (f" and {', '.join(Path(p).name for p in pictures)}" if pictures else ""))
     return 0
@@ -437,7 +439,7 @@ def _localize_command(args: argparse.Namespace) -> int:
     body = _localize_shapes(args, net, out) if shapes else _localize_images(args, net, out)
     report = {"command": _command_line("localize", args.argv), "model": net.pretrained_cfg["name"], "threshold": args.threshold,
               "box_format": "left, top, right, bottom in image pixels; right and bottom exclusive", **body}
-    _write_json(out / "report.json", report)
+    write_report(out / "report.json", report)
     if not shapes:
         header = ["image", "class", "prob.", "box (l, t, r, b)"] + (["true class", "IoU", "localized"] if args.boxes else [])
         rows = [[r["image"], r["label"], f"{r['probability']:.1%}", ", ".join(map(str, r["box"]))]

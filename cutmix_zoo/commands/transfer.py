@@ -21,9 +21,9 @@ import torch
 
 from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
-from ..files import write_text_atomic
+from ..registry import format_err
 from ..transfer import SMALL_IMAGE_SIDE
-from .reports import model_names, output_folder
+from .reports import model_names, output_folder, write_report
 
 DEFAULT_MODELS = ("resnet50.cutmix_in1k", "resnet50.baseline_in1k")
 SMALL_DATA_MODELS = ("pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes")
@@ -115,17 +115,10 @@ def _transfer_command(args: argparse.Namespace) -> int:
                            "finetune_epochs": args.finetune},
               "models": results}
     report["pictures"] = [] if args.no_plots else [_picture(report, out / "transfer.png")]
-    try:
-        write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
-    except OSError as e:
-        raise ZooError(f"Could not write {out / 'report.json'} ({e.strerror or e}).") from None
+    write_report(out / "report.json", report)
     _print(report)
     print(f"wrote {out / 'report.json'}" + (f" and {Path(report['pictures'][0]).name}" if report["pictures"] else ""))
     return 0
-
-
-def _err(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def _print(report: dict[str, Any]) -> None:
@@ -138,10 +131,10 @@ def _print(report: dict[str, Any]) -> None:
     rows = []
     for name, r in report["models"].items():
         probe = r["probe"]
-        row = [name, _err(probe["top1_err"]), _err(probe["top5_err"]), f"{probe['l2']:.0e}", str(r["feature_dim"]),
+        row = [name, format_err(probe["top1_err"]), format_err(probe["top5_err"]), f"{probe['l2']:.0e}", str(r["feature_dim"]),
                f"{r['extraction_seconds']:.2f}" + (" (cached)" if r["features_cached"] else ""), f"{probe['fit_seconds']:.2f}"]
         if tuned:
-            row += [_err(r["finetune"]["top1_err"]), _err(r["finetune"]["top5_err"])]
+            row += [format_err(r["finetune"]["top1_err"]), format_err(r["finetune"]["top5_err"])]
         rows.append(row)
     print_table(rows, header)
 
