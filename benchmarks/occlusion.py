@@ -3,7 +3,7 @@
 The sweep reads each image once and runs every hole size (centre and boundary) from the decoded batch, so
 its time should be its forward passes plus one decode per image. This times, in the same process:
 
-  sweep     cutmix_zoo.robustness.evaluate(measures=["occlusion"]) on --images PNG files written to a temporary
+  sweep     cutmix_zoo.reports.robustness.evaluate(measures=["occlusion"]) on --images PNG files written to a temporary
             ImageFolder tree (Shapes-10 test images, enlarged to --image-size): reading, decoding, the eval
             transform, the masks and every forward pass
   forward   the same forward passes alone (the same batches, already decoded and masked, in the same order)
@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 import cutmix_zoo
-from cutmix_zoo import robustness
+from cutmix_zoo.reports import robustness
 from cutmix_zoo.train.shapes import Shapes
 
 

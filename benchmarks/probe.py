@@ -3,10 +3,10 @@
 The probe (every L2 strength of the grid fitted on the training images less the held-out part, then the refit on all
 of them) should cost little next to running the backbone over the images once. This times, in the same process:
 
-  extraction  cutmix_zoo.transfer.extract_features on the PNG files of a Novel-Shapes ImageFolder tree written to a
+  extraction  cutmix_zoo.reports.transfer.extract_features on the PNG files of a Novel-Shapes ImageFolder tree written to a
               temporary folder (--train-per-class and --val-per-class images of each of the ten classes, enlarged to
               --image-size): reading, decoding, the eval transform and the forward passes, into an empty cache
-  probe       cutmix_zoo.transfer.linear_probe on those features: the whole L2 search and the refit
+  probe       cutmix_zoo.reports.transfer.linear_probe on those features: the whole L2 search and the refit
 
 and prints probe / extraction (target: at most 0.10).
 
@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 import cutmix_zoo
-from cutmix_zoo import transfer
+from cutmix_zoo.reports import transfer
 from cutmix_zoo.train.shapes import write_folder
 
 TARGET = 0.10

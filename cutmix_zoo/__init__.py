@@ -11,8 +11,6 @@ torch load on first use (PEP 562), so ``cutmix-zoo list`` and ``--help`` answer 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from .errors import DownloadError, InvalidArgumentError, UnknownModelError, WeightsError, ZooError
@@ -23,8 +21,8 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _LAZY = {
     "load": "api", "count_parameters": "api", "reset_classifier": "api", "transforms": "api",
-    "cam": "cam", "predict": "predict", "detection_backbone": "detection", "save_pretrained": "export",
-    "localize": "localize",
+    "cam": "reports.cam", "predict": "reports.predict", "localize": "reports.localize",
+    "detection_backbone": "detection.backbone", "save_pretrained": "hub.export",
 }
 __all__ = [
     "load", "list_models", "model_info", "get_entry", "transforms", "count_parameters", "reset_classifier",
@@ -34,10 +32,10 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .api import count_parameters, load, reset_classifier, transforms
-    from .cam import cam
-    from .detection import detection_backbone
-    from .export import save_pretrained
-    from .predict import predict
+    from .detection.backbone import detection_backbone
+    from .hub.export import save_pretrained
+    from .reports.cam import cam
+    from .reports.predict import predict
 
 
 def __getattr__(name: str) -> Any:
@@ -51,15 +49,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-class _Package(types.ModuleType):
-    """Keeps ``cutmix_zoo.cam`` and ``cutmix_zoo.predict`` the functions when their same-named modules are imported
-    (the import system would otherwise bind the module over the function)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _LAZY.get(name) == name:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -14,10 +14,11 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from .builder import build_random, build_with_weights, config_of, is_exported_folder, meta_model, read_state_dict, resolve_config
+from .builder import build_random, build_with_weights, config_of, is_exported_folder, meta_model, resolve_config
 from .builder import count_parameters as _count
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
+from .hub.convert import read_state_dict
 from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES
 from .models.classifier import ClassifierMixin
@@ -73,7 +74,7 @@ def load(
     elif weights is not None:
         model = build_with_weights(cfg, read_state_dict(weights, device), str(weights), head_kept, device, dtype)
     elif pretrained:
-        from .weights import fetch_weights
+        from .hub.fetch import fetch_weights
 
         path = fetch_weights(get_entry(str(name)), revision=revision, progress=progress)
         model = build_with_weights(cfg, read_state_dict(path, device), str(path), head_kept, device, dtype)

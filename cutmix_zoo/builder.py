@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .convert import check_state_dict
 from .errors import WeightsError
-from .fastload import assign_tensors, build_on_meta, tensor_slots
-from .files import CONFIG_NAME, WEIGHTS_NAME
+from .fastload import assign_tensors, build_on_meta, check_state_dict, tensor_slots
+from .files import CONFIG_NAME
 from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES, build_model
 from .registry import get_entry, is_registry_name
@@ -48,27 +46,6 @@ def resolve_config(name: str | os.PathLike) -> ModelConfig:
             raise WeightsError(f"{path} is not a JSON object, so it describes no cutmix_zoo model.")
         return ModelConfig.from_dict(values, where=path)
     return ModelConfig.from_entry(get_entry(str(name)))
-
-
-def read_state_dict(path: str | os.PathLike, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file: safetensors, an exported folder, or an original .pth/.pth.tar."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / WEIGHTS_NAME
-    if not path.is_file():
-        raise WeightsError(f"The weights file {path} does not exist.")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(path, device=str(device) if device is not None else "cpu")
-        except SafetensorError as e:
-            raise WeightsError(f"Could not read {path} as a safetensors file: {e}.") from None
-    from .convert import load_original
-
-    state, _ = load_original(path)
-    return state if device is None else {k: v.to(device) for k, v in state.items()}
 
 
 def meta_model(cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:

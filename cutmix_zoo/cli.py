@@ -31,7 +31,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"No model matches the pattern {args.pattern!r}; `cutmix-zoo list` shows them all.")
     defaults = registry.default_names()
     if args.markdown:
-        from .cards import model_table
+        from .hub.cards import model_table
 
         print(model_table(), end="")
         return 0
@@ -48,7 +48,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def info_dict(name: str) -> dict[str, Any]:
     """model_info plus what is only known at run time: parameter count and cached files."""
-    from .weights import cache_status
+    from .hub.fetch import cache_status
 
     info = registry.model_info(name)
     if info["num_params"] is None:  # an entry added at run time: count on the meta device
@@ -80,7 +80,7 @@ def _entries(names: list[str], all_: bool) -> list[registry.Entry]:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .weights import fetch_weights
+    from .hub.fetch import fetch_weights
 
     results = []
     for entry in _entries(args.names, args.all):
@@ -96,9 +96,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .convert import load_original
     from .files import sha256_file
-    from .weights import write_converted
+    from .hub.convert import load_original
+    from .hub.fetch import write_converted
 
     entry = registry.get_entry(args.model)
     source = Path(args.input)
@@ -115,7 +115,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _cached_files() -> list[dict[str, Any]]:
     """Every cached weights file with its size, origin and the sha256 it was written with (files are not read)."""
-    from .weights import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
+    from .hub.fetch import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
 
     rows = []
     for name in registry.list_models():
@@ -131,7 +131,7 @@ def _cached_files() -> list[dict[str, Any]]:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .weights import cache_dir, hub_cache_dir
+    from .hub.fetch import cache_dir, hub_cache_dir
 
     rows = _cached_files()
     summary = {"zoo_cache": str(cache_dir()), "hub_cache": hub_cache_dir() or "huggingface_hub default",
@@ -185,7 +185,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_cards(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .cards import render_card, write_cards
+    from .hub.cards import render_card, write_cards
 
     if args.check:
         stale = [n for n in registry.list_models()
@@ -202,8 +202,8 @@ def cmd_cards(args: argparse.Namespace) -> int:
 def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True) -> str:
     """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder."""
     from .api import load
-    from .cards import render_card
-    from .export import save_pretrained
+    from .hub.cards import render_card
+    from .hub.export import save_pretrained
     from .model_config import pretrained_cfg_of
 
     model = load(name, revision=revision, progress=progress)

@@ -16,9 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import WeightsError
 from .models import build_model
 
 _init_lock = threading.Lock()
+_SHOWN_KEYS = 5
 
 
 @contextlib.contextmanager
@@ -95,3 +97,42 @@ def assign_tensors(model: nn.Module, state: Mapping[str, torch.Tensor], direct: 
             module._parameters[attr] = nn.Parameter(state[key], requires_grad=old.requires_grad)
         else:
             module._buffers[attr] = state[key]
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    return shown + (f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
+
+
+def check_state_dict(
+    state: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    what: str,
+    source: str,
+    optional_prefixes: tuple[str, ...] = (),
+) -> None:
+    """Raise one sentence naming the missing, unexpected and mismatched keys if ``state`` does not fit."""
+    missing = [k for k in expected if k not in state and not k.startswith(optional_prefixes)]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys ({_listed(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys ({_listed(unexpected)})")
+    if mismatched:
+        parts.append(f"{len(mismatched)} keys of another shape ({_listed(mismatched)})")
+    raise WeightsError(f"The weights in {source} do not fit {what}: {'; '.join(parts)}.")
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise one sentence naming the first tensor of ``state`` that holds a NaN or an infinity."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 1} other tensors" if len(bad) > 1 else ""
+        raise WeightsError(f"The weights in {source} hold non-finite values (NaN or infinity) in {bad[0]}{more}; "
+                           "a network trained to these numbers is broken, so they were not converted.")

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 import cutmix_zoo
-from cutmix_zoo.cam import cam, class_activation, jet
 from cutmix_zoo.cli import main
 from cutmix_zoo.commands.images import cam_main
 from cutmix_zoo.errors import InvalidArgumentError
+from cutmix_zoo.reports.cam import cam, class_activation, jet
 
 import tiny
 
@@ -167,7 +167,7 @@ def test_cam_command_errors(bright_file, square_image, tmp_path, capsys):
 def test_render_works_with_the_bitmap_font_of_older_pillow(monkeypatch, square_image):
     from PIL import ImageFont
 
-    from cutmix_zoo.cam import render
+    from cutmix_zoo.reports.cam import render
 
     load_default = ImageFont.load_default
 

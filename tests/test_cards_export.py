@@ -11,9 +11,9 @@ from huggingface_hub import ModelCard
 
 import cutmix_zoo
 from cutmix_zoo import registry
-from cutmix_zoo.cards import render_card
 from cutmix_zoo.cli import main as cli_main
-from cutmix_zoo.export import save_pretrained
+from cutmix_zoo.hub.cards import render_card
+from cutmix_zoo.hub.export import save_pretrained
 
 import tiny
 from servers import make_hub_repo

@@ -13,7 +13,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 import cutmix_zoo
 from cutmix_zoo import registry
-from cutmix_zoo.detection import detection_backbone
+from cutmix_zoo.detection.backbone import detection_backbone
 from cutmix_zoo.errors import InvalidArgumentError
 
 TINY = "tinyresnet10.cutmix_in1k"  # a one-block-per-stage ResNet: the ResNet code path at a tenth of ResNet-50's cost

@@ -29,8 +29,8 @@ import torch
 from safetensors.torch import save
 
 import cutmix_zoo
-from cutmix_zoo import weights
 from cutmix_zoo.cli import main as cli_main
+from cutmix_zoo.hub import fetch as weights
 
 import tiny
 from servers import Reply, http_file_server, serve_http
@@ -72,7 +72,7 @@ def warm_imports():
     from huggingface_hub.utils import build_hf_headers
 
     import cutmix_zoo.builder  # noqa: F401
-    import cutmix_zoo.convert  # noqa: F401
+    import cutmix_zoo.hub.convert  # noqa: F401
 
     build_hf_headers()
 
@@ -162,7 +162,7 @@ def silent_server() -> Iterator[str]:
 
 _LOAD_IN_A_FRESH_PROCESS = """
 import sys, time
-import cutmix_zoo, cutmix_zoo.builder, cutmix_zoo.convert, huggingface_hub, requests  # imported before the clock: it times the network
+import cutmix_zoo, cutmix_zoo.builder, cutmix_zoo.hub.convert, huggingface_hub, requests  # imported before the clock: it times the network
 started = time.monotonic()
 try:
     cutmix_zoo.load("resnet50", progress=False)

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 import cutmix_zoo
 from cutmix_zoo import registry
-from cutmix_zoo.cards import model_table
 from cutmix_zoo.files import sha256_file
+from cutmix_zoo.hub.cards import model_table
 from cutmix_zoo.train import train_main
 from cutmix_zoo.train.evaluation import evaluate_model
 

@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 
 import cutmix_zoo
 from cutmix_zoo import registry
-from cutmix_zoo.cards import render_card
+from cutmix_zoo.hub.cards import render_card
 
 X = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 

@@ -16,8 +16,8 @@ from cutmix_zoo.categories import categories
 from cutmix_zoo.cli import main
 from cutmix_zoo.commands.images import predict_main
 from cutmix_zoo.errors import InvalidArgumentError
-from cutmix_zoo.predict import predict
 from cutmix_zoo.registry import DATASETS
+from cutmix_zoo.reports.predict import predict
 
 import tiny
 
@@ -125,15 +125,12 @@ def test_predict_command_errors(tiny_registry, monkeypatch, tmp_path, photo, cap
 
 
 def test_top_level_functions_stay_functions_once_their_modules_are_imported():
-    """``cutmix_zoo.predict``/``cam`` share their modules' names: importing a module must not replace the function."""
+    """``cutmix_zoo.predict``/``cam``/``localize`` are functions; importing the modules that define them must not rebind them."""
     code = ("import importlib, json, cutmix_zoo\n"
-            "names = [n for n in ('predict', 'cam', 'detection_backbone') if callable(getattr(cutmix_zoo, n, None))]\n"
-            "for module in ('predict', 'cam', 'detection'):\n"
+            "names = ['predict', 'cam', 'localize', 'detection_backbone']\n"
+            "for module in ('reports', 'reports.predict', 'reports.cam', 'reports.localize', 'detection', 'detection.backbone'):\n"
             "    importlib.import_module('cutmix_zoo.' + module)\n"
-            "print(json.dumps({'exported': names, 'broken': [n for n in names if not callable(getattr(cutmix_zoo, n))]}))")
+            "print(json.dumps({'broken': [n for n in names if not callable(getattr(cutmix_zoo, n))]}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    if not report["exported"]:
-        pytest.skip("cutmix_zoo does not export predict, cam or detection_backbone yet")
-    assert report["broken"] == [], "import these functions in cutmix_zoo/__init__.py directly, not through lazy wrappers"
+    assert json.loads(result.stdout)["broken"] == []

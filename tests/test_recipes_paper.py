@@ -80,7 +80,7 @@ def test_an_explicit_lr_step_still_wins():
 def test_the_cutmix_pyramidnet_shows_its_own_files_figure_and_the_papers_mean_beside_it():
     """The linked file is the original README's 14.23 model; the paper's Table 5 reports 14.47 / 2.97 (mean of 3 runs)."""
     import cutmix_zoo
-    from cutmix_zoo.cards import model_table, render_card
+    from cutmix_zoo.hub.cards import model_table, render_card
 
     info = cutmix_zoo.model_info("pyramidnet200_a240")
     assert (info["top1_err"], info["top5_err"]) == (14.23, None)

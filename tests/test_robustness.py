@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 import cutmix_zoo
-from cutmix_zoo import robustness
 from cutmix_zoo.cli import main
 from cutmix_zoo.commands.reports import shapes_benchmark
 from cutmix_zoo.errors import InvalidArgumentError
+from cutmix_zoo.reports import robustness
 
 CUTMIX, BASELINE = "pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes"
 IMAGES = 120

@@ -1,5 +1,5 @@
 """``cutmix-zoo robustness`` and ``cutmix-zoo localize``: the report commands, thin shells over
-:mod:`cutmix_zoo.robustness` and :mod:`cutmix_zoo.localize`.
+:mod:`cutmix_zoo.reports.robustness` and :mod:`cutmix_zoo.reports.localize`.
 
 Every report command takes ``--output DIR`` and writes ``report.json`` and its PNG pictures there, and
 prints its table. ``shapes`` in place of data (``--data shapes``, ``localize NAME shapes``) is the
@@ -21,12 +21,22 @@ from typing import Any
 
 import torch
 
-from ..cam import render
 from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
 from ..files import write_text_atomic
-from ..localize import DEFAULT_THRESHOLD, IOU_CORRECT, box_iou, find_box, localize_batch, read_boxes, resolve_label, scale_box, whole_image_transform
-from ..predict import class_names, open_image, resolve_model
+from ..reports.cam import render
+from ..reports.localize import (
+    DEFAULT_THRESHOLD,
+    IOU_CORRECT,
+    box_iou,
+    find_box,
+    localize_batch,
+    read_boxes,
+    resolve_label,
+    scale_box,
+    whole_image_transform,
+)
+from ..reports.predict import class_names, open_image, resolve_model
 
 SHAPES = "shapes"
 PREDICTED_COLOUR, TRUE_COLOUR = "red", "lime"
@@ -40,7 +50,7 @@ def shapes_benchmark(limit: int = 0, split: str = "test") -> tuple[list[Any], li
     box of each image's shape ``(left, top, right, bottom)``, right and bottom exclusive."""
     from PIL import Image
 
-    from ..localize import mask_box
+    from ..reports.localize import mask_box
     from ..train.shapes import Shapes
 
     data = Shapes(split)
@@ -119,10 +129,10 @@ def _command_line(name: str, argv: Sequence[str]) -> str:
 # --- robustness ----------------------------------------------------------------------------------------------
 
 def _robustness_command(args: argparse.Namespace) -> int:
-    from ..robustness import evaluate, read_image_folder, read_validation_folder
+    from ..reports.robustness import evaluate, read_image_folder, read_validation_folder
 
     if not args.no_plots:
-        from ..plots import require_matplotlib
+        from ..reports.plots import require_matplotlib
 
         require_matplotlib()
     names = model_names(args.models)
@@ -159,8 +169,8 @@ def _robustness_command(args: argparse.Namespace) -> int:
 
 
 def _robustness_pictures(report: dict[str, Any], out: Path) -> list[str]:
-    from ..plots import curves, table
-    from ..robustness import summary_rows
+    from ..reports.plots import curves, table
+    from ..reports.robustness import summary_rows
 
     models = report["models"]
     written = []
@@ -182,7 +192,7 @@ def _robustness_pictures(report: dict[str, Any], out: Path) -> list[str]:
 
 
 def _print_robustness(report: dict[str, Any]) -> None:
-    from ..robustness import summary_rows
+    from ..reports.robustness import summary_rows
 
     models = report["models"]
     names = list(models)
@@ -292,7 +302,7 @@ def _box_title(label: str, probability: float, name: str, iou: float | None, tru
 def _grid(panels: list[Any], columns: int) -> Any:
     from PIL import Image
 
-    from ..cam import PANEL_GAP
+    from ..reports.cam import PANEL_GAP
 
     rows = [panels[i:i + columns] for i in range(0, len(panels), columns)]
     width = max(sum(p.width for p in row) + PANEL_GAP * 3 * (len(row) - 1) for row in rows)
@@ -309,7 +319,7 @@ def _grid(panels: list[Any], columns: int) -> Any:
 
 
 def _threshold_picture(out: Path, name: str, summary: dict[str, Any], title: str) -> str:
-    from ..plots import curves
+    from ..reports.plots import curves
 
     sweep = summary["by_threshold"]
     panel = {"title": "CAM boxes: accuracy against the threshold", "xlabel": "threshold (fraction of the map's maximum)",
@@ -420,7 +430,7 @@ def _localize_images(args: argparse.Namespace, net: Any, out: Path) -> dict[str,
 def _localize_command(args: argparse.Namespace) -> int:
     shapes = args.images == [SHAPES] and not os.path.exists(SHAPES)
     if not args.no_plots and (shapes or args.boxes):  # the threshold sweep's curve; box pictures need only Pillow
-        from ..plots import require_matplotlib
+        from ..reports.plots import require_matplotlib
 
         require_matplotlib()
     if shapes and args.boxes:

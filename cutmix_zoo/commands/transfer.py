@@ -1,4 +1,4 @@
-"""``cutmix-zoo transfer``: what a pretrained backbone buys on your own data, a thin shell over :mod:`cutmix_zoo.transfer`.
+"""``cutmix-zoo transfer``: what a pretrained backbone buys on your own data, a thin shell over :mod:`cutmix_zoo.reports.transfer`.
 
 For each model: pooled features of the training and validation images (cached), a linear probe with its L2 strength
 chosen on held-out training images, and with ``--finetune EPOCHS`` a short fine-tune with the bundled trainer
@@ -22,7 +22,7 @@ import torch
 from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
 from ..registry import format_err
-from ..transfer import SMALL_IMAGE_SIDE
+from ..reports.transfer import SMALL_IMAGE_SIDE
 from .reports import model_names, output_folder, write_report
 
 DEFAULT_MODELS = ("resnet50.cutmix_in1k", "resnet50.baseline_in1k")
@@ -79,13 +79,13 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _transfer_command(args: argparse.Namespace) -> int:
-    from .. import transfer
     from ..api import load
     from ..model_config import pretrained_cfg_of
+    from ..reports import transfer
 
     _check_numbers(args)
     if not args.no_plots:
-        from ..plots import require_matplotlib
+        from ..reports.plots import require_matplotlib
 
         require_matplotlib()
     data = transfer.read_transfer_folder(args.data, args.val_split, args.seed)
@@ -140,7 +140,7 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def _picture(report: dict[str, Any], path: Path) -> str:
-    from ..plots import bars
+    from ..reports.plots import bars
 
     models = report["models"]
     series = {"linear probe": [r["probe"]["top1_err"] for r in models.values()]}

@@ -280,8 +280,8 @@ def _split_folders(root: str, dataset: str) -> tuple[str, str]:
 def _held_out(folder: ImageFolder, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Train and validation indices of one ImageFolder tree: ``fraction`` of each class's images (at least one, and never
     all) drawn with ``seed`` for validation, the same split ``cutmix-zoo transfer --val-split`` draws
-    (:func:`cutmix_zoo.transfer.split_per_class`), so its probe and a fine-tune are scored on the same images."""
-    from ..transfer import split_per_class
+    (:func:`cutmix_zoo.reports.transfer.split_per_class`), so its probe and a fine-tune are scored on the same images."""
+    from ..reports.transfer import split_per_class
 
     targets = torch.tensor(folder.targets)
     counts = torch.bincount(targets, minlength=len(folder.classes)).tolist()

@@ -1,5 +1,5 @@
 """The typed config a finished run exports beside its weights: what ``cutmix_zoo.load(FOLDER)`` reads,
-and what the export's model card shows (the card itself is ``cutmix_zoo.cards``', the same for every export).
+and what the export's model card shows (the card itself is ``cutmix_zoo.hub.cards``', the same for every export).
 
 A plain function of the run's recipe, model and results, with no training state, so the loop calls
 it once at the end.

@@ -306,7 +306,7 @@ def end_epoch(run: Run, epoch: int, lr: float, train_time: float) -> None:
     if val["top1_err"] <= run.best["top1_err"]:
         run.best = {"top1_err": val["top1_err"], "top5_err": val["top5_err"], "epoch": epoch}
         if ranks.is_main:
-            from ..convert import save_safetensors
+            from ..hub.convert import save_safetensors
 
             try:
                 save_safetensors({k: v.detach().cpu() for k, v in run.module.state_dict().items()}, run.output / BEST_WEIGHTS)
@@ -340,7 +340,7 @@ def finish(run: Run) -> int:
         if run.args.export:
             from safetensors.torch import load_file
 
-            from ..export import save_pretrained
+            from ..hub.export import save_pretrained
 
             run.module.load_state_dict(load_file(run.output / BEST_WEIGHTS))
             synthetic = run.args.data == "synthetic" and run.recipe.dataset != "shapes"  # Shapes-10 is generated but real

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .api import transforms
-from .errors import InvalidArgumentError
-from .features import FeatureListNet
-from .model_config import pretrained_cfg_of
-from .models import FAMILIES
+from ..api import transforms
+from ..errors import InvalidArgumentError
+from ..features import FeatureListNet
+from ..model_config import pretrained_cfg_of
+from ..models import FAMILIES
 from .predict import open_image, resolve_model
 
 if TYPE_CHECKING:

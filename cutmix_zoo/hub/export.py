@@ -13,13 +13,13 @@ from typing import Any, cast
 
 from torch import nn
 
-from .builder import config_of, meta_model
-from .categories import categories
+from ..builder import config_of, meta_model
+from ..categories import categories
+from ..files import CONFIG_NAME, WEIGHTS_NAME, write_text_atomic
+from ..model_config import ModelConfig
+from ..models import FAMILIES
+from ..registry import CODE_URL, DATASETS, LIBRARY_NAME
 from .convert import save_safetensors
-from .files import CONFIG_NAME, WEIGHTS_NAME, write_text_atomic
-from .model_config import ModelConfig
-from .models import FAMILIES
-from .registry import CODE_URL, DATASETS, LIBRARY_NAME
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -18,7 +18,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 # Backbone children from the deepest up, in the order trainable_layers unfreezes them.
 _TRAINABLE_ORDER = ("layer4", "layer3", "layer2", "layer1", "conv1")
@@ -62,8 +62,8 @@ def detection_backbone(
     attribute, and comes in eval mode like ``load``'s models. ``trainable_layers`` (0-5) counts the stages left trainable from layer4 down, as in
     torchvision; batch norms become ``norm_layer`` (``None`` or ``nn.BatchNorm2d`` keeps them).
     """
-    from .api import load, resolve_config
-    from .models.resnet import resnet_feature_points
+    from ..api import load, resolve_config
+    from ..models.resnet import resnet_feature_points
 
     cfg = resolve_config(name)
     if cfg.family != "resnet":

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import ZooError
+from ..errors import ZooError
 
 PLOTS_EXTRA = 'pip install "cutmix-zoo[plots]"'
 

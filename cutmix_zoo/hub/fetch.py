@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from .errors import DownloadError, InvalidArgumentError, WeightsError
-from .files import CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_text_atomic
-from .registry import LIBRARY_NAME, Entry
+from ..errors import DownloadError, InvalidArgumentError, WeightsError
+from ..files import CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_text_atomic
+from ..registry import LIBRARY_NAME, Entry
 
 SOURCE_NAME = "source.json"
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar")
@@ -241,7 +241,7 @@ def check_hub_config(entry: Entry, path: Path) -> None:
     found = _read_json(path)
     if found is None:
         raise WeightsError(f"The {where} is not a JSON object; the repo is not a cutmix_zoo model.")
-    from .builder import resolve_config
+    from ..builder import resolve_config
 
     expected = resolve_config(entry.name)
     stated = {"family": expected.family, "arch_args": expected.arch_args, "num_classes": expected.num_classes}
@@ -574,7 +574,7 @@ def fetch_original(entry: Entry, progress: bool = True, force: bool = False) -> 
 
 def _download_and_convert(entry: Entry, url: str, folder: Path, target: Path, progress: bool, timeout: float) -> tuple[str, dict]:
     """Download into a temporary folder inside ``folder``, verify, unpack and convert into ``target``."""
-    from .files import not_a_checkpoint
+    from ..files import not_a_checkpoint
 
     with tempfile.TemporaryDirectory(prefix=".download-", dir=folder) as tmp:
         raw = Path(tmp) / "download"
@@ -602,8 +602,9 @@ def _download_and_convert(entry: Entry, url: str, folder: Path, target: Path, pr
 def write_converted(entry: Entry, state: dict, out: Path, source_url: str | None, source_sha256: str | None,
                     label: str | None = None) -> Path:
     """Check ``state`` against the entry's architecture and write it as safetensors with provenance metadata."""
-    from .builder import expected_state, resolve_config
-    from .convert import check_finite, check_state_dict, save_safetensors
+    from ..builder import expected_state, resolve_config
+    from ..fastload import check_finite, check_state_dict
+    from .convert import save_safetensors
 
     expected = expected_state(resolve_config(entry.name))
     check_state_dict(state, expected, f"{entry.name} ({entry.arch})", label or source_url or "the checkpoint")

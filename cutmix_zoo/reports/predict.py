@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .api import load, transforms
-from .categories import categories
-from .errors import InvalidArgumentError
-from .model_config import pretrained_cfg_of
-from .models import FAMILIES
+from ..api import load, transforms
+from ..categories import categories
+from ..errors import InvalidArgumentError
+from ..model_config import pretrained_cfg_of
+from ..models import FAMILIES
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -16,11 +16,10 @@ from typing import Any
 
 import torch
 
-from .errors import WeightsError
-from .files import atomic_path, not_a_checkpoint
+from ..errors import WeightsError
+from ..files import WEIGHTS_NAME, atomic_path, not_a_checkpoint
 
 _MODULE_PREFIX = "module."
-_SHOWN_KEYS = 5
 
 
 def _numpy_safe_globals() -> list[Any]:
@@ -84,45 +83,6 @@ def load_original(path: str | os.PathLike, label: str | None = None) -> tuple[di
     return state, meta
 
 
-def _listed(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN_KEYS])
-    return shown + (f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
-
-
-def check_state_dict(
-    state: Mapping[str, torch.Tensor],
-    expected: Mapping[str, torch.Tensor],
-    what: str,
-    source: str,
-    optional_prefixes: tuple[str, ...] = (),
-) -> None:
-    """Raise one sentence naming the missing, unexpected and mismatched keys if ``state`` does not fit."""
-    missing = [k for k in expected if k not in state and not k.startswith(optional_prefixes)]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape
-    ]
-    if not (missing or unexpected or mismatched):
-        return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys ({_listed(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys ({_listed(unexpected)})")
-    if mismatched:
-        parts.append(f"{len(mismatched)} keys of another shape ({_listed(mismatched)})")
-    raise WeightsError(f"The weights in {source} do not fit {what}: {'; '.join(parts)}.")
-
-
-def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise one sentence naming the first tensor of ``state`` that holds a NaN or an infinity."""
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        more = f" and {len(bad) - 1} other tensors" if len(bad) > 1 else ""
-        raise WeightsError(f"The weights in {source} hold non-finite values (NaN or infinity) in {bad[0]}{more}; "
-                           "a network trained to these numbers is broken, so they were not converted.")
-
-
 def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write a safetensors file atomically (see :func:`atomic_path`)."""
     from safetensors.torch import save_file
@@ -130,3 +90,22 @@ def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, 
     with atomic_path(out) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata or {})
     return Path(out)
+
+
+def read_state_dict(path: str | os.PathLike, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file: safetensors, an exported folder, or an original .pth/.pth.tar."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.is_file():
+        raise WeightsError(f"The weights file {path} does not exist.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device=str(device) if device is not None else "cpu")
+        except SafetensorError as e:
+            raise WeightsError(f"Could not read {path} as a safetensors file: {e}.") from None
+    state, _ = load_original(path)
+    return state if device is None else {k: v.to(device) for k, v in state.items()}

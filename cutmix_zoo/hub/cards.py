@@ -14,11 +14,11 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
-from . import registry
-from .builder import config_of, count_parameters, is_exported_folder, meta_model, resolve_config
-from .model_config import ModelConfig
-from .models import FAMILIES
-from .recipes import recipe_for, recipe_text
+from .. import registry
+from ..builder import config_of, count_parameters, is_exported_folder, meta_model, resolve_config
+from ..model_config import ModelConfig
+from ..models import FAMILIES
+from ..recipes import recipe_for, recipe_text
 
 HUB_REPO_PLACEHOLDER = "<owner>/cutmix-zoo"
 _GPUS = {"imagenet-1k": 4, "cifar-100": 2, "cifar-10": 2}

@@ -5,7 +5,7 @@ pixels whose map value is at least ``threshold`` times the map's maximum (they u
 the bounding box of the largest connected component of what is kept. The CutMix paper's
 localization results (its Table 6) use the same procedure. Here:
 
-- the map is that of :mod:`cutmix_zoo.cam` (classifier-weighted last feature map), computed on the
+- the map is that of :mod:`cutmix_zoo.reports.cam` (classifier-weighted last feature map), computed on the
   whole image (the eval transform without its centre crop) and upsampled bilinearly to the network
   input; the threshold is applied to that raw map (a fraction of its maximum, the argmax pixel always
   kept), components are 8-connected, and the box is scaled back to the image's pixels;
@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .api import transforms
+from ..api import transforms
+from ..errors import InvalidArgumentError
+from ..features import FeatureListNet
+from ..models import FAMILIES
 from .cam import Box
-from .errors import InvalidArgumentError
-from .features import FeatureListNet
-from .models import FAMILIES
 from .predict import class_names, open_image, resolve_model
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Localization(NamedTuple):
     label: str
     probability: float
     box: Box
-    map: torch.Tensor  # H x W at the image's size, min-max normalised to [0, 1] (as cutmix_zoo.cam returns it)
+    map: torch.Tensor  # H x W at the image's size, min-max normalised to [0, 1] (as cutmix_zoo.reports.cam returns it)
 
 
 class BatchLocalization(NamedTuple):

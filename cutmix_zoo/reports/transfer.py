@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .api import transforms
-from .errors import InvalidArgumentError, ZooError
-from .files import atomic_path
-from .model_config import pretrained_cfg_of
+from ..api import transforms
+from ..errors import InvalidArgumentError, ZooError
+from ..files import atomic_path
+from ..model_config import pretrained_cfg_of
 from .predict import open_image
 
 DEFAULT_GRID = tuple(10.0 ** (k / 2) for k in range(-12, 5))  # 1e-6 to 1e2, two values a decade
@@ -172,7 +172,7 @@ class Features:
 
 def feature_cache_dir() -> Path:
     """The default feature cache: ``features/`` in the zoo's cache (``CUTMIX_ZOO_CACHE``, else ``~/.cache/cutmix_zoo``)."""
-    from .weights import cache_dir
+    from ..hub.fetch import cache_dir
 
     return cache_dir() / "features"
 

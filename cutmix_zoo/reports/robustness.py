@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .api import transforms
-from .errors import InvalidArgumentError
+from ..api import transforms
+from ..errors import InvalidArgumentError
 from .predict import class_names, open_image, resolve_model
 
 if TYPE_CHECKING:
