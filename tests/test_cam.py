@@ -10,7 +10,7 @@ from PIL import Image
 
 import cutmix_zoo
 from cutmix_zoo.cli import main
-from cutmix_zoo.commands.images import cam_main
+from cutmix_zoo.cli.images import cam_main
 from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.reports.cam import cam, class_activation, jet
 

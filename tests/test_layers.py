@@ -19,7 +19,7 @@ LAYERS = [
     ("detection", {"detection"}),
     ("package", {""}),
     ("trainer", {"train"}),
-    ("commands", {"cli", "commands", "demo", "__main__", "train.__main__"}),
+    ("commands", {"cli", "__main__", "train.__main__"}),
 ]
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 import cutmix_zoo
 from cutmix_zoo.categories import categories
 from cutmix_zoo.cli import main
-from cutmix_zoo.commands.images import predict_main
+from cutmix_zoo.cli.images import predict_main
 from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.registry import DATASETS
 from cutmix_zoo.reports.predict import predict

@@ -32,10 +32,10 @@ def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> d
     """Run every step and return what was measured."""
     import cutmix_zoo
 
-    from .features import FeatureInfo
-    from .model_config import pretrained_cfg_of
-    from .train import train_main
-    from .train.evaluation import evaluate_model
+    from ..features import FeatureInfo
+    from ..model_config import pretrained_cfg_of
+    from ..train import train_main
+    from ..train.evaluation import evaluate_model
 
     result: dict = {}
     start = time.perf_counter()

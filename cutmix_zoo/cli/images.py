@@ -7,11 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import run_command
 from ..errors import InvalidArgumentError
 from ..model_config import pretrained_cfg_of
 from ..reports.cam import class_activation, render, side_by_side
 from ..reports.predict import class_names, open_image, predict, resolve_model
+from .common import run_command
 
 
 def _predict_command(args: argparse.Namespace) -> int:

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
 from ..registry import format_err
 from ..reports.transfer import SMALL_IMAGE_SIDE
+from .common import print_table, run_command
 from .reports import model_names, output_folder, write_report
 
 DEFAULT_MODELS = ("resnet50.cutmix_in1k", "resnet50.baseline_in1k")

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from ..cli import print_table, run_command
 from ..errors import InvalidArgumentError, ZooError
 from ..files import write_text_atomic
 from ..reports.cam import render
@@ -37,6 +36,7 @@ from ..reports.localize import (
     whole_image_transform,
 )
 from ..reports.predict import class_names, open_image, resolve_model
+from .common import print_table, run_command
 
 SHAPES = "shapes"
 PREDICTED_COLOUR, TRUE_COLOUR = "red", "lime"

@@ -10,19 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import registry
-from .errors import EXIT_FAILURE, InvalidArgumentError, ZooError, exit_code
-
-
-def print_table(rows: list[list[str]], header: list[str]) -> None:
-    """Rows under a header, each column as wide as its widest cell."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+from .. import registry
+from ..errors import EXIT_FAILURE, InvalidArgumentError, ZooError
+from .common import print_table, run_command
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -31,7 +24,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"No model matches the pattern {args.pattern!r}; `cutmix-zoo list` shows them all.")
     defaults = registry.default_names()
     if args.markdown:
-        from .hub.cards import model_table
+        from ..hub.cards import model_table
 
         print(model_table(), end="")
         return 0
@@ -48,11 +41,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def info_dict(name: str) -> dict[str, Any]:
     """model_info plus what is only known at run time: parameter count and cached files."""
-    from .hub.fetch import cache_status
+    from ..hub.fetch import cache_status
 
     info = registry.model_info(name)
     if info["num_params"] is None:  # an entry added at run time: count on the meta device
-        from .api import count_parameters
+        from ..api import count_parameters
 
         info["num_params"] = count_parameters(name)
     info.update(cache_status(registry.get_entry(name)))
@@ -80,7 +73,7 @@ def _entries(names: list[str], all_: bool) -> list[registry.Entry]:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .hub.fetch import fetch_weights
+    from ..hub.fetch import fetch_weights
 
     results = []
     for entry in _entries(args.names, args.all):
@@ -96,9 +89,9 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .files import sha256_file
-    from .hub.convert import load_original
-    from .hub.fetch import write_converted
+    from ..files import sha256_file
+    from ..hub.convert import load_original
+    from ..hub.fetch import write_converted
 
     entry = registry.get_entry(args.model)
     source = Path(args.input)
@@ -115,7 +108,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _cached_files() -> list[dict[str, Any]]:
     """Every cached weights file with its size, origin and the sha256 it was written with (files are not read)."""
-    from .hub.fetch import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
+    from ..hub.fetch import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
 
     rows = []
     for name in registry.list_models():
@@ -131,7 +124,7 @@ def _cached_files() -> list[dict[str, Any]]:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .hub.fetch import cache_dir, hub_cache_dir
+    from ..hub.fetch import cache_dir, hub_cache_dir
 
     rows = _cached_files()
     summary = {"zoo_cache": str(cache_dir()), "hub_cache": hub_cache_dir() or "huggingface_hub default",
@@ -152,7 +145,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from safetensors import safe_open
 
-    from .files import sha256_file
+    from ..files import sha256_file
 
     rows = _cached_files()
     bad = 0
@@ -185,7 +178,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_cards(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .hub.cards import render_card, write_cards
+    from ..hub.cards import render_card, write_cards
 
     if args.check:
         stale = [n for n in registry.list_models()
@@ -201,10 +194,10 @@ def cmd_cards(args: argparse.Namespace) -> int:
 
 def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True) -> str:
     """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder."""
-    from .api import load
-    from .hub.cards import render_card
-    from .hub.export import save_pretrained
-    from .model_config import pretrained_cfg_of
+    from ..api import load
+    from ..hub.cards import render_card
+    from ..hub.export import save_pretrained
+    from ..model_config import pretrained_cfg_of
 
     model = load(name, revision=revision, progress=progress)
     save_pretrained(model, out, card=render_card(pretrained_cfg_of(model)))
@@ -245,7 +238,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_shapes(args: argparse.Namespace) -> int:
-    from .train.shapes import write_folder
+    from ..train.shapes import write_folder
 
     if args.train_per_class < 1 or args.val_per_class < 1:
         raise InvalidArgumentError("--train-per-class and --val-per-class must be at least 1.")
@@ -268,7 +261,7 @@ def _version() -> str:
     try:
         return version("cutmix-zoo")
     except PackageNotFoundError:
-        from . import __version__
+        from .. import __version__
 
         return __version__
 
@@ -364,13 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATED: dict[str, tuple[str, str, str]] = {
     "train": ("cutmix_zoo.train", "train_main", "train a model with an original recipe (see `cutmix-zoo train --help`)"),
     "eval": ("cutmix_zoo.train", "eval_main", "evaluate a zoo model on an ImageFolder or CIFAR folder"),
-    "demo": ("cutmix_zoo.demo", "demo_main", "train, export, load and evaluate the embedded model, offline, in a minute"),
-    "predict": ("cutmix_zoo.commands.images", "predict_main", "top-k classes of images, with class names"),
-    "cam": ("cutmix_zoo.commands.images", "cam_main", "class activation map of an image, written as a PNG"),
-    "robustness": ("cutmix_zoo.commands.reports", "robustness_main",
+    "demo": ("cutmix_zoo.cli.demo", "demo_main", "train, export, load and evaluate the embedded model, offline, in a minute"),
+    "predict": ("cutmix_zoo.cli.images", "predict_main", "top-k classes of images, with class names"),
+    "cam": ("cutmix_zoo.cli.images", "cam_main", "class activation map of an image, written as a PNG"),
+    "robustness": ("cutmix_zoo.cli.reports", "robustness_main",
                    "occlusion, in-between samples, FGSM and OOD detection on your validation images"),
-    "localize": ("cutmix_zoo.commands.reports", "localize_main", "CAM bounding boxes of images, and localization accuracy against true boxes"),
-    "transfer": ("cutmix_zoo.commands.transfer", "transfer_main", "linear probe (and fine-tune) of pretrained backbones on your own images"),
+    "localize": ("cutmix_zoo.cli.reports", "localize_main", "CAM bounding boxes of images, and localization accuracy against true boxes"),
+    "transfer": ("cutmix_zoo.cli.transfer", "transfer_main", "linear probe (and fine-tune) of pretrained backbones on your own images"),
 }
 
 
@@ -382,18 +375,6 @@ def _run(argv: list[str]) -> int:
         return getattr(importlib.import_module(module), func)(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
-
-
-def run_command(command: Callable[..., int], *args: Any) -> int:
-    """Run a command, turning a ZooError (or Ctrl-C) into one ``cutmix-zoo:`` line and its exit code (:func:`errors.exit_code`)."""
-    try:
-        return command(*args)
-    except ZooError as e:
-        print(f"cutmix-zoo: error: {e}", file=sys.stderr)
-        return exit_code(e)
-    except KeyboardInterrupt as e:
-        print("cutmix-zoo: interrupted", file=sys.stderr)
-        return exit_code(e)
 
 
 def main(argv: list[str] | None = None) -> int:
