@@ -1,4 +1,4 @@
-"""Make docs/cam.png, the README's CAM picture, with the real ``cutmix-zoo cam`` command.
+"""Make docs/cam.png, the CAM picture of docs/reports.md, with the real ``cutmix-zoo cam`` command.
 
 It draws the class activation maps of the embedded Shapes-10 models, CutMix beside baseline, on
 a Shapes-10 test image (saved as docs/shape.png). Run from the repository root:
