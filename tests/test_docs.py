@@ -23,6 +23,7 @@ from PIL import Image
 
 import cutmix_zoo
 from cutmix_zoo.files import sha256_file
+from cutmix_zoo.hub.cards import model_table
 
 from servers import set_hf_offline, use_hf_hub
 
@@ -162,3 +163,7 @@ def test_relative_links_of_the_readme_and_the_pages_exist():
                 continue
             path = (REPO / page).parent / target.split("#", 1)[0]
             assert path.exists(), f"{page} links to {target}, which does not exist"
+
+
+def test_the_models_page_table_is_current():
+    assert model_table() in (REPO / "docs" / "models.md").read_text(), "paste `cutmix-zoo list --markdown` into docs/models.md"
