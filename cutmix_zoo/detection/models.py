@@ -148,6 +148,7 @@ def build_detector(backbone: str | os.PathLike, num_classes: int, detector: str 
         "strides": strides, "anchor_sizes": [list(s) for s in anchors.sizes], "aspect_ratios": list(ANCHORS[detector][2]),
         "freeze_stages": freeze_stages, "out_channels": out_channels,
         "min_size": list(min_size) if isinstance(min_size, Sequence) else min_size, "max_size": max_size,
+        "detector_kwargs": dict(detector_kwargs),
     }
     return model.eval()
 
