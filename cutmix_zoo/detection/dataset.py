@@ -6,13 +6,14 @@ shortest side (``RandomShortestSize``). The detector's own transform then resize
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import InvalidArgumentError
-from .data import DetectionDataError, DetectionRecord, DetectionSplit
+from .data import DetectionDataError, DetectionSplit
 
 
 def hflip(image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,16 +35,17 @@ def resize_shortest(image: torch.Tensor, boxes: torch.Tensor, shortest: int, max
     return resized, boxes * factors
 
 
-def read_image(record: DetectionRecord) -> torch.Tensor:
-    """The record's image as float RGB (3, H, W) in [0, 1]; a file that fails to decode is one sentence."""
+def read_image(path: Path, image_id: int | None = None) -> torch.Tensor:
+    """An image file as float RGB (3, H, W) in [0, 1]; a file that fails to decode is one sentence (naming ``image_id``)."""
     from PIL import Image
     from torchvision.transforms.v2.functional import pil_to_tensor
 
     try:
-        with Image.open(record.image) as file:
+        with Image.open(path) as file:
             image = pil_to_tensor(file.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as e:  # what PIL's decoders raise for a malformed file
-        raise DetectionDataError(f"The image {record.image} (image id {record.image_id}) cannot be decoded ({e}).") from None
+        which = "" if image_id is None else f" (image id {image_id})"
+        raise DetectionDataError(f"The image {path}{which} cannot be decoded ({e}).") from None
     return image.float().div_(255)
 
 
@@ -77,7 +79,7 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         record = self.split.records[index]
         keep = ~record.ignored
-        image, boxes, labels = read_image(record), record.boxes[keep], record.labels[keep]
+        image, boxes, labels = read_image(record.image, record.image_id), record.boxes[keep], record.labels[keep]
         if self.train:
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
             if self.flip and float(torch.rand((), generator=g)) < self.flip:
