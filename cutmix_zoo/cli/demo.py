@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from typing import cast
 
@@ -33,6 +32,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> dict:
     """Run every step and return what was measured."""
+    import tempfile
+
     import torch
 
     import cutmix_zoo

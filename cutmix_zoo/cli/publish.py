@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 
 from ..errors import ZooError
 from .common import Subparsers, export_folder
@@ -28,6 +27,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Upload the folder (or with ``--dry-run`` list what would be uploaded); a failed upload is one error line."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="cutmix-zoo-publish-") as tmp:
         folder = args.name if os.path.isdir(args.name) else export_folder(args.name, tmp, progress=not args.quiet)
         files = sorted(f for f in os.listdir(folder) if not f.startswith("."))

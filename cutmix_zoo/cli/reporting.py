@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError, ZooError
-from ..files import write_text_atomic
 
 SHAPES = "shapes"
 
@@ -50,6 +49,8 @@ def output_folder(path: str) -> Path:
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """A report command's ``report.json``, written atomically; one sentence when it cannot be."""
+    from ..files import write_text_atomic
+
     try:
         write_text_atomic(path, json.dumps(report, indent=2) + "\n")
     except OSError as e:

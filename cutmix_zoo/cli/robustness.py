@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ HELP = "occlusion, in-between samples, FGSM and OOD detection on your validation
 
 
 def _epsilon(text: str) -> float:
+    from fractions import Fraction
+
     try:
         value = float(Fraction(text.strip()))
     except (ValueError, ZeroDivisionError):
