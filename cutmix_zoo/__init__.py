@@ -22,19 +22,21 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": "api", "count_parameters": "api", "reset_classifier": "api", "transforms": "api",
     "cam": "reports.cam", "predict": "reports.predict", "localize": "reports.localize",
-    "detection_backbone": "detection.backbone", "save_pretrained": "hub.export",
+    "detection_backbone": "detection.backbone", "load_detector": "detection.export", "save_pretrained": "hub.export",
 }
 __all__ = [
     "load", "list_models", "model_info", "get_entry", "transforms", "count_parameters", "reset_classifier",
-    "predict", "cam", "detection_backbone", "save_pretrained",
+    "predict", "cam", "localize", "detection_backbone", "load_detector", "save_pretrained",
     "ZooError", "UnknownModelError", "InvalidArgumentError", "WeightsError", "DownloadError",
 ]
 
 if TYPE_CHECKING:
     from .api import count_parameters, load, reset_classifier, transforms
     from .detection.backbone import detection_backbone
+    from .detection.export import load_detector
     from .hub.export import save_pretrained
     from .reports.cam import cam
+    from .reports.localize import localize
     from .reports.predict import predict
 
 

@@ -3,14 +3,13 @@ and the exported detector reloads to identical outputs with its class names."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 import torch
 
 from cutmix_zoo.categories import NOVEL_SHAPES
-from cutmix_zoo.cli import detect
+from cutmix_zoo.cli import main
 from cutmix_zoo.detection.export import load_detector
 from cutmix_zoo.detection.scenes import write_scenes
 from cutmix_zoo.detection.train import DetectionRun, train_detector
@@ -44,14 +43,12 @@ def test_a_short_run_scores_checkpoints_exports_and_reloads(tmp_path, capsys):
         for a, b in zip(model(images), trained(images)):
             assert len(a["boxes"]) > 0 and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
-    parser = argparse.ArgumentParser()
-    detect.add_parser(parser.add_subparsers(dest="command"))
-    assert detect.run(parser.parse_args(["detect", "eval", str(export), "--data", str(data), "--json"])) == 0
+    assert main(["detect", "eval", str(export), "--data", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["map"] == pytest.approx(metrics.map, abs=1e-9)
     image = data / "val/00001.png"
     args = ["detect", "predict", str(export), str(image), "--output", str(tmp_path / "drawn"), "--threshold", "0", "--json"]
-    assert detect.run(parser.parse_args(args)) == 0
+    assert main(args) == 0
     [found] = json.loads(capsys.readouterr().out).values()
     assert found and {d["label"] for d in found} <= set(NOVEL_SHAPES) and (tmp_path / "drawn/00001.png").is_file()
-    assert detect.run(parser.parse_args([*args[:-3], "--threshold", "2"])) == 2
+    assert main([*args[:-3], "--threshold", "2"]) == 2
     assert "--threshold is a score from 0 to 1" in capsys.readouterr().err

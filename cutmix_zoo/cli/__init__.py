@@ -22,6 +22,7 @@ from . import (
     cards,
     convert,
     demo,
+    detect,
     download,
     evaluate,
     export,
@@ -40,7 +41,7 @@ from .common import UsageError, run_command
 
 # Every command, in the order `cutmix-zoo --help` lists them.
 COMMANDS = (listing, info, download, convert, cache, verify, cards, export, publish, shapes,
-            train, evaluate, demo, predict, cam, robustness, localize, transfer)
+            train, evaluate, demo, predict, cam, robustness, localize, transfer, detect)
 
 
 def _version() -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from ..errors import InvalidArgumentError
-from .common import run_command
+from .common import Subparsers
+
+NAME = "detect"
+HELP = "fine-tune, evaluate (mAP) and run a detector on a zoo backbone"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +20,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=2, help="images per step (default 2)")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     """The ``detect`` command and its ``train``, ``eval`` and ``predict`` subcommands."""
-    parser = subparsers.add_parser("detect", help="fine-tune, evaluate (mAP) and run a detector on a zoo backbone")
+    parser = subparsers.add_parser(NAME, help=HELP, description="Fine-tune a torchvision detector on a zoo backbone, score it "
+                                                                "with COCO's mAP, and draw its detections.")
     actions = parser.add_subparsers(dest="detect_command", required=True)
     train = actions.add_parser("train", help="fine-tune a detector on a COCO or Pascal VOC folder")
     train.add_argument("--init", required=True, help="the backbone: a zoo name, an exported folder or a weights file")
@@ -108,6 +112,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``detect train|eval|predict``; a bad input is one error line and its exit code."""
+    """Run ``detect train|eval|predict`` (the dispatcher turns a bad input into one error line and its exit code)."""
     commands = {"train": _train, "eval": _eval, "predict": _predict}
-    return run_command(commands[args.detect_command], args)
+    return commands[args.detect_command](args)
