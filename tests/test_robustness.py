@@ -157,15 +157,15 @@ def test_masks_pairs_and_sizes():
 
 def test_ood_metrics_on_known_scores():
     perfect = robustness.ood_metrics(torch.tensor([0.9, 0.8, 0.95]), torch.tensor([0.1, 0.2]))
-    assert perfect == {"tnr_at_95_tpr": 1.0, "auroc": 1.0, "detection_acc": 1.0}
+    assert perfect == robustness.OodMetrics(tnr_at_95_tpr=1.0, auroc=1.0, detection_acc=1.0)
     same = robustness.ood_metrics(torch.full((10,), 0.5), torch.full((10,), 0.5))
-    assert same["auroc"] == 0.5 and same["tnr_at_95_tpr"] == 0.0 and same["detection_acc"] == 0.5
+    assert same.auroc == 0.5 and same.tnr_at_95_tpr == 0.0 and same.detection_acc == 0.5
     inside = torch.arange(1, 21, dtype=torch.float32)  # 1..20: the 95% TPR threshold keeps 19 of 20, so it is 2
     outside = torch.tensor([0.5, 1.5, 2.5, 30.0])
     m = robustness.ood_metrics(inside, outside)
-    assert m["tnr_at_95_tpr"] == 0.5  # 0.5 and 1.5 fall below 2
-    assert m["auroc"] == pytest.approx((20 + 19 + 18 + 0) / 80)
-    assert m["detection_acc"] == pytest.approx(max(0.5 * (19 / 20 + 2 / 4), 0.5 * (18 / 20 + 3 / 4)))
+    assert m.tnr_at_95_tpr == 0.5  # 0.5 and 1.5 fall below 2
+    assert m.auroc == pytest.approx((20 + 19 + 18 + 0) / 80)
+    assert m.detection_acc == pytest.approx(max(0.5 * (19 / 20 + 2 / 4), 0.5 * (18 / 20 + 3 / 4)))
 
 
 def _run(argv, capsys):
