@@ -29,10 +29,12 @@ an exported folder without a dataset) only takes indices, and a name there is an
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 
 DEFAULT_THRESHOLD = 0.2  # the CAM paper's: keep the pixels at or above 20% of the map's maximum
 IOU_CORRECT = 0.5  # a box is right when its IoU with the true box is at least this
+SWEEP = [round(0.05 * k, 2) for k in range(1, 20)]  # thresholds of the localization sweep: 0.05 to 0.95
 
 
 class Localization(NamedTuple):
@@ -179,6 +182,77 @@ def localize(
     box = scale_box(result.boxes[0, 0].tolist(), tuple(x.shape[-2:]), size)
     index = int(result.classes[0])
     return Localization(index, class_names(net)[index], float(result.probabilities[0]), box, heatmap(result.maps[0], size))
+
+
+# --- localization accuracy ---------------------------------------------------------------------------------
+
+def sweep_thresholds(threshold: float) -> list[float]:
+    """The thresholds a localization accuracy is measured at: the sweep's and ``threshold``, sorted."""
+    return sorted(set(SWEEP) | {threshold})
+
+
+def iou_table(boxes: torch.Tensor, truth: Sequence[Sequence[float]]) -> torch.Tensor:
+    """(T, N) IoUs (float32) of (T, N, 4) boxes, one row per threshold, with the N true boxes."""
+    rows = boxes.double().tolist()
+    return torch.tensor([[box_iou(b, t) for b, t in zip(row, truth)] for row in rows], dtype=torch.float32).view(len(rows), len(truth))
+
+
+@dataclass(frozen=True)
+class ThresholdSweep:
+    """Localization accuracies (percentages) at each threshold of the sweep."""
+
+    thresholds: list[float]
+    top1_loc_acc: list[float]
+    gt_known_loc_acc: list[float]
+
+
+@dataclass(frozen=True)
+class BestThreshold:
+    """The sweep's threshold with the highest top-1 localization accuracy (ties: the nearest the one asked for)."""
+
+    threshold: float
+    top1_loc_acc: float
+
+
+@dataclass(frozen=True)
+class LocalizationSummary:
+    """Localization accuracy against true boxes at the threshold asked for (percentages), and across the sweep."""
+
+    images: int
+    threshold: float
+    iou_needed: float
+    top1_loc_acc: float
+    top1_loc_err: float
+    gt_known_loc_acc: float
+    top1_err: float
+    mean_iou: float
+    by_threshold: ThresholdSweep
+    best_threshold: BestThreshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON values, as ``report.json`` holds it."""
+        return dataclasses.asdict(self)
+
+
+def _pct(count: float, total: int) -> float:
+    return round(100 * count / total, 4) if total else 0.0
+
+
+def localization_summary(ious: torch.Tensor, known_ious: torch.Tensor, correct_class: torch.Tensor, thresholds: list[float],
+                         threshold: float) -> LocalizationSummary:
+    """Localization accuracies from (T, N) IoUs of the predicted-class and the true-class boxes, one row per threshold of
+    ``thresholds`` (``threshold`` among them), and whether each image's predicted class is its true one."""
+    n = correct_class.numel()
+    top1 = ((ious >= IOU_CORRECT) & correct_class[None]).sum(dim=1).tolist()
+    known = (known_ious >= IOU_CORRECT).sum(dim=1).tolist()
+    at = thresholds.index(threshold)
+    best = max(range(len(thresholds)), key=lambda k: (top1[k], -abs(thresholds[k] - threshold)))
+    return LocalizationSummary(
+        images=n, threshold=threshold, iou_needed=IOU_CORRECT, top1_loc_acc=_pct(top1[at], n),
+        top1_loc_err=round(100 - _pct(top1[at], n), 4), gt_known_loc_acc=_pct(known[at], n),
+        top1_err=_pct(n - int(correct_class.sum()), n), mean_iou=round(float(ious[at].mean()), 4) if n else 0.0,
+        by_threshold=ThresholdSweep(thresholds, [_pct(c, n) for c in top1], [_pct(c, n) for c in known]),
+        best_threshold=BestThreshold(thresholds[best], _pct(top1[best], n)))
 
 
 # --- boxes files -------------------------------------------------------------------------------------------

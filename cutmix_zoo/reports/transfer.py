@@ -21,6 +21,7 @@ that strength is scored on them. Errors are percentages: top-1, and top-5 only w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -64,6 +65,11 @@ class TransferData:
     train: torch.Tensor
     val: torch.Tensor
     layout: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``report.json`` says of the data: the folder, its layout, the classes and how many images each split has."""
+        return {"folder": str(self.root), "layout": self.layout, "classes": self.classes, "train_images": len(self.train),
+                "val_images": len(self.val)}
 
 
 TASK_CLASSES = "a classification task needs at least two"
@@ -405,3 +411,50 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tens
     top1, top5 = top_errors(x_val @ w + b, val_y)
     seconds = time.perf_counter() - began
     return ProbeResult(top1, top5, l2, list(grid), errors, losses, len(train_y), held, len(val_y), seconds)
+
+
+# --- the report -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """A short fine-tune's best validation errors (percentages), its best epoch, its epochs and the folder of its run."""
+
+    top1_err: float | None
+    top5_err: float | None
+    best_epoch: int
+    epochs: int
+    output: str
+
+
+@dataclass(frozen=True)
+class ModelTransfer:
+    """One model's transfer result: its features, the linear probe on them and, when run, a fine-tune beside it."""
+
+    model: str
+    feature_dim: int
+    probe: ProbeResult
+    extraction_seconds: float
+    features_cached: bool
+    feature_file: str
+    finetune: FinetuneResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model's part of ``report.json``, as plain JSON values."""
+        out = {"model": self.model, "feature_dim": self.feature_dim, "probe": self.probe.to_dict(),
+               "extraction_seconds": round(self.extraction_seconds, 3), "features_cached": self.features_cached,
+               "feature_file": self.feature_file}
+        return out if self.finetune is None else {**out, "finetune": dataclasses.asdict(self.finetune)}
+
+
+def probe_models(data: TransferData, extracted: Mapping[str, Features], models: Mapping[str, nn.Module], holdout: float = DEFAULT_HOLDOUT,
+                 seed: int = 0, device: torch.device | str | None = None) -> dict[str, ModelTransfer]:
+    """A linear probe (:func:`linear_probe`) on each model's extracted features of ``data``: fitted on its training
+    images, scored on its validation images."""
+    results = {}
+    for name, found in extracted.items():
+        x = found.features
+        probe = linear_probe(x[data.train], data.labels[data.train], x[data.val], data.labels[data.val], len(data.classes),
+                             holdout=holdout, seed=seed, device=device)
+        results[name] = ModelTransfer(pretrained_cfg_of(models[name])["name"], x.shape[1], probe, found.seconds, found.cached,
+                                      str(found.file))
+    return results
