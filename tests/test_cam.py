@@ -10,7 +10,6 @@ from PIL import Image
 
 import cutmix_zoo
 from cutmix_zoo.cli import main
-from cutmix_zoo.cli.images import cam_main
 from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.reports.cam import cam, class_activation, jet
 
@@ -117,7 +116,7 @@ def test_jet_runs_from_blue_through_green_to_red():
 
 def test_cam_command_writes_the_picture(bright_file, square_image, tmp_path, capsys):
     out = tmp_path / "cam.png"
-    assert cam_main([str(square_image), "--model", tiny.FILE_ENTRY, "--weights", str(bright_file), "-o", str(out)]) == 0
+    assert main(["cam", str(square_image), "--model", tiny.FILE_ENTRY, "--weights", str(bright_file), "-o", str(out)]) == 0
     assert f"{tiny.FILE_ENTRY} with bright.safetensors: class 3 cat" in capsys.readouterr().out
     picture = Image.open(out)
     # 96 x 64 is enlarged 5x (shorter side to at least 320); the font is 480 / 24 = 20 px, a line 25 px,
@@ -155,12 +154,12 @@ def test_cam_command_errors(bright_file, square_image, tmp_path, capsys):
         ([str(square_image), "--model", "resnet5", "-o", str(tmp_path / "a.png")], "Unknown model 'resnet5'"),
     ]
     for argv, message in cases:
-        assert cam_main(argv) == 2, argv
+        assert main(["cam", *argv]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("cutmix-zoo: error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "a.png").exists()
     with pytest.raises(SystemExit) as exit_info:
-        cam_main(["--help"])
+        main(["cam", "--help"])
     assert exit_info.value.code == 0 and "usage: cutmix-zoo cam" in capsys.readouterr().out
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 
 import pytest
 
 import cutmix_zoo
+from cutmix_zoo import cli
 from cutmix_zoo.cli import build_parser, main
+from cutmix_zoo.cli.common import UsageError
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -70,3 +73,60 @@ def test_top_level_help_and_missing_command():
     assert run("--help").returncode == 0
     result = run()
     assert result.returncode == 2 and "COMMAND" in result.stderr
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_every_command_module_has_the_shape_and_is_listed_with_its_help(capsys):
+    names = [c.NAME for c in cli.COMMANDS]
+    assert len(set(names)) == len(names) == 18
+    for command in cli.COMMANDS:
+        assert isinstance(command.NAME, str) and isinstance(command.HELP, str) and command.HELP, command
+        assert callable(command.add_parser) and callable(command.run), command
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    listing = _flat(capsys.readouterr().out)
+    assert exit_info.value.code == 0
+    for command in cli.COMMANDS:
+        assert f" {command.NAME} {_flat(command.HELP)} " in listing, command.NAME
+    # the listing is the same whichever command's sub-parser was built in full, all of them included
+    assert {build_parser(only).format_help() for only in [None, "", *names]} == {build_parser("").format_help()}
+
+
+def test_a_command_added_to_the_list_is_listed_parsed_and_run(monkeypatch, capsys):
+    hello = types.ModuleType("hello")
+    hello.NAME, hello.HELP = "hello", "say hello to someone"
+
+    def add_parser(subparsers):
+        p = subparsers.add_parser(hello.NAME, help=hello.HELP, description="Say hello.")
+        p.add_argument("--to", default="world")
+        return p
+
+    def run(args):
+        if args.to == "nobody":
+            raise UsageError("--to needs somebody")
+        print(f"hello {args.to} {args.argv}")
+        return 0
+
+    hello.add_parser, hello.run = add_parser, run
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, hello))
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert " hello say hello to someone " in _flat(capsys.readouterr().out)
+    assert main(["-v", "hello", "--to", "you"]) == 0
+    assert capsys.readouterr().out == "hello you ['--to', 'you']\n"
+    for argv, message in ((["hello", "--bogus"], "unrecognized arguments: --bogus"), (["hello", "--to", "nobody"], "--to needs somebody")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith("usage: cutmix-zoo hello") and f"cutmix-zoo hello: error: {message}\n" in err
+
+
+def test_the_command_modules_and_list_do_not_import_torch():
+    code = ("import sys, cutmix_zoo.cli as cli\n"
+            "assert cli.main(['list', '--json']) == 0\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr.strip() == "[]", done.stderr

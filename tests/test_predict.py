@@ -14,7 +14,6 @@ from PIL import Image
 import cutmix_zoo
 from cutmix_zoo.categories import categories
 from cutmix_zoo.cli import main
-from cutmix_zoo.cli.images import predict_main
 from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.registry import DATASETS
 from cutmix_zoo.reports.predict import predict
@@ -99,7 +98,7 @@ def test_bad_inputs_are_one_sentence(tiny_registry, monkeypatch, tmp_path, photo
 
 
 def test_predict_command_text_and_json(resnet50_file, photo, capsys):
-    assert predict_main([str(photo), "--model", "resnet50", "--weights", str(resnet50_file), "--top", "3"]) == 0
+    assert main(["predict", str(photo), "--model", "resnet50", "--weights", str(resnet50_file), "--top", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(photo) and len(lines) == 4 and lines[1].lstrip().startswith("1.")
     assert main(["predict", str(photo), str(photo), "--weights", str(resnet50_file), "--top", "2", "--json"]) == 0
@@ -116,11 +115,11 @@ def test_predict_command_errors(tiny_registry, monkeypatch, tmp_path, photo, cap
         ([str(photo), "--model", tiny.FILE_ENTRY, "--weights", str(tmp_path / "none.safetensors")], 1, "does not exist"),
     ]
     for argv, code, message in cases:
-        assert predict_main(argv) == code
+        assert main(["predict", *argv]) == code
         err = capsys.readouterr().err
         assert err.startswith("cutmix-zoo: error: ") and message in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exit_info:
-        predict_main(["--help"])
+        main(["predict", "--help"])
     assert exit_info.value.code == 0 and "usage: cutmix-zoo predict" in capsys.readouterr().out
 
 

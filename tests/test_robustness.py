@@ -12,7 +12,7 @@ from PIL import Image
 
 import cutmix_zoo
 from cutmix_zoo.cli import main
-from cutmix_zoo.cli.reports import shapes_benchmark
+from cutmix_zoo.cli.reporting import shapes_benchmark
 from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.reports import robustness
 

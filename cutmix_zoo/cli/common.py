@@ -1,12 +1,26 @@
-"""What every command shares: tables on stdout, and one error line with its exit code instead of a traceback."""
+"""What the commands share, below every command module: tables on stdout, one error line with its exit code instead
+of a traceback, the usage error a command finds after parsing, an argument type, and the cache and export helpers
+that two commands each use.
+
+Nothing here imports torch: every command module imports this one, and ``cutmix-zoo list`` must start fast.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from .. import registry
 from ..errors import ZooError, exit_code
+
+Subparsers = argparse._SubParsersAction  # what add_subparsers returns; every command's add_parser adds its sub-parser to it
+
+
+class UsageError(Exception):
+    """A command line that parsed but cannot work (``--weights2`` without ``--compare``): the dispatcher reports it as
+    argparse reports its own errors, the command's usage and ``cutmix-zoo COMMAND: error: ...``, exit status 2."""
 
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -26,3 +40,43 @@ def run_command(command: Callable[..., int], *args: Any) -> int:
     except KeyboardInterrupt as e:
         print("cutmix-zoo: interrupted", file=sys.stderr)
         return exit_code(e)
+
+
+def positive(text: str) -> int:
+    """An argument type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
+
+
+def cached_files() -> list[dict[str, Any]]:
+    """Every cached weights file with its size, origin and the sha256 it was written with (files are not read)."""
+    from ..hub.fetch import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
+
+    rows = []
+    for name in registry.list_models():
+        entry = registry.get_entry(name)
+        path = cached_file(entry)
+        if path is None:
+            continue
+        original = path.parent == cache_dir() / name
+        rows.append({"name": name, "file": str(path), "bytes": path.stat().st_size, "expected_sha256": recorded_sha256(entry, path),
+                     "origin": "original release" if original else "hub",
+                     "record": str(cache_dir() / name / SOURCE_NAME) if original else None})
+    return rows
+
+
+def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True) -> str:
+    """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder."""
+    from ..api import load
+    from ..hub.cards import render_card
+    from ..hub.export import save_pretrained
+    from ..model_config import pretrained_cfg_of
+
+    model = load(name, revision=revision, progress=progress)
+    save_pretrained(model, out, card=render_card(pretrained_cfg_of(model)))
+    return out

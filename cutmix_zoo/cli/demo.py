@@ -10,18 +10,20 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from typing import cast
 
-import torch
+from .common import Subparsers
 
+NAME = "demo"
+HELP = "train, export, load and evaluate the embedded model, offline, in a minute"
 DEMO_MODEL = "pyramidnet20_a48.cutmix_shapes"
 BASELINE = "pyramidnet20_a48.baseline_shapes"
 
 
-def demo_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cutmix-zoo demo", description=__doc__.split("\n\n")[0].strip("`"))
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    """Add ``demo`` to the ``cutmix-zoo`` parser."""
+    p = subparsers.add_parser(NAME, help=HELP, description=__doc__.split("\n\n")[0].strip("`"))
     p.add_argument("--train-images", type=int, default=1024, help="images in the quick training run (default 1024)")
     p.add_argument("--skip-train", action="store_true", help="skip the quick training run")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -30,6 +32,10 @@ def demo_parser() -> argparse.ArgumentParser:
 
 def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> dict:
     """Run every step and return what was measured."""
+    import tempfile
+
+    import torch
+
     import cutmix_zoo
 
     from ..features import FeatureInfo
@@ -70,9 +76,10 @@ def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> d
     return result
 
 
-def demo_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``cutmix-zoo demo``."""
-    args = demo_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the demo, printing each step, or with ``--json`` only the results."""
+    import torch
+
     torch.manual_seed(0)
     result = run_demo(args.train_images, args.skip_train, say=(lambda *a, **k: None) if args.json else print)
     if args.json:

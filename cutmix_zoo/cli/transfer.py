@@ -15,18 +15,58 @@ import shlex
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError, ZooError
 from ..registry import format_err
-from ..reports.transfer import SMALL_IMAGE_SIDE
-from .common import print_table, run_command
-from .reports import model_names, output_folder, write_report
+from .common import Subparsers, print_table
+from .reporting import model_names, output_folder, write_report
 
+if TYPE_CHECKING:
+    import torch
+
+NAME = "transfer"
+HELP = "linear probe (and fine-tune) of pretrained backbones on your own images"
 DEFAULT_MODELS = ("resnet50.cutmix_in1k", "resnet50.baseline_in1k")
 SMALL_DATA_MODELS = ("pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes")
+
+
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
+    """Add ``transfer --data FOLDER [--models A,B,...] -o DIR [--finetune EPOCHS]`` to the ``cutmix-zoo`` parser."""
+    from ..reports.transfer import SMALL_IMAGE_SIDE
+
+    p = subparsers.add_parser(
+        NAME, help=HELP,
+        description="What a pretrained backbone buys on your own images: for each model, its pooled features of the training "
+                    "and validation images (extracted once, cached), and a linear probe on them (multinomial logistic "
+                    "regression, L-BFGS, with its L2 strength chosen from log-spaced values on a held-out part of the "
+                    "training images, as Kornblith et al., CVPR 2019); --finetune adds a short fine-tune with the bundled "
+                    "trainer. Writes DIR/report.json and DIR/transfer.png, and prints the table of validation errors.",
+        epilog="Errors are percentages of the validation images; top-5 error is '-' with five classes or fewer (it would be 0). "
+               "Features are cached by the model's weights, the images' paths, sizes and modification times, and the "
+               "transform, so a second run reads them back without running the model.",
+    )
+    p.add_argument("--data", required=True, metavar="FOLDER", help="an ImageFolder tree with train/<class>/ and val/<class>/, "
+                   "or with --val-split one folder of class folders")
+    p.add_argument("--models", help="comma-separated registry names or exported folders (default: "
+                   f"{','.join(DEFAULT_MODELS)}, and {','.join(SMALL_DATA_MODELS)} too when the images are small: the "
+                   f"first training image of each class at most {SMALL_IMAGE_SIDE} pixels on its longer side)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for report.json and transfer.png (created if needed)")
+    p.add_argument("--val-split", type=float, metavar="F", help="--data is one folder of class folders: hold out this fraction of "
+                   "each class's images (drawn with --seed) for validation, as `cutmix-zoo train --val-split` does")
+    p.add_argument("--holdout", type=float, default=0.2, metavar="F", help="fraction of each class's training images held out to "
+                   "choose the L2 strength (default: 0.2); the validation images are never used for it")
+    p.add_argument("--finetune", type=int, metavar="EPOCHS", help="also fine-tune each model for this many epochs "
+                   "(cutmix-zoo train --init MODEL --recipe finetune) into DIR/finetune/<model>/")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: features/ in the zoo's cache, CUTMIX_ZOO_CACHE "
+                   "or ~/.cache/cutmix_zoo)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per batch of feature extraction (default: 128)")
+    p.add_argument("--workers", type=int, default=2, help="threads decoding images ahead of the model (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --val-split, the held-out split and the fine-tunes (default: 0)")
+    p.add_argument("--device", help="torch device to run on, e.g. cuda (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-plots", action="store_true", help="write report.json only (no matplotlib needed)")
+    return p
 
 
 def _model_names(args: argparse.Namespace, small: bool) -> list[str]:
@@ -78,7 +118,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise InvalidArgumentError(f"--finetune is a number of epochs, at least 1, not {args.finetune}.")
 
 
-def _transfer_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Probe (and fine-tune) every model on the folder's images, write the report and its picture, and print the table."""
     from ..api import load
     from ..model_config import pretrained_cfg_of
     from ..reports import transfer
@@ -151,41 +192,3 @@ def _picture(report: dict[str, Any], path: Path) -> str:
     title = (f"{Path(data['folder']).name}: {len(data['classes'])} classes, {data['train_images']} training and "
              f"{data['val_images']} validation images")
     return bars(path, list(models), series, "validation top-1 error (%)", title)
-
-
-def transfer_main(argv: list[str]) -> int:
-    """``cutmix-zoo transfer --data FOLDER [--models A,B,...] -o DIR [--finetune EPOCHS]``."""
-    parser = argparse.ArgumentParser(
-        prog="cutmix-zoo transfer",
-        description="What a pretrained backbone buys on your own images: for each model, its pooled features of the training "
-                    "and validation images (extracted once, cached), and a linear probe on them (multinomial logistic "
-                    "regression, L-BFGS, with its L2 strength chosen from log-spaced values on a held-out part of the "
-                    "training images, as Kornblith et al., CVPR 2019); --finetune adds a short fine-tune with the bundled "
-                    "trainer. Writes DIR/report.json and DIR/transfer.png, and prints the table of validation errors.",
-        epilog="Errors are percentages of the validation images; top-5 error is '-' with five classes or fewer (it would be 0). "
-               "Features are cached by the model's weights, the images' paths, sizes and modification times, and the "
-               "transform, so a second run reads them back without running the model.",
-    )
-    parser.add_argument("--data", required=True, metavar="FOLDER", help="an ImageFolder tree with train/<class>/ and val/<class>/, "
-                        "or with --val-split one folder of class folders")
-    parser.add_argument("--models", help="comma-separated registry names or exported folders (default: "
-                        f"{','.join(DEFAULT_MODELS)}, and {','.join(SMALL_DATA_MODELS)} too when the images are small: the "
-                        f"first training image of each class at most {SMALL_IMAGE_SIDE} pixels on its longer side)")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for report.json and transfer.png (created if needed)")
-    parser.add_argument("--val-split", type=float, metavar="F", help="--data is one folder of class folders: hold out this fraction of "
-                        "each class's images (drawn with --seed) for validation, as `cutmix-zoo train --val-split` does")
-    parser.add_argument("--holdout", type=float, default=0.2, metavar="F", help="fraction of each class's training images held out to "
-                        "choose the L2 strength (default: 0.2); the validation images are never used for it")
-    parser.add_argument("--finetune", type=int, metavar="EPOCHS", help="also fine-tune each model for this many epochs "
-                        "(cutmix-zoo train --init MODEL --recipe finetune) into DIR/finetune/<model>/")
-    parser.add_argument("--cache", metavar="DIR", help="feature cache folder (default: features/ in the zoo's cache, CUTMIX_ZOO_CACHE "
-                        "or ~/.cache/cutmix_zoo)")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per batch of feature extraction (default: 128)")
-    parser.add_argument("--workers", type=int, default=2, help="threads decoding images ahead of the model (default: 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --val-split, the held-out split and the fine-tunes (default: 0)")
-    parser.add_argument("--device", help="torch device to run on, e.g. cuda (default: cpu)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--no-plots", action="store_true", help="write report.json only (no matplotlib needed)")
-    args = parser.parse_args(argv)
-    args.argv = list(argv)
-    return run_command(_transfer_command, args)
