@@ -116,13 +116,13 @@ def test_every_image_is_decoded_once_and_every_size_runs_from_the_decoded_batch(
     monkeypatch.setattr(robustness, "open_image", lambda image: opened.append(image) or real(image))
     ood = paths[:5]
     result = robustness.evaluate([CUTMIX], paths, labels, classes, hole_steps=4, ratios=3, noise_count=10, batch_size=12, ood_images=ood)
-    assert sorted(opened) == sorted(paths + ood) and result["decoded_images"] == 29
-    r = result["models"][CUTMIX]
+    assert sorted(opened) == sorted(paths + ood) and result.decoded_images == 29
+    r = result.models[CUTMIX]
     batches = 2
     # per batch: clean, 4 + 4 occlusions (sizes 0 and full reuse the clean pass), 3 x 2 blends, FGSM (with gradient) and
     # its check; then one batch per noise kind and one for the out-of-distribution folder
-    assert r["forward_batches"] == batches * (1 + 8 + 6 + 2) + 2 + 1
-    assert set(r["ood"]) == {"gaussian", "uniform", "folder"}
+    assert r.forward_batches == batches * (1 + 8 + 6 + 2) + 2 + 1
+    assert set(r.ood) == {"gaussian", "uniform", "folder"}
 
 
 def test_folders_named_by_class_in_another_order_map_by_name(tmp_path, one_thread):
@@ -138,7 +138,7 @@ def test_folders_named_by_class_in_another_order_map_by_name(tmp_path, one_threa
     mapping, how = robustness.label_map(model, classes)
     assert how == "class names" and classes[0] == "CIRCLE" and mapping[classes.index("HORIZONTAL_BAR")] == 7
     result = robustness.evaluate({"m": model}, paths, labels, classes, measures=["occlusion"], hole_steps=1)
-    assert result["models"]["m"]["clean"]["top1_err"] < 20 and "in_between" not in result["models"]["m"]
+    assert result.models["m"].clean.top1_err < 20 and "in_between" not in result.models["m"].to_dict()
 
 
 def test_masks_pairs_and_sizes():

@@ -63,12 +63,15 @@ TPR_LEVEL = 0.95
 
 # --- the validation folder -----------------------------------------------------------------------------------
 
-def read_validation_folder(folder: str | os.PathLike) -> tuple[list[str], list[int], list[str]]:
+def read_validation_folder(folder: str | os.PathLike, limit: int | None = None,
+                           seed: int = 0) -> tuple[list[str], list[int], list[str]]:
     """The images, labels and class names of ``FOLDER/val/<class>/...``, an image-class tree read by
-    :func:`cutmix_zoo.reports.folders.read_image_tree` (ImageFolder's rules: classes in sorted order).
+    :func:`cutmix_zoo.reports.folders.read_image_tree` (ImageFolder's rules: classes in sorted order);
+    with ``limit``, a random subset of that many images drawn with ``seed``, in the folder's order.
 
     Files without an image extension are skipped, as torchvision's ImageFolder does; a folder without
-    ``val/``, fewer than two class folders, or a class folder without images is an InvalidArgumentError.
+    ``val/``, fewer than two class folders, a class folder without images, or a subset of one class is
+    an InvalidArgumentError.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -79,7 +82,13 @@ def read_validation_folder(folder: str | os.PathLike) -> tuple[list[str], list[i
     tree = read_image_tree(val)
     tree.require_classes(2, "robustness needs at least two classes (in-between class samples mix two)")
     tree.require_images()
-    return tree.paths, tree.labels, tree.classes
+    images, labels = tree.paths, tree.labels
+    if limit and limit < len(images):
+        keep = sorted(torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit].tolist())
+        images, labels = [images[i] for i in keep], [labels[i] for i in keep]
+        if len(set(labels)) < 2:
+            raise InvalidArgumentError(f"--limit {limit} keeps images of one class only; robustness needs at least two classes.")
+    return images, labels, tree.classes
 
 
 def read_image_folder(folder: str | os.PathLike) -> list[str]:
@@ -246,6 +255,10 @@ class OcclusionResult:
     centre_top1_err: list[float | None]
     boundary_top1_err: list[float | None]
 
+    def top1_err(self, kind: str) -> list[float | None]:
+        """The errors of ``centre`` or of ``boundary`` occlusion."""
+        return self.centre_top1_err if kind == "centre" else self.boundary_top1_err
+
 
 @dataclass(frozen=True)
 class InBetweenResult:
@@ -258,6 +271,10 @@ class InBetweenResult:
     cutmix_err: list[float | None]
     mixup_neither_in_top2: list[float | None]
     cutmix_neither_in_top2: list[float | None]
+
+    def err(self, kind: str) -> list[float | None]:
+        """The "neither class" percentages of ``mixup`` or of ``cutmix`` blends."""
+        return self.mixup_err if kind == "mixup" else self.cutmix_err
 
 
 @dataclass(frozen=True)
@@ -504,7 +521,7 @@ def evaluate(
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
-) -> dict[str, Any]:
+) -> RobustnessReport:
     """The robustness report of each model on ``images`` (paths or PIL images) with ``labels`` indexing ``classes``.
 
     ``models`` maps a report name to a module made by ``cutmix_zoo.load``, or is a list of model names.
@@ -527,15 +544,14 @@ def evaluate(
     settings = RobustnessSettings(list(measures), seed, batch_size, OCCLUSION_FILL, hole_steps, mixing_ratios(ratios), epsilon,
                                   [*NOISE_KINDS, *(["folder"] if len(ood_images) else [])] if ood else [], noise_count,
                                   len(ood_images) if ood else 0)
-    report = RobustnessReport(len(images), list(classes), decoded, settings, {m.name: m.result(measures, epsilon) for m in runs})
-    return report.to_dict()
+    return RobustnessReport(len(images), list(classes), decoded, settings, {m.name: m.result(measures, epsilon) for m in runs})
 
 
-def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+def summary_rows(report: RobustnessReport) -> tuple[list[str], list[list[str]]]:
     """The report's one-number-per-measure table: header and one row per model."""
     header = ["model", "top-1 err %", "centre occl. err % (mean)", "boundary occl. err % (mean)",
               "Mixup in-between err % (mean)", "CutMix in-between err % (mean)", "FGSM acc %"]
-    kinds = [k for k in (*NOISE_KINDS, "folder") if any(k in r.get("ood", {}) for r in report["models"].values())]
+    kinds = [k for k in (*NOISE_KINDS, "folder") if any(k in (r.ood or {}) for r in report.models.values())]
     for kind in kinds:
         header += [f"{kind} TNR@95", f"{kind} AUROC", f"{kind} det. acc"]
 
@@ -544,13 +560,12 @@ def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
         return f"{sum(kept) / len(kept):.2f}" if kept else "-"
 
     rows = []
-    for name, r in report["models"].items():
-        occ, mix = r.get("occlusion", {}), r.get("in_between", {})
-        row = [name, f"{r['clean']['top1_err']:.2f}", mean(occ.get("centre_top1_err")), mean(occ.get("boundary_top1_err")),
-               mean(mix.get("mixup_err")), mean(mix.get("cutmix_err")),
-               f"{r['fgsm']['top1_acc']:.2f}" if "fgsm" in r else "-"]
+    for name, r in report.models.items():
+        occ, mix = r.occlusion, r.in_between
+        row = [name, f"{r.clean.top1_err:.2f}", mean(occ.centre_top1_err if occ else None), mean(occ.boundary_top1_err if occ else None),
+               mean(mix.mixup_err if mix else None), mean(mix.cutmix_err if mix else None), f"{r.fgsm.top1_acc:.2f}" if r.fgsm else "-"]
         for kind in kinds:
-            o = r.get("ood", {}).get(kind)
-            row += [f"{o['tnr_at_95_tpr']:.3f}", f"{o['auroc']:.3f}", f"{o['detection_acc']:.3f}"] if o else ["-", "-", "-"]
+            o = (r.ood or {}).get(kind)
+            row += [f"{o.tnr_at_95_tpr:.3f}", f"{o.auroc:.3f}", f"{o.detection_acc:.3f}"] if o else ["-", "-", "-"]
         rows.append(row)
     return header, rows
