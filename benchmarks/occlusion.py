@@ -98,11 +98,11 @@ def main() -> int:
             finally:
                 robustness.open_image = real_open
             forwards.append(forward_only(model, paths, args.hole_steps, args.batch_size, 0))
-    result = report["models"][args.model]
+    result = report.models[args.model]
     sweep, forward = min(sweeps), min(forwards)  # the least disturbed round of each
-    passes = result["forward_batches"]
+    passes = result.forward_batches
     print(f"occlusion sweep of {args.model}: {len(paths)} PNGs of {args.image_size}x{args.image_size}, "
-          f"{len(result['occlusion']['hole_sizes'])} hole sizes x 2 kinds, batch {args.batch_size}, "
+          f"{len(result.occlusion.hole_sizes)} hole sizes x 2 kinds, batch {args.batch_size}, "
           f"{torch.get_num_threads()} thread(s), best of {args.rounds} rounds")
     print(f"forward passes            {passes} batches")
     print(f"images decoded            {opened} ({opened / len(paths):.2f} per image; target: 1)")

@@ -116,13 +116,13 @@ def test_every_image_is_decoded_once_and_every_size_runs_from_the_decoded_batch(
     monkeypatch.setattr(robustness, "open_image", lambda image: opened.append(image) or real(image))
     ood = paths[:5]
     result = robustness.evaluate([CUTMIX], paths, labels, classes, hole_steps=4, ratios=3, noise_count=10, batch_size=12, ood_images=ood)
-    assert sorted(opened) == sorted(paths + ood) and result["decoded_images"] == 29
-    r = result["models"][CUTMIX]
+    assert sorted(opened) == sorted(paths + ood) and result.decoded_images == 29
+    r = result.models[CUTMIX]
     batches = 2
     # per batch: clean, 4 + 4 occlusions (sizes 0 and full reuse the clean pass), 3 x 2 blends, FGSM (with gradient) and
     # its check; then one batch per noise kind and one for the out-of-distribution folder
-    assert r["forward_batches"] == batches * (1 + 8 + 6 + 2) + 2 + 1
-    assert set(r["ood"]) == {"gaussian", "uniform", "folder"}
+    assert r.forward_batches == batches * (1 + 8 + 6 + 2) + 2 + 1
+    assert set(r.ood) == {"gaussian", "uniform", "folder"}
 
 
 def test_folders_named_by_class_in_another_order_map_by_name(tmp_path, one_thread):
@@ -138,7 +138,7 @@ def test_folders_named_by_class_in_another_order_map_by_name(tmp_path, one_threa
     mapping, how = robustness.label_map(model, classes)
     assert how == "class names" and classes[0] == "CIRCLE" and mapping[classes.index("HORIZONTAL_BAR")] == 7
     result = robustness.evaluate({"m": model}, paths, labels, classes, measures=["occlusion"], hole_steps=1)
-    assert result["models"]["m"]["clean"]["top1_err"] < 20 and "in_between" not in result["models"]["m"]
+    assert result.models["m"].clean.top1_err < 20 and "in_between" not in result.models["m"].to_dict()
 
 
 def test_masks_pairs_and_sizes():
@@ -157,15 +157,15 @@ def test_masks_pairs_and_sizes():
 
 def test_ood_metrics_on_known_scores():
     perfect = robustness.ood_metrics(torch.tensor([0.9, 0.8, 0.95]), torch.tensor([0.1, 0.2]))
-    assert perfect == {"tnr_at_95_tpr": 1.0, "auroc": 1.0, "detection_acc": 1.0}
+    assert perfect == robustness.OodMetrics(tnr_at_95_tpr=1.0, auroc=1.0, detection_acc=1.0)
     same = robustness.ood_metrics(torch.full((10,), 0.5), torch.full((10,), 0.5))
-    assert same["auroc"] == 0.5 and same["tnr_at_95_tpr"] == 0.0 and same["detection_acc"] == 0.5
+    assert same.auroc == 0.5 and same.tnr_at_95_tpr == 0.0 and same.detection_acc == 0.5
     inside = torch.arange(1, 21, dtype=torch.float32)  # 1..20: the 95% TPR threshold keeps 19 of 20, so it is 2
     outside = torch.tensor([0.5, 1.5, 2.5, 30.0])
     m = robustness.ood_metrics(inside, outside)
-    assert m["tnr_at_95_tpr"] == 0.5  # 0.5 and 1.5 fall below 2
-    assert m["auroc"] == pytest.approx((20 + 19 + 18 + 0) / 80)
-    assert m["detection_acc"] == pytest.approx(max(0.5 * (19 / 20 + 2 / 4), 0.5 * (18 / 20 + 3 / 4)))
+    assert m.tnr_at_95_tpr == 0.5  # 0.5 and 1.5 fall below 2
+    assert m.auroc == pytest.approx((20 + 19 + 18 + 0) / 80)
+    assert m.detection_acc == pytest.approx(max(0.5 * (19 / 20 + 2 / 4), 0.5 * (18 / 20 + 3 / 4)))
 
 
 def _run(argv, capsys):

@@ -15,10 +15,11 @@ from .reporting import SHAPES, command_line, output_folder, shapes_benchmark, wr
 if TYPE_CHECKING:
     import torch
 
+    from ..reports.localize import LocalizationSummary
+
 NAME = "localize"
 HELP = "CAM bounding boxes of images, and localization accuracy against true boxes"
 PREDICTED_COLOUR, TRUE_COLOUR = "red", "lime"
-SWEEP = [round(0.05 * k, 2) for k in range(1, 20)]  # thresholds of the localization sweep: 0.05 to 0.95
 
 
 def _fraction(text: str) -> float:
@@ -64,42 +65,6 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _pct(count: float, total: int) -> float:
-    return round(100 * count / total, 4) if total else 0.0
-
-
-def _localization_summary(ious: torch.Tensor, known_ious: torch.Tensor, correct_class: torch.Tensor, thresholds: list[float],
-                          threshold: float) -> dict[str, Any]:
-    """Localization accuracies from (T, N) IoUs of predicted-class and true-class boxes, one row per threshold."""
-    from ..reports.localize import IOU_CORRECT
-
-    n = correct_class.numel()
-    top1 = ((ious >= IOU_CORRECT) & correct_class[None]).sum(dim=1).tolist()
-    known = (known_ious >= IOU_CORRECT).sum(dim=1).tolist()
-    at = thresholds.index(threshold)
-    best = max(range(len(thresholds)), key=lambda k: (top1[k], -abs(thresholds[k] - threshold)))
-    return {
-        "images": n,
-        "threshold": threshold,
-        "iou_needed": IOU_CORRECT,
-        "top1_loc_acc": _pct(top1[at], n),
-        "top1_loc_err": round(100 - _pct(top1[at], n), 4),
-        "gt_known_loc_acc": _pct(known[at], n),
-        "top1_err": _pct(n - int(correct_class.sum()), n),
-        "mean_iou": round(float(ious[at].mean()), 4) if n else 0.0,
-        "by_threshold": {"thresholds": thresholds, "top1_loc_acc": [_pct(c, n) for c in top1], "gt_known_loc_acc": [_pct(c, n) for c in known]},
-        "best_threshold": {"threshold": thresholds[best], "top1_loc_acc": _pct(top1[best], n)},
-    }
-
-
-def _heat(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    import torch
-
-    heat = torch.nn.functional.interpolate(raw[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    low, high = heat.min(), heat.max()
-    return (heat - low) / (high - low) if high > low else torch.zeros_like(heat)
-
-
 def _box_title(label: str, probability: float, name: str, iou: float | None, true_label: str | None) -> str:
     first = f"{label} ({probability:.1%})"
     if iou is not None:
@@ -126,55 +91,52 @@ def _grid(panels: list[Any], columns: int) -> Any:
     return grid
 
 
-def _threshold_picture(out: Path, name: str, summary: dict[str, Any], title: str) -> str:
+def _threshold_picture(out: Path, name: str, summary: LocalizationSummary, title: str) -> str:
     from ..reports.localize import IOU_CORRECT
     from ..reports.plots import curves
 
-    sweep = summary["by_threshold"]
+    sweep = summary.by_threshold
     panel = {"title": "CAM boxes: accuracy against the threshold", "xlabel": "threshold (fraction of the map's maximum)",
              "ylabel": f"images localized (%), IoU ≥ {IOU_CORRECT}", "ylim": (0, 100),
-             "lines": {f"{name}: top-1 loc.": (sweep["thresholds"], sweep["top1_loc_acc"]),
-                       f"{name}: GT-known loc.": (sweep["thresholds"], sweep["gt_known_loc_acc"])}}
+             "lines": {f"{name}: top-1 loc.": (sweep.thresholds, sweep.top1_loc_acc),
+                       f"{name}: GT-known loc.": (sweep.thresholds, sweep.gt_known_loc_acc)}}
     return curves(out / "thresholds.png", [panel], title)
 
 
-def _localize_shapes(args: argparse.Namespace, net: Any, out: Path) -> dict[str, Any]:
+def _localize_shapes(args: argparse.Namespace, net: Any, out: Path) -> tuple[dict[str, Any], LocalizationSummary]:
     import torch
 
     from ..reports.cam import render
-    from ..reports.localize import box_iou, localize_batch, resolve_label, whole_image_transform
+    from ..reports.inference import heatmap, whole_image_transform
+    from ..reports.localize import iou_table, localization_summary, localize_batch, resolve_label, sweep_thresholds
     from ..reports.predict import class_names
 
     images, labels, classes, true_boxes = shapes_benchmark(args.limit or 0)
     names = class_names(net)
     to_model = [resolve_label(net, c, "Shapes-10") for c in classes]
     transform = whole_image_transform(net)
-    thresholds = sorted(set(SWEEP) | {args.threshold})
-    truth = torch.tensor(true_boxes, dtype=torch.float64)
+    thresholds = sweep_thresholds(args.threshold)
+    at = thresholds.index(args.threshold)
     ious, known_ious, correct, predictions = [], [], [], []
     shown: list[tuple[Any, torch.Tensor, dict[str, Any]]] = []
     for start in range(0, len(images), 256):
         x = torch.stack([transform(p) for p in images[start:start + 256]])
         y = torch.tensor([to_model[c] for c in labels[start:start + 256]])
         result = localize_batch(net, x, thresholds)
-        known = localize_batch(net, x, thresholds, class_index=y)
-        boxes = result.boxes.double()
-        t = truth[start:start + 256]
-        ious.append(torch.tensor([[box_iou(b, g) for b, g in zip(row.tolist(), t.tolist())] for row in boxes]))
-        known_ious.append(torch.tensor([[box_iou(b, g) for b, g in zip(row.tolist(), t.tolist())] for row in known.boxes.double()]))
+        truth = true_boxes[start:start + 256]
+        ious.append(iou_table(result.boxes, truth))
+        known_ious.append(iou_table(localize_batch(net, x, thresholds, class_index=y).boxes, truth))
         correct.append(result.predicted == y)
-        at = thresholds.index(args.threshold)
         for i in range(len(x)):
             predictions.append({"index": start + i, "class_index": int(result.classes[i]), "label": names[int(result.classes[i])],
                                 "probability": round(float(result.probabilities[i]), 6), "box": result.boxes[at, i].tolist(),
-                                "true_label": names[int(y[i])], "true_box": list(true_boxes[start + i]),
-                                "iou": round(float(ious[-1][at, i]), 4)})
+                                "true_label": names[int(y[i])], "true_box": list(truth[i]), "iou": round(float(ious[-1][at, i]), 4)})
             if len(shown) < args.examples:
                 shown.append((images[start + i], result.maps[i], predictions[-1]))
-    summary = _localization_summary(torch.cat(ious, dim=1), torch.cat(known_ious, dim=1), torch.cat(correct), thresholds, args.threshold)
+    summary = localization_summary(torch.cat(ious, dim=1), torch.cat(known_ious, dim=1), torch.cat(correct), thresholds, args.threshold)
     pictures = []
     if not args.no_plots:
-        panels = [render(pil, _heat(raw, (pil.height, pil.width)),
+        panels = [render(pil, heatmap(raw, (pil.height, pil.width)),
                          _box_title(p["label"], p["probability"], f"Shapes-10 test #{p['index']}", p["iou"], p["true_label"]), args.alpha,
                          boxes=[(tuple(p["true_box"]), TRUE_COLOUR), (tuple(p["box"]), PREDICTED_COLOUR)]) for pil, raw, p in shown]
         if panels:
@@ -182,7 +144,7 @@ def _localize_shapes(args: argparse.Namespace, net: Any, out: Path) -> dict[str,
             _grid(panels, 2).save(path)
             pictures.append(str(path))
         pictures.append(_threshold_picture(out, net.pretrained_cfg["name"], summary, f"Shapes-10 test split, {len(images)} images"))
-    return {"data": SHAPES, "localization": summary, "predictions": predictions, "pictures": pictures}
+    return {"data": SHAPES, "localization": summary.to_dict(), "predictions": predictions, "pictures": pictures}, summary
 
 
 def _true_boxes(args: argparse.Namespace, net: Any) -> list[tuple[tuple[int, int, int, int], int]]:
@@ -197,17 +159,18 @@ def _true_boxes(args: argparse.Namespace, net: Any) -> list[tuple[tuple[int, int
     return truth
 
 
-def _localize_images(args: argparse.Namespace, net: Any, out: Path) -> dict[str, Any]:
+def _localize_images(args: argparse.Namespace, net: Any, out: Path) -> tuple[dict[str, Any], LocalizationSummary | None]:
     import torch
 
     from ..reports.cam import render
-    from ..reports.localize import IOU_CORRECT, box_iou, localize_batch, scale_box, whole_image_transform
+    from ..reports.inference import heatmap, whole_image_transform
+    from ..reports.localize import IOU_CORRECT, box_iou, localization_summary, localize_batch, scale_box, sweep_thresholds
     from ..reports.predict import class_names, open_image
 
     names = class_names(net)
     truth = _true_boxes(args, net) if args.boxes else None
     transform = whole_image_transform(net)
-    thresholds = sorted(set(SWEEP) | {args.threshold}) if truth else [args.threshold]
+    thresholds = sweep_thresholds(args.threshold) if truth else [args.threshold]
     at = thresholds.index(args.threshold)
     rows, pictures, ious, known_ious, correct = [], [], [], [], []
     used: set[str] = set()
@@ -241,17 +204,18 @@ def _localize_images(args: argparse.Namespace, net: Any, out: Path) -> dict[str,
             used.add(path.name)
             shown = net.pretrained_cfg["name"] + (f" with {Path(args.weights).name}" if args.weights else "")
             title = _box_title(row["label"], row["probability"], shown, iou, true_label)
-            render(pil, _heat(result.maps[0], size), title, args.alpha, boxes=drawn).save(path)
+            render(pil, heatmap(result.maps[0], size), title, args.alpha, boxes=drawn).save(path)
             row["picture"] = str(path)
             pictures.append(str(path))
         rows.append(row)
     report: dict[str, Any] = {"data": "images", "predictions": rows, "pictures": pictures}
-    if truth:
-        report["localization"] = _localization_summary(torch.tensor(ious).T, torch.tensor(known_ious).T, torch.tensor(correct),
-                                                       thresholds, args.threshold)
-        if not args.no_plots:
-            pictures.append(_threshold_picture(out, net.pretrained_cfg["name"], report["localization"], f"{len(rows)} images of {args.boxes}"))
-    return report
+    if not truth:
+        return report, None
+    summary = localization_summary(torch.tensor(ious).T, torch.tensor(known_ious).T, torch.tensor(correct), thresholds, args.threshold)
+    report["localization"] = summary.to_dict()
+    if not args.no_plots:
+        pictures.append(_threshold_picture(out, net.pretrained_cfg["name"], summary, f"{len(rows)} images of {args.boxes}"))
+    return report, summary
 
 
 def run(args: argparse.Namespace) -> int:
@@ -278,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = net.pretrained_cfg
         raise InvalidArgumentError(f"Class {args.class_index} does not exist: {cfg['name']} has classes 0 to {cfg['num_classes'] - 1}.")
     out = output_folder(args.output)
-    body = _localize_shapes(args, net, out) if shapes else _localize_images(args, net, out)
+    body, summary = _localize_shapes(args, net, out) if shapes else _localize_images(args, net, out)
     report = {"command": command_line("localize", args.argv), "model": net.pretrained_cfg["name"], "threshold": args.threshold,
               "box_format": "left, top, right, bottom in image pixels; right and bottom exclusive", **body}
     write_report(out / "report.json", report)
@@ -288,14 +252,16 @@ def run(args: argparse.Namespace) -> int:
                 + ([r["true_label"], f"{r['iou']:.2f}", "yes" if r["correct"] else "no"] if args.boxes else [])
                 for r in report["predictions"]]
         print_table(rows, header)
-    if "localization" in report:
-        s = report["localization"]
+    if summary is not None:
         if not shapes:
             print()
-        print(f"{report['model']} on {s['images']} {'Shapes-10 test images' if shapes else 'images'}, CAM threshold {s['threshold']:g}:")
-        print_table([[f"{s['top1_loc_acc']:.2f}", f"{s['top1_loc_err']:.2f}", f"{s['gt_known_loc_acc']:.2f}", f"{s['top1_err']:.2f}",
-                       f"{s['mean_iou']:.3f}", f"{s['best_threshold']['threshold']:g} ({s['best_threshold']['top1_loc_acc']:.2f})"]],
-                     ["top-1 loc. acc %", "top-1 loc. err %", "GT-known loc. acc %", "top-1 err %", "mean IoU", "best threshold (acc %)"])
+        _print_summary(report["model"], summary, shapes)
     print(f"wrote {out / 'report.json'}" + (f" and {len(report['pictures'])} pictures" if report["pictures"] else ""))
     return 0
 
+
+def _print_summary(model: str, s: LocalizationSummary, shapes: bool) -> None:
+    print(f"{model} on {s.images} {'Shapes-10 test images' if shapes else 'images'}, CAM threshold {s.threshold:g}:")
+    print_table([[f"{s.top1_loc_acc:.2f}", f"{s.top1_loc_err:.2f}", f"{s.gt_known_loc_acc:.2f}", f"{s.top1_err:.2f}",
+                  f"{s.mean_iou:.3f}", f"{s.best_threshold.threshold:g} ({s.best_threshold.top1_loc_acc:.2f})"]],
+                ["top-1 loc. acc %", "top-1 loc. err %", "GT-known loc. acc %", "top-1 err %", "mean IoU", "best threshold (acc %)"])

@@ -7,11 +7,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..errors import InvalidArgumentError
 from .common import Subparsers, UsageError, positive, print_table
 from .reporting import SHAPES, command_line, model_names, output_folder, shapes_benchmark, write_report
+
+if TYPE_CHECKING:
+    from ..reports.robustness import RobustnessReport
 
 NAME = "robustness"
 HELP = "occlusion, in-between samples, FGSM and OOD detection on your validation images"
@@ -67,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--ratios must be at least 2")
     if args.batch_size < 2:
         raise UsageError("--batch-size must be at least 2 (in-between samples pair images within a batch)")
-    import torch
-
     from ..reports.predict import resolve_model
     from ..reports.robustness import evaluate, read_image_folder, read_validation_folder
 
@@ -80,12 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data == SHAPES and not os.path.exists(SHAPES):
         images, labels, classes, _ = shapes_benchmark(args.limit or 0)
     else:
-        images, labels, classes = read_validation_folder(args.data)
-        if args.limit and args.limit < len(images):
-            keep = sorted(torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[:args.limit].tolist())
-            images, labels = [images[i] for i in keep], [labels[i] for i in keep]
-            if len(set(labels)) < 2:
-                raise InvalidArgumentError(f"--limit {args.limit} keeps images of one class only; robustness needs at least two classes.")
+        images, labels, classes = read_validation_folder(args.data, args.limit, args.seed)
     ood_images = read_image_folder(args.ood) if args.ood else []
     out = output_folder(args.output)
     models = {name: resolve_model(name, device=args.device) for name in names}
@@ -96,67 +91,65 @@ def run(args: argparse.Namespace) -> int:
 
         def progress(batches):
             return tqdm(batches, desc="robustness", unit="batch", leave=False)
-    report = evaluate(models, images, labels, classes, measures=measures, hole_steps=args.hole_steps, ratios=args.ratios,
+    result = evaluate(models, images, labels, classes, measures=measures, hole_steps=args.hole_steps, ratios=args.ratios,
                       epsilon=args.epsilon, ood_images=ood_images, noise_count=args.noise_images, batch_size=args.batch_size,
                       seed=args.seed, progress=progress)
-    report = {"command": command_line("robustness", args.argv), "data": args.data,
-              "ood_folder": args.ood, **report}
-    pictures = [] if args.no_plots else _robustness_pictures(report, out)
-    report["pictures"] = pictures
+    pictures = [] if args.no_plots else _robustness_pictures(result, args.data, out)
+    report = {"command": command_line("robustness", args.argv), "data": args.data, "ood_folder": args.ood, **result.to_dict(),
+              "pictures": pictures}
     write_report(out / "report.json", report)
-    _print_robustness(report)
+    _print_robustness(result)
     print(f"wrote {out / 'report.json'}" + (f" and {', '.join(Path(p).name for p in pictures)}" if pictures else ""))
     return 0
 
 
-def _robustness_pictures(report: dict[str, Any], out: Path) -> list[str]:
+def _robustness_pictures(result: RobustnessReport, data: str, out: Path) -> list[str]:
     from ..reports.plots import curves, table
     from ..reports.robustness import summary_rows
 
-    models = report["models"]
     written = []
-    title = f"{'Shapes-10 test split' if report['data'] == SHAPES else report['data']}: {report['images']} validation images"
-    if all("occlusion" in r for r in models.values()):
+    title = f"{'Shapes-10 test split' if data == SHAPES else data}: {result.images} validation images"
+    occlusion = {n: r.occlusion for n, r in result.models.items() if r.occlusion is not None}
+    if len(occlusion) == len(result.models):
         panels = [{"title": f"{kind.capitalize()} occlusion", "xlabel": "hole size (pixels of the input)", "ylabel": "top-1 error (%)",
-                   "ylim": (0, 100), "lines": {n: (r["occlusion"]["hole_sizes"], r["occlusion"][f"{kind}_top1_err"]) for n, r in models.items()}}
+                   "ylim": (0, 100), "lines": {n: (o.hole_sizes, o.top1_err(kind)) for n, o in occlusion.items()}}
                   for kind in ("centre", "boundary")]
         written.append(curves(out / "occlusion.png", panels, title))
-    if all("in_between" in r for r in models.values()):
+    in_between = {n: r.in_between for n, r in result.models.items() if r.in_between is not None}
+    if len(in_between) == len(result.models):
         panels = [{"title": f"{label} in-between class samples", "xlabel": "mixing ratio λ (weight of the first image)",
                    "ylabel": "predicts neither class (%)", "ylim": (0, 100),
-                   "lines": {n: (r["in_between"]["ratios"], r["in_between"][f"{kind}_err"]) for n, r in models.items()}}
+                   "lines": {n: (b.ratios, b.err(kind)) for n, b in in_between.items()}}
                   for kind, label in (("mixup", "Mixup"), ("cutmix", "CutMix"))]
         written.append(curves(out / "in_between.png", panels, title))
-    header, rows = summary_rows(report)
+    header, rows = summary_rows(result)
     written.append(table(out / "summary.png", header, rows, title))
     return written
 
 
-def _print_robustness(report: dict[str, Any]) -> None:
+def _print_robustness(result: RobustnessReport) -> None:
     from ..reports.robustness import summary_rows
 
-    models = report["models"]
-    names = list(models)
-    first = models[names[0]]
-    if "occlusion" in first:
+    occlusion = {n: r.occlusion for n, r in result.models.items() if r.occlusion is not None}
+    if occlusion:
         print("Top-1 error (%) under occlusion (hole size in pixels of the input)")
-        header = ["hole"] + [f"{n} {kind}" for n in names for kind in ("centre", "boundary")]
-        sizes = first["occlusion"]["hole_sizes"]
-        rows = [[str(s)] + [f"{models[n]['occlusion'][f'{kind}_top1_err'][k]:.2f}" for n in names for kind in ("centre", "boundary")]
+        header = ["hole"] + [f"{n} {kind}" for n in occlusion for kind in ("centre", "boundary")]
+        sizes = next(iter(occlusion.values())).hole_sizes
+        rows = [[str(s)] + [f"{o.top1_err(kind)[k]:.2f}" for o in occlusion.values() for kind in ("centre", "boundary")]
                 for k, s in enumerate(sizes)]
-        if all(models[n]["occlusion"]["hole_sizes"] == sizes for n in names):
+        if all(o.hole_sizes == sizes for o in occlusion.values()):
             print_table(rows, header)
             print()
-    if "in_between" in first:
+    in_between = {n: r.in_between for n, r in result.models.items() if r.in_between is not None}
+    if in_between:
         print("In-between class samples: top-1 predicts neither source class (%)")
-        header = ["λ"] + [f"{n} {kind}" for n in names for kind in ("mixup", "cutmix")]
-        rows = [[f"{lam:g}"] + [f"{models[n]['in_between'][f'{kind}_err'][k]:.2f}" for n in names for kind in ("mixup", "cutmix")]
-                for k, lam in enumerate(first["in_between"]["ratios"])]
+        header = ["λ"] + [f"{n} {kind}" for n in in_between for kind in ("mixup", "cutmix")]
+        rows = [[f"{lam:g}"] + [f"{b.err(kind)[k]:.2f}" for b in in_between.values() for kind in ("mixup", "cutmix")]
+                for k, lam in enumerate(next(iter(in_between.values())).ratios)]
         print_table(rows, header)
         print()
-    header, rows = summary_rows(report)
-    settings = report["settings"]
-    print(f"{report['images']} images, FGSM epsilon {settings['epsilon']:.5f}, OOD against "
-          f"{', '.join(settings['ood']) or 'nothing'} (maximum softmax score)")
+    header, rows = summary_rows(result)
+    settings = result.settings
+    print(f"{result.images} images, FGSM epsilon {settings.epsilon:.5f}, OOD against "
+          f"{', '.join(settings.ood) or 'nothing'} (maximum softmax score)")
     print_table(rows, header)
-

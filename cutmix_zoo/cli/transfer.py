@@ -9,21 +9,23 @@ and prints the table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
-import shlex
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError, ZooError
 from ..registry import format_err
 from .common import Subparsers, print_table
-from .reporting import model_names, output_folder, write_report
+from .reporting import command_line, model_names, output_folder, write_report
 
 if TYPE_CHECKING:
     import torch
+
+    from ..reports.transfer import FinetuneResult, ModelTransfer, TransferData
 
 NAME = "transfer"
 HELP = "linear probe (and fine-tune) of pretrained backbones on your own images"
@@ -80,9 +82,10 @@ def file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name.strip("/")) or "model"
 
 
-def finetune(model: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def finetune(model: str, args: argparse.Namespace, out: Path) -> FinetuneResult:
     """Fine-tune ``model`` on the data with the trainer's finetune recipe for ``args.finetune`` epochs into ``out``, and
     return the run's end record (best top-1 and top-5 error and epoch) with the folder it wrote."""
+    from ..reports.transfer import FinetuneResult
     from ..train import train_main
 
     argv = ["--init", model, "--data", args.data, "--recipe", "finetune", "--epochs", str(args.finetune), "--output", str(out),
@@ -98,8 +101,7 @@ def finetune(model: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         raise ZooError(f"Fine-tuning {model} left no readable {out / 'metrics.jsonl'}.") from None
     if end.get("event") != "end":
         raise ZooError(f"Fine-tuning {model} did not finish: the last line of {out / 'metrics.jsonl'} is no end record.")
-    return {"top1_err": end["best_top1_err"], "top5_err": end["best_top5_err"], "best_epoch": end["best_epoch"],
-            "epochs": args.finetune, "output": str(out)}
+    return FinetuneResult(end["best_top1_err"], end["best_top5_err"], end["best_epoch"], args.finetune, str(out))
 
 
 def _progress(batches: Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
@@ -121,7 +123,6 @@ def _check_numbers(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Probe (and fine-tune) every model on the folder's images, write the report and its picture, and print the table."""
     from ..api import load
-    from ..model_config import pretrained_cfg_of
     from ..reports import transfer
 
     _check_numbers(args)
@@ -137,58 +138,46 @@ def run(args: argparse.Namespace) -> int:
     out = output_folder(args.output)
     extracted = transfer.extract_features(models, data.paths, data.root, args.cache, args.batch_size, args.workers,
                                           _progress if sys.stderr.isatty() and not args.quiet else None)
-    results: dict[str, dict[str, Any]] = {}
-    for name, found in extracted.items():
-        x = found.features
-        probe = transfer.linear_probe(x[data.train], data.labels[data.train], x[data.val], data.labels[data.val], len(data.classes),
-                                      holdout=args.holdout, seed=args.seed, device=args.device)
-        results[name] = {"model": pretrained_cfg_of(models[name])["name"], "feature_dim": x.shape[1], "probe": probe.to_dict(),
-                         "extraction_seconds": round(found.seconds, 3), "features_cached": found.cached, "feature_file": str(found.file)}
+    results = transfer.probe_models(data, extracted, models, holdout=args.holdout, seed=args.seed, device=args.device)
     for name in names if args.finetune else []:
-        results[name]["finetune"] = finetune(name, args, out / "finetune" / file_safe(name))
-    report: dict[str, Any] = {"command": shlex.join(["cutmix-zoo", "transfer", *args.argv]),
-              "data": {"folder": str(data.root), "layout": data.layout, "classes": data.classes,
-                       "train_images": len(data.train), "val_images": len(data.val)},
+        results[name] = dataclasses.replace(results[name], finetune=finetune(name, args, out / "finetune" / file_safe(name)))
+    pictures = [] if args.no_plots else [_picture(data, results, args.finetune, out / "transfer.png")]
+    report = {"command": command_line("transfer", args.argv), "data": data.to_dict(),
               "settings": {"seed": args.seed, "holdout": args.holdout,
                            "loss": "mean cross-entropy + l2 / 2 * ||W||^2, features standardised with the fitting set's statistics",
                            "top5": "None with five classes or fewer", "batch_size": args.batch_size, "device": args.device or "cpu",
                            "feature_cache": str(Path(args.cache) if args.cache else transfer.feature_cache_dir()),
                            "finetune_epochs": args.finetune},
-              "models": results}
-    report["pictures"] = [] if args.no_plots else [_picture(report, out / "transfer.png")]
+              "models": {name: r.to_dict() for name, r in results.items()}, "pictures": pictures}
     write_report(out / "report.json", report)
-    _print(report)
-    print(f"wrote {out / 'report.json'}" + (f" and {Path(report['pictures'][0]).name}" if report["pictures"] else ""))
+    _print(data, results, args.holdout)
+    print(f"wrote {out / 'report.json'}" + (f" and {Path(pictures[0]).name}" if pictures else ""))
     return 0
 
 
-def _print(report: dict[str, Any]) -> None:
-    data = report["data"]
-    print(f"{data['folder']}: {len(data['classes'])} classes, {data['train_images']} training and {data['val_images']} validation "
-          f"images ({data['layout']}); linear probe with L2 chosen on {report['settings']['holdout']:g} of the training images")
-    tuned = any("finetune" in r for r in report["models"].values())
+def _print(data: TransferData, results: dict[str, ModelTransfer], holdout: float) -> None:
+    print(f"{data.root}: {len(data.classes)} classes, {len(data.train)} training and {len(data.val)} validation "
+          f"images ({data.layout}); linear probe with L2 chosen on {holdout:g} of the training images")
+    tuned = any(r.finetune for r in results.values())
     header = ["model", "probe top-1 err %", "top-5 err %", "L2", "dim", "extract s", "fit s"]
     header += ["fine-tune top-1 err %", "top-5 err %"] if tuned else []
     rows = []
-    for name, r in report["models"].items():
-        probe = r["probe"]
-        row = [name, format_err(probe["top1_err"]), format_err(probe["top5_err"]), f"{probe['l2']:.0e}", str(r["feature_dim"]),
-               f"{r['extraction_seconds']:.2f}" + (" (cached)" if r["features_cached"] else ""), f"{probe['fit_seconds']:.2f}"]
-        if tuned:
-            row += [format_err(r["finetune"]["top1_err"]), format_err(r["finetune"]["top5_err"])]
+    for name, r in results.items():
+        probe = r.probe
+        row = [name, format_err(probe.top1_err), format_err(probe.top5_err), f"{probe.l2:.0e}", str(r.feature_dim),
+               f"{r.extraction_seconds:.2f}" + (" (cached)" if r.features_cached else ""), f"{probe.fit_seconds:.2f}"]
+        if r.finetune:
+            row += [format_err(r.finetune.top1_err), format_err(r.finetune.top5_err)]
         rows.append(row)
     print_table(rows, header)
 
 
-def _picture(report: dict[str, Any], path: Path) -> str:
+def _picture(data: TransferData, results: dict[str, ModelTransfer], epochs: int | None, path: Path) -> str:
     from ..reports.plots import bars
 
-    models = report["models"]
-    series = {"linear probe": [r["probe"]["top1_err"] for r in models.values()]}
-    if any("finetune" in r for r in models.values()):
-        epochs = report["settings"]["finetune_epochs"]
-        series[f"fine-tune ({epochs} epoch{'' if epochs == 1 else 's'})"] = [r["finetune"]["top1_err"] for r in models.values()]
-    data = report["data"]
-    title = (f"{Path(data['folder']).name}: {len(data['classes'])} classes, {data['train_images']} training and "
-             f"{data['val_images']} validation images")
-    return bars(path, list(models), series, "validation top-1 error (%)", title)
+    series: dict[str, list[float | None]] = {"linear probe": [r.probe.top1_err for r in results.values()]}
+    if epochs:
+        series[f"fine-tune ({epochs} epoch{'' if epochs == 1 else 's'})"] = [r.finetune.top1_err if r.finetune else None
+                                                                             for r in results.values()]
+    title = (f"{data.root.name}: {len(data.classes)} classes, {len(data.train)} training and {len(data.val)} validation images")
+    return bars(path, list(results), series, "validation top-1 error (%)", title)

@@ -1,28 +1,23 @@
 """Class activation maps (Zhou et al., CVPR 2016): where in an image a model finds a class.
 
-For a network ending in global average pooling and a linear classifier, the logit of class c
-is the spatial mean of ``sum_k w_ck f_k(x, y)`` over the last feature map ``f``; that sum,
-upsampled to the image, is the class activation map. Every zoo family ends this way, so one
-generic function serves ResNet, ResNeXt and PyramidNet. The ``cam`` command draws the image beside
-the map laid over it, alone or beside a second model's (the CutMix paper's baseline-versus-CutMix figure).
+The maps are those of :func:`cutmix_zoo.reports.inference.class_activation_maps` (the classifier-weighted last
+feature map), upsampled to the image. The ``cam`` command draws the image beside the map laid over it, alone or
+beside a second model's (the CutMix paper's baseline-versus-CutMix figure).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..api import transforms
 from ..errors import InvalidArgumentError
-from ..features import FeatureListNet
 from ..model_config import pretrained_cfg_of
-from ..models import FAMILIES
+from .inference import class_activation_maps, heatmap, resize_maps, whole_image_transform
 from .predict import open_image, resolve_model
 
 if TYPE_CHECKING:
@@ -42,13 +37,6 @@ class ClassActivation(NamedTuple):
     probability: float
 
 
-def _whole_image_transform(model: nn.Module) -> Callable[[Image.Image], torch.Tensor]:
-    """The model's eval transform without its centre crop, so the map covers the whole image."""
-    from torchvision import transforms as T
-
-    return T.Compose([t for t in transforms(model).transforms if not isinstance(t, T.CenterCrop)])
-
-
 def _as_batch(model: nn.Module, image: ImageLike | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """The network input for ``image`` and the (height, width) the map is returned at."""
     if isinstance(image, torch.Tensor):
@@ -57,7 +45,7 @@ def _as_batch(model: nn.Module, image: ImageLike | torch.Tensor) -> tuple[torch.
             raise InvalidArgumentError(f"A preprocessed image must be a (3, H, W) or (1, 3, H, W) tensor, not one of shape {tuple(image.shape)}.")
         return batch, (batch.shape[-2], batch.shape[-1])
     pil = open_image(image)
-    return _whole_image_transform(model)(pil).unsqueeze(0), (pil.height, pil.width)
+    return whole_image_transform(model)(pil).unsqueeze(0), (pil.height, pil.width)
 
 
 def class_activation(
@@ -75,26 +63,12 @@ def class_activation(
     """
     net = resolve_model(model, weights, device)
     cfg = pretrained_cfg_of(net)
-    family = FAMILIES[cfg["family"]]
-    points = family.feature_points(net)
-    classifier = getattr(net, family.classifier)
     x, size = _as_batch(net, image)
-    param = next(net.parameters())
-    body = FeatureListNet(net, points, [len(points) - 1])
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            features = body(x.to(device=param.device, dtype=param.dtype))[0]
-            probs = classifier(features.mean(dim=(2, 3))).float().softmax(dim=1)[0]
-    finally:
-        net.train(was_training)
-    if class_index is None:
-        class_index = int(probs.argmax())
-    elif not isinstance(class_index, int) or not 0 <= class_index < probs.numel():
-        raise InvalidArgumentError(f"Class {class_index!r} does not exist: {cfg['name']} has classes 0 to {probs.numel() - 1}.")
-    weighted = torch.einsum("c,chw->hw", classifier.weight[class_index].detach().float(), features[0].float())
-    return ClassActivation(_normalise(_resize(weighted, size)).cpu(), class_index, float(probs[class_index]))
+    if class_index is not None and (not isinstance(class_index, int) or not 0 <= class_index < cfg["num_classes"]):
+        raise InvalidArgumentError(f"Class {class_index!r} does not exist: {cfg['name']} has classes 0 to {cfg['num_classes'] - 1}.")
+    maps = class_activation_maps(net, x, None if class_index is None else torch.tensor([class_index]))
+    index = int(maps.classes[0])
+    return ClassActivation(heatmap(maps.raw[0], size).cpu(), index, float(maps.probabilities[0, index]))
 
 
 def cam(
@@ -110,15 +84,6 @@ def cam(
     (map at its original size) or a preprocessed tensor. See ``class_activation`` for the details.
     """
     return class_activation(model, image, class_index, weights, device).map
-
-
-def _resize(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(values[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-
-
-def _normalise(values: torch.Tensor) -> torch.Tensor:
-    low, high = values.min(), values.max()
-    return (values - low) / (high - low) if high > low else torch.zeros_like(values)
 
 
 def jet(values: torch.Tensor) -> torch.Tensor:
@@ -151,7 +116,7 @@ def render(image: ImageLike, heatmap: torch.Tensor, title: str, alpha: float = 0
     width, height = pil.width * scale, pil.height * scale
     pil = pil.resize((width, height), Image.NEAREST)  # type: ignore[attr-defined]  # Pillow sets its constants in a loop
     pixels = torch.frombuffer(bytearray(pil.tobytes()), dtype=torch.uint8).view(height, width, 3).float()
-    heat = jet(_resize(heatmap.float(), (height, width))).float()
+    heat = jet(resize_maps(heatmap.float(), (height, width))).float()
     blended = ((1 - alpha) * pixels + alpha * heat).round().clamp(0, 255).to(torch.uint8)
 
     font_size = min(40, max(14, width // 24))

@@ -29,29 +29,31 @@ an exported folder without a dataset) only takes indices, and a name there is an
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..api import transforms
 from ..errors import InvalidArgumentError
-from ..features import FeatureListNet
-from ..models import FAMILIES
+from ..model_config import pretrained_cfg_of
 from .cam import Box
-from .predict import class_names, open_image, resolve_model
+from .inference import class_activation_maps, heatmap, resize_maps, whole_image_transform
+from .predict import class_names, normal_class_name, open_image, resolve_model
 
 if TYPE_CHECKING:
     from .predict import ImageLike
 
 DEFAULT_THRESHOLD = 0.2  # the CAM paper's: keep the pixels at or above 20% of the map's maximum
 IOU_CORRECT = 0.5  # a box is right when its IoU with the true box is at least this
+SWEEP = [round(0.05 * k, 2) for k in range(1, 20)]  # thresholds of the localization sweep: 0.05 to 0.95
 
 
 class Localization(NamedTuple):
@@ -72,18 +74,6 @@ class BatchLocalization(NamedTuple):
     predicted: torch.Tensor  # (N,) the top class
     boxes: torch.Tensor  # (T, N, 4) int64 boxes in the input tensor's pixels, one row per threshold
     maps: torch.Tensor  # (N, H, W) the raw class activation maps at the input's size
-
-
-def _cfg(model: nn.Module) -> dict[str, Any]:
-    """The ``pretrained_cfg`` dict ``cutmix_zoo.load`` gives a model (typed: nn.Module's attributes are typed as tensors or modules)."""
-    return cast("dict[str, Any]", model.pretrained_cfg)
-
-
-def whole_image_transform(model: nn.Module) -> Any:
-    """The model's eval transform without its centre crop: the network sees (and the map covers) the whole image."""
-    from torchvision import transforms as T
-
-    return T.Compose([t for t in transforms(model).transforms if not isinstance(t, T.CenterCrop)])
 
 
 def largest_component(mask: torch.Tensor) -> torch.Tensor:
@@ -142,43 +132,23 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _parts(net: nn.Module) -> tuple[FeatureListNet, nn.Linear]:
-    family = FAMILIES[_cfg(net)["family"]]
-    points = family.feature_points(net)
-    return FeatureListNet(net, points, [len(points) - 1]), getattr(net, family.classifier)
-
-
 def localize_batch(model: nn.Module, x: torch.Tensor, thresholds: Sequence[float] = (DEFAULT_THRESHOLD,),
                    class_index: torch.Tensor | None = None) -> BatchLocalization:
     """Boxes of a batch of preprocessed images ``x`` (N, 3, H, W) in the tensor's pixels, one set per threshold.
 
-    The map of each image is that of ``class_index[i]`` when given (GT-known localization), else of its
-    top class. ``model`` is a module made by ``cutmix_zoo.load`` (with its classifier); its mode is restored.
+    The map of each image (:func:`cutmix_zoo.reports.inference.class_activation_maps`, upsampled to the input) is that
+    of ``class_index[i]`` when given (GT-known localization), else of its top class. ``model`` is a module made by
+    ``cutmix_zoo.load`` (with its classifier); its mode is restored.
     """
     net = resolve_model(model)
-    body, classifier = _parts(net)
-    param = next(net.parameters())
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            features = body(x.to(device=param.device, dtype=param.dtype))[0].float()
-            probs = classifier(features.mean(dim=(2, 3)).to(param.dtype)).float().softmax(dim=1)
-    finally:
-        net.train(was_training)
-    predicted = probs.argmax(dim=1)
-    classes = predicted if class_index is None else class_index.to(predicted.device).long()
-    if classes.numel() and not (0 <= int(classes.min()) and int(classes.max()) < probs.shape[1]):
-        raise InvalidArgumentError(f"A class index is out of range: {_cfg(net)['name']} has classes 0 to {probs.shape[1] - 1}.")
-    weights = classifier.weight.detach().float()[classes]
-    raw = torch.einsum("nc,nchw->nhw", weights, features)
-    maps = F.interpolate(raw[:, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
-    boxes = torch.stack([threshold_boxes(maps, t) for t in thresholds]) if len(thresholds) else torch.zeros(0, len(x), 4, dtype=torch.int64)
-    chosen = probs.gather(1, classes[:, None])[:, 0]
-    return BatchLocalization(classes.cpu(), chosen.cpu(), predicted.cpu(), boxes.cpu(), maps.cpu())
+    maps = class_activation_maps(net, x, class_index)
+    raw = resize_maps(maps.raw, tuple(x.shape[-2:]))
+    boxes = torch.stack([threshold_boxes(raw, t) for t in thresholds]) if len(thresholds) else torch.zeros(0, len(x), 4, dtype=torch.int64)
+    chosen = maps.probabilities.gather(1, maps.classes[:, None])[:, 0]
+    return BatchLocalization(maps.classes.cpu(), chosen.cpu(), maps.predicted.cpu(), boxes.cpu(), raw.cpu())
 
 
-def scale_box(box: Sequence[int], source: tuple[int, int], target: tuple[int, int]) -> Box:
+def scale_box(box: Sequence[int], source: Sequence[int], target: Sequence[int]) -> Box:
     """A box in an image of ``source`` (height, width) pixels, in an image of ``target`` (height, width): edges scaled outward."""
     sy, sx = target[0] / source[0], target[1] / source[1]
     left, top, right, bottom = box
@@ -204,17 +174,85 @@ def localize(
     net = resolve_model(model, weights, device)
     pil = open_image(image)
     x = whole_image_transform(net)(pil).unsqueeze(0)
-    num_classes = _cfg(net)["num_classes"]
-    if class_index is not None and (not isinstance(class_index, int) or not 0 <= class_index < num_classes):
-        raise InvalidArgumentError(f"Class {class_index!r} does not exist: {_cfg(net)['name']} has classes 0 to {num_classes - 1}.")
+    cfg = pretrained_cfg_of(net)
+    if class_index is not None and (not isinstance(class_index, int) or not 0 <= class_index < cfg["num_classes"]):
+        raise InvalidArgumentError(f"Class {class_index!r} does not exist: {cfg['name']} has classes 0 to {cfg['num_classes'] - 1}.")
     result = localize_batch(net, x, [threshold], None if class_index is None else torch.tensor([class_index]))
     size = (pil.height, pil.width)
     box = scale_box(result.boxes[0, 0].tolist(), tuple(x.shape[-2:]), size)
-    heat = F.interpolate(result.maps[:1, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    low, high = heat.min(), heat.max()
-    heat = (heat - low) / (high - low) if high > low else torch.zeros_like(heat)
     index = int(result.classes[0])
-    return Localization(index, class_names(net)[index], float(result.probabilities[0]), box, heat)
+    return Localization(index, class_names(net)[index], float(result.probabilities[0]), box, heatmap(result.maps[0], size))
+
+
+# --- localization accuracy ---------------------------------------------------------------------------------
+
+def sweep_thresholds(threshold: float) -> list[float]:
+    """The thresholds a localization accuracy is measured at: the sweep's and ``threshold``, sorted."""
+    return sorted(set(SWEEP) | {threshold})
+
+
+def iou_table(boxes: torch.Tensor, truth: Sequence[Sequence[float]]) -> torch.Tensor:
+    """(T, N) IoUs (float32) of (T, N, 4) boxes, one row per threshold, with the N true boxes."""
+    rows = boxes.double().tolist()
+    return torch.tensor([[box_iou(b, t) for b, t in zip(row, truth)] for row in rows], dtype=torch.float32).view(len(rows), len(truth))
+
+
+@dataclass(frozen=True)
+class ThresholdSweep:
+    """Localization accuracies (percentages) at each threshold of the sweep."""
+
+    thresholds: list[float]
+    top1_loc_acc: list[float]
+    gt_known_loc_acc: list[float]
+
+
+@dataclass(frozen=True)
+class BestThreshold:
+    """The sweep's threshold with the highest top-1 localization accuracy (ties: the nearest the one asked for)."""
+
+    threshold: float
+    top1_loc_acc: float
+
+
+@dataclass(frozen=True)
+class LocalizationSummary:
+    """Localization accuracy against true boxes at the threshold asked for (percentages), and across the sweep."""
+
+    images: int
+    threshold: float
+    iou_needed: float
+    top1_loc_acc: float
+    top1_loc_err: float
+    gt_known_loc_acc: float
+    top1_err: float
+    mean_iou: float
+    by_threshold: ThresholdSweep
+    best_threshold: BestThreshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON values, as ``report.json`` holds it."""
+        return dataclasses.asdict(self)
+
+
+def _pct(count: float, total: int) -> float:
+    return round(100 * count / total, 4) if total else 0.0
+
+
+def localization_summary(ious: torch.Tensor, known_ious: torch.Tensor, correct_class: torch.Tensor, thresholds: list[float],
+                         threshold: float) -> LocalizationSummary:
+    """Localization accuracies from (T, N) IoUs of the predicted-class and the true-class boxes, one row per threshold of
+    ``thresholds`` (``threshold`` among them), and whether each image's predicted class is its true one."""
+    n = correct_class.numel()
+    top1 = ((ious >= IOU_CORRECT) & correct_class[None]).sum(dim=1).tolist()
+    known = (known_ious >= IOU_CORRECT).sum(dim=1).tolist()
+    at = thresholds.index(threshold)
+    best = max(range(len(thresholds)), key=lambda k: (top1[k], -abs(thresholds[k] - threshold)))
+    return LocalizationSummary(
+        images=n, threshold=threshold, iou_needed=IOU_CORRECT, top1_loc_acc=_pct(top1[at], n),
+        top1_loc_err=round(100 - _pct(top1[at], n), 4), gt_known_loc_acc=_pct(known[at], n),
+        top1_err=_pct(n - int(correct_class.sum()), n), mean_iou=round(float(ious[at].mean()), 4) if n else 0.0,
+        by_threshold=ThresholdSweep(thresholds, [_pct(c, n) for c in top1], [_pct(c, n) for c in known]),
+        best_threshold=BestThreshold(thresholds[best], _pct(top1[best], n)))
 
 
 # --- boxes files -------------------------------------------------------------------------------------------
@@ -316,23 +354,20 @@ def find_box(boxes: dict[str, TrueBox], image: str, source: str = "the boxes fil
     raise InvalidArgumentError(f"{source} has no box for {image}.")
 
 
-def _normal(name: str) -> str:
-    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
-
-
 def resolve_label(model: nn.Module, label: int | str, source: str = "the boxes file") -> int:
     """A box's label as the model's class index; a name needs a model whose dataset has class names."""
-    num_classes = _cfg(model)["num_classes"]
+    cfg = pretrained_cfg_of(model)
+    num_classes = cfg["num_classes"]
     if isinstance(label, int):
         if not 0 <= label < num_classes:
-            raise InvalidArgumentError(f"{source}: class {label} does not exist; {_cfg(model)['name']} has classes 0 to {num_classes - 1}.")
+            raise InvalidArgumentError(f"{source}: class {label} does not exist; {cfg['name']} has classes 0 to {num_classes - 1}.")
         return label
     names = class_names(model)
     if names == [f"class {k}" for k in range(num_classes)]:
-        raise InvalidArgumentError(f"{source} names the class {label!r}, but {_cfg(model)['name']} has no class names "
+        raise InvalidArgumentError(f"{source} names the class {label!r}, but {cfg['name']} has no class names "
                                    f"(its head or dataset is not one with names): give class indices 0 to {num_classes - 1} instead.")
-    by_name = {_normal(n): k for k, n in enumerate(names)}
-    if _normal(label) not in by_name:
-        raise InvalidArgumentError(f"{source}: {label!r} is not a class of {_cfg(model)['name']} "
+    by_name = {normal_class_name(n): k for k, n in enumerate(names)}
+    if normal_class_name(label) not in by_name:
+        raise InvalidArgumentError(f"{source}: {label!r} is not a class of {cfg['name']} "
                                    f"(its classes are {', '.join(names[:5])}, ...).")
-    return by_name[_normal(label)]
+    return by_name[normal_class_name(label)]

@@ -18,6 +18,7 @@ from ..categories import categories
 from ..errors import InvalidArgumentError
 from ..model_config import pretrained_cfg_of
 from ..models import FAMILIES
+from .inference import eval_mode
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -78,6 +79,11 @@ def class_names(model: nn.Module) -> list[str]:
     return names if len(names) == num_classes else [f"class {k}" for k in range(num_classes)]
 
 
+def normal_class_name(name: str) -> str:
+    """A class name as names are compared: lower case, ``_`` and ``-`` as spaces, runs of spaces as one."""
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
 def predict(
     images: ImageLike | Sequence[ImageLike],
     model: str | os.PathLike | nn.Module = "resnet50",
@@ -105,17 +111,12 @@ def predict(
     param = next(net.parameters())
     k = min(top, len(names))
 
-    was_training = net.training
-    net.eval()
     results = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(pil_images), batch_size):
-                batch = torch.stack([transform(img) for img in pil_images[start:start + batch_size]])
-                probs = net(batch.to(device=param.device, dtype=param.dtype)).float().softmax(dim=1)
-                values, indices = probs.topk(k, dim=1)
-                for row_values, row_indices in zip(values.tolist(), indices.tolist()):
-                    results.append([{"index": i, "label": names[i], "probability": p} for i, p in zip(row_indices, row_values)])
-    finally:
-        net.train(was_training)
+    with eval_mode(net), torch.inference_mode():
+        for start in range(0, len(pil_images), batch_size):
+            batch = torch.stack([transform(img) for img in pil_images[start:start + batch_size]])
+            probs = net(batch.to(device=param.device, dtype=param.dtype)).float().softmax(dim=1)
+            values, indices = probs.topk(k, dim=1)
+            for row_values, row_indices in zip(values.tolist(), indices.tolist()):
+                results.append([{"index": i, "label": names[i], "probability": p} for i, p in zip(row_indices, row_values)])
     return results

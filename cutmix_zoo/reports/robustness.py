@@ -31,11 +31,13 @@ runs from those tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,10 @@ from torch import nn
 
 from ..api import transforms
 from ..errors import InvalidArgumentError
-from .predict import class_names, open_image, resolve_model
+from ..model_config import pretrained_cfg_of
+from .folders import image_files, read_image_tree
+from .inference import eval_mode
+from .predict import class_names, normal_class_name, open_image, resolve_model
 
 if TYPE_CHECKING:
     from .predict import ImageLike
@@ -58,22 +63,15 @@ TPR_LEVEL = 0.95
 
 # --- the validation folder -----------------------------------------------------------------------------------
 
-def image_extensions() -> tuple[str, ...]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    return tuple(IMG_EXTENSIONS)
-
-
-def _images_under(folder: Path) -> list[str]:
-    extensions = image_extensions()
-    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-
-
-def read_validation_folder(folder: str | os.PathLike) -> tuple[list[str], list[int], list[str]]:
-    """The images, labels and class names of ``FOLDER/val/<class>/...`` (an ImageFolder tree: classes in sorted order).
+def read_validation_folder(folder: str | os.PathLike, limit: int | None = None,
+                           seed: int = 0) -> tuple[list[str], list[int], list[str]]:
+    """The images, labels and class names of ``FOLDER/val/<class>/...``, an image-class tree read by
+    :func:`cutmix_zoo.reports.folders.read_image_tree` (ImageFolder's rules: classes in sorted order);
+    with ``limit``, a random subset of that many images drawn with ``seed``, in the folder's order.
 
     Files without an image extension are skipped, as torchvision's ImageFolder does; a folder without
-    ``val/``, fewer than two class folders, or a class folder without images is an InvalidArgumentError.
+    ``val/``, fewer than two class folders, a class folder without images, or a subset of one class is
+    an InvalidArgumentError.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -81,39 +79,27 @@ def read_validation_folder(folder: str | os.PathLike) -> tuple[list[str], list[i
     val = root / "val"
     if not val.is_dir():
         raise InvalidArgumentError(f"{root} has no val/ folder: the validation images go in {val}/<class>/<image>, one folder per class.")
-    classes = sorted(d.name for d in val.iterdir() if d.is_dir())
-    if len(classes) < 2:
-        plural = "s" if len(classes) != 1 else ""
-        raise InvalidArgumentError(f"{val} has {len(classes)} class folder{plural}; robustness needs at least two classes "
-                                   "(in-between class samples mix two).")
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        found = _images_under(val / name)
-        if not found:
-            raise InvalidArgumentError(f"The class folder {val / name} holds no images ({', '.join(image_extensions()[:4])}, ...).")
-        paths += found
-        labels += [index] * len(found)
-    return paths, labels, classes
+    tree = read_image_tree(val)
+    tree.require_classes(2, "robustness needs at least two classes (in-between class samples mix two)")
+    tree.require_images()
+    images, labels = tree.paths, tree.labels
+    if limit and limit < len(images):
+        keep = sorted(torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:limit].tolist())
+        images, labels = [images[i] for i in keep], [labels[i] for i in keep]
+        if len(set(labels)) < 2:
+            raise InvalidArgumentError(f"--limit {limit} keeps images of one class only; robustness needs at least two classes.")
+    return images, labels, tree.classes
 
 
 def read_image_folder(folder: str | os.PathLike) -> list[str]:
-    """Every image file under ``folder`` (recursively, sorted): the out-of-distribution images of ``--ood``."""
+    """Every image file under ``folder`` (recursively, in ImageFolder's order): the out-of-distribution images of ``--ood``."""
     root = Path(folder)
     if not root.is_dir():
         raise InvalidArgumentError(f"The out-of-distribution folder {root} does not exist or is not a folder.")
-    found = _images_under(root)
+    found = image_files(root)
     if not found:
         raise InvalidArgumentError(f"The out-of-distribution folder {root} holds no images.")
     return found
-
-
-def _normal(name: str) -> str:
-    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
-
-
-def _cfg(model: nn.Module) -> dict[str, Any]:
-    """The ``pretrained_cfg`` dict ``cutmix_zoo.load`` gives a model (typed: nn.Module's attributes are typed as tensors or modules)."""
-    return cast("dict[str, Any]", model.pretrained_cfg)
 
 
 def label_map(model: nn.Module, classes: Sequence[str]) -> tuple[torch.Tensor, str]:
@@ -124,14 +110,15 @@ def label_map(model: nn.Module, classes: Sequence[str]) -> tuple[torch.Tensor, s
     (the k-th folder in sorted order is class k, as the trainer reads an ImageFolder), which needs as
     many folders as the model has classes.
     """
-    names = [_normal(n) for n in class_names(model)]
-    wanted = [_normal(c) for c in classes]
+    names = [normal_class_name(n) for n in class_names(model)]
+    wanted = [normal_class_name(c) for c in classes]
     if len(set(names)) == len(names) and all(w in names for w in wanted) and len(set(wanted)) == len(wanted):
         return torch.tensor([names.index(w) for w in wanted]), "class names"
-    num_classes = _cfg(model)["num_classes"]
+    cfg = pretrained_cfg_of(model)
+    num_classes = cfg["num_classes"]
     if len(classes) != num_classes:
         raise InvalidArgumentError(
-            f"{_cfg(model)['name']} has {num_classes} classes but the data has {len(classes)} class folders whose names "
+            f"{cfg['name']} has {num_classes} classes but the data has {len(classes)} class folders whose names "
             f"are not all its class names: name the folders after its classes, or give one folder per class in its order.")
     return torch.arange(num_classes), "folder order"
 
@@ -207,7 +194,20 @@ def noise_images(kind: str, count: int, size: tuple[int, int], seed: int, batch_
 
 # --- out-of-distribution metrics -------------------------------------------------------------------------------
 
-def ood_metrics(in_scores: torch.Tensor, out_scores: torch.Tensor) -> dict[str, float]:
+@dataclass(frozen=True)
+class OodMetrics:
+    """How well the maximum softmax score tells out-of-distribution inputs apart, as fractions in [0, 1]."""
+
+    tnr_at_95_tpr: float
+    auroc: float
+    detection_acc: float
+
+    def rounded(self, digits: int = 6) -> OodMetrics:
+        """The metrics rounded to ``digits`` decimals, as the report holds them."""
+        return OodMetrics(*(round(v, digits) for v in (self.tnr_at_95_tpr, self.auroc, self.detection_acc)))
+
+
+def ood_metrics(in_scores: torch.Tensor, out_scores: torch.Tensor) -> OodMetrics:
     """Detection of out-of-distribution inputs by a score that is higher in distribution (positives).
 
     ``tnr_at_95_tpr``: the fraction of outside scores below the largest threshold that keeps at least 95% of
@@ -228,7 +228,121 @@ def ood_metrics(in_scores: torch.Tensor, out_scores: torch.Tensor) -> dict[str, 
     tpr = 1 - torch.searchsorted(inside, candidates, right=False).double() / n_in  # P(inside >= t)
     tnr_all = torch.searchsorted(outside, candidates, right=False).double() / n_out  # P(outside < t)
     detection = float((0.5 * (tpr + tnr_all)).max())
-    return {"tnr_at_95_tpr": tnr, "auroc": auroc, "detection_acc": detection}
+    return OodMetrics(tnr, auroc, detection)
+
+
+# --- the results -----------------------------------------------------------------------------------------------
+
+IN_BETWEEN_DEFINITION = ("percentage of blends of an image a (weight lam) with an image b of another class whose top-1 class "
+                         "is neither a's nor b's")
+OCCLUSION_FILL = "0 in the normalised input (the dataset's mean colour)"
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """Top-1 error and accuracy (percentages) of the images as they are."""
+
+    top1_err: float | None
+    top1_acc: float | None
+    images: int
+
+
+@dataclass(frozen=True)
+class OcclusionResult:
+    """Top-1 error (percentages) at each hole size, of centre and of boundary occlusion."""
+
+    hole_sizes: list[int]
+    centre_top1_err: list[float | None]
+    boundary_top1_err: list[float | None]
+
+    def top1_err(self, kind: str) -> list[float | None]:
+        """The errors of ``centre`` or of ``boundary`` occlusion."""
+        return self.centre_top1_err if kind == "centre" else self.boundary_top1_err
+
+
+@dataclass(frozen=True)
+class InBetweenResult:
+    """How often (percentages) a blend of two images of different classes is predicted as neither, at each mixing ratio."""
+
+    ratios: list[float]
+    pairs: int
+    definition: str
+    mixup_err: list[float | None]
+    cutmix_err: list[float | None]
+    mixup_neither_in_top2: list[float | None]
+    cutmix_neither_in_top2: list[float | None]
+
+    def err(self, kind: str) -> list[float | None]:
+        """The "neither class" percentages of ``mixup`` or of ``cutmix`` blends."""
+        return self.mixup_err if kind == "mixup" else self.cutmix_err
+
+
+@dataclass(frozen=True)
+class FgsmResult:
+    """Top-1 accuracy (percentages) after one FGSM step of ``epsilon``, beside the clean accuracy."""
+
+    epsilon: float
+    top1_acc: float | None
+    clean_top1_acc: float | None
+
+
+@dataclass(frozen=True)
+class ModelRobustness:
+    """One model's report: what it is, how its classes were matched, and each measure that was run (None: not run)."""
+
+    model: str | None
+    input_size: list[int]
+    label_mapping: str
+    clean: CleanResult
+    forward_batches: int
+    occlusion: OcclusionResult | None = None
+    in_between: InBetweenResult | None = None
+    fgsm: FgsmResult | None = None
+    ood: dict[str, OodMetrics] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model's part of ``report.json``: the measures that were run, as plain JSON values."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """What the evaluation ran with."""
+
+    measures: list[str]
+    seed: int
+    batch_size: int
+    occlusion_fill: str
+    hole_steps: int
+    ratios: list[float]
+    epsilon: float
+    ood: list[str]
+    noise_images: int
+    ood_images: int
+
+
+@dataclass(frozen=True)
+class RobustnessReport:
+    """The robustness report of every model on the same images."""
+
+    images: int
+    classes: list[str]
+    decoded_images: int
+    settings: RobustnessSettings
+    models: dict[str, ModelRobustness]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values, as ``report.json`` holds it."""
+        return {"images": self.images, "classes": self.classes, "decoded_images": self.decoded_images,
+                "settings": dataclasses.asdict(self.settings), "models": {name: m.to_dict() for name, m in self.models.items()}}
+
+
+def _pct(count: int, total: int) -> float | None:
+    return 100 * count / total if total else None
+
+
+def _pcts(counts: Sequence[int], total: int) -> list[float | None]:
+    return [_pct(c, total) for c in counts]
 
 
 # --- the evaluation --------------------------------------------------------------------------------------------
@@ -236,10 +350,9 @@ def ood_metrics(in_scores: torch.Tensor, out_scores: torch.Tensor) -> dict[str, 
 class _Model:
     """One model's settings and running counts."""
 
-    def __init__(self, name: str, net: nn.Module, classes: Sequence[str], measures: Sequence[str], sizes_steps: int,
-                 ratios: Sequence[float]) -> None:
+    def __init__(self, name: str, net: nn.Module, classes: Sequence[str], sizes_steps: int, ratios: Sequence[float]) -> None:
         self.name, self.net = name, net
-        self.cfg = _cfg(net)
+        self.cfg = pretrained_cfg_of(net)
         self.to_model, self.mapping = label_map(net, classes)
         self.transform = transforms(net)
         self.key = repr(self.transform)
@@ -262,11 +375,29 @@ class _Model:
         self.scores: list[torch.Tensor] = []
         self.ood_scores: dict[str, list[torch.Tensor]] = {}
         self.forward_batches = 0
-        self.was_training = net.training
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         self.forward_batches += 1
         return self.net(x.to(self.dtype)).float()
+
+    def result(self, measures: Sequence[str], epsilon: float) -> ModelRobustness:
+        """The model's report from its counts: the measures of ``measures``."""
+        n, mixed = self.images, self.mixed
+        clean = CleanResult(_pct(self.clean_miss, n), _pct(n - self.clean_miss, n), n)
+        occlusion = in_between = fgsm = ood = None
+        if "occlusion" in measures:
+            occlusion = OcclusionResult(self.sizes, _pcts(self.occluded_miss["centre"], n), _pcts(self.occluded_miss["boundary"], n))
+        if "in_between" in measures:
+            in_between = InBetweenResult(self.ratios, mixed, IN_BETWEEN_DEFINITION, _pcts(self.neither["mixup"], mixed),
+                                         _pcts(self.neither["cutmix"], mixed), _pcts(self.neither2["mixup"], mixed),
+                                         _pcts(self.neither2["cutmix"], mixed))
+        if "fgsm" in measures:
+            fgsm = FgsmResult(epsilon, _pct(self.fgsm_hits, n), clean.top1_acc)
+        if "ood" in measures:
+            inside = torch.cat(self.scores)
+            ood = {kind: ood_metrics(inside, torch.cat(scores)).rounded() for kind, scores in self.ood_scores.items() if scores}
+        return ModelRobustness(self.cfg.get("name"), list(self.size), self.mapping, clean, self.forward_batches,
+                               occlusion, in_between, fgsm, ood)
 
 
 def _counts_neither(logits: torch.Tensor, ya: torch.Tensor, yb: torch.Tensor) -> tuple[int, int]:
@@ -321,6 +452,60 @@ def _scores(m: _Model, x: torch.Tensor) -> torch.Tensor:
         return m.logits(x.to(m.device)).softmax(1).amax(1).cpu()
 
 
+def _decode(runs: Sequence[_Model], images: Sequence[ImageLike]) -> dict[str, torch.Tensor]:
+    """The batch of ``images`` through each distinct eval transform of ``runs``, every image decoded once."""
+    pils = [open_image(image) for image in images]
+    transforms_by_key = {m.key: m.transform for m in runs}
+    return {key: torch.stack([t(p) for p in pils]) for key, t in transforms_by_key.items()}
+
+
+def _measure_images(runs: Sequence[_Model], images: Sequence[ImageLike], labels: Sequence[int], measures: Sequence[str],
+                    ratios: int, epsilon: float, batch_size: int, seed: int, progress: Callable[[Iterable], Iterable]) -> int:
+    """Every measure but out-of-distribution detection, on the images in a seeded random order (the same seed draws the
+    CutMix patches' places); returns how many images were decoded."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(images), generator=g).tolist()
+    labels_t = torch.as_tensor(list(labels), dtype=torch.long)
+    for start in progress(range(0, len(order), batch_size)):
+        index = order[start:start + batch_size]
+        inputs = _decode(runs, [images[i] for i in index])
+        y = labels_t[index]
+        pair = partners(y.tolist()) if len(index) > 1 else None
+        places = [torch.rand(len(index), 2, generator=g) for _ in range(ratios)]
+        for m in runs:
+            _run_batch(m, inputs[m.key], y, measures, pair, places, epsilon)
+    return len(order)
+
+
+def _measure_ood(runs: Sequence[_Model], ood_images: Sequence[ImageLike], noise_count: int, batch_size: int, seed: int,
+                 progress: Callable[[Iterable], Iterable]) -> int:
+    """The maximum softmax scores of the generated noise and of ``ood_images``; returns how many images were decoded."""
+    for m in runs:
+        for kind in NOISE_KINDS:
+            m.ood_scores[kind] = [_scores(m, (x.to(m.device) - m.mean) / m.std)
+                                  for x in noise_images(kind, noise_count, m.size, seed, batch_size)]
+    for start in progress(range(0, len(ood_images), batch_size)):
+        inputs = _decode(runs, ood_images[start:start + batch_size])
+        for m in runs:
+            m.ood_scores.setdefault("folder", []).append(_scores(m, inputs[m.key]))
+    return len(ood_images)
+
+
+def _check_arguments(measures: Sequence[str], epsilon: float, images: Sequence[ImageLike], labels: Sequence[int],
+                     batch_size: int) -> None:
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise InvalidArgumentError(f"Unknown measure {unknown[0]!r}: choose from {', '.join(MEASURES)}.")
+    if not 0 <= epsilon <= 1:
+        raise InvalidArgumentError(f"FGSM's epsilon is a step in pixel values from 0 to 1 (8/255 in the paper), not {epsilon!r}.")
+    if len(images) != len(labels) or not len(images):
+        raise InvalidArgumentError(f"Give one label per image and at least one image ({len(images)} images, {len(labels)} labels).")
+    if len(set(labels)) < 2:
+        raise InvalidArgumentError("The images hold fewer than two classes; robustness needs at least two (in-between class samples mix two).")
+    if not isinstance(batch_size, int) or batch_size < 2:
+        raise InvalidArgumentError(f"The batch size must be an integer of at least 2, not {batch_size!r}.")
+
+
 def evaluate(
     models: Mapping[str, nn.Module] | Sequence[str],
     images: Sequence[ImageLike],
@@ -336,7 +521,7 @@ def evaluate(
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
-) -> dict[str, Any]:
+) -> RobustnessReport:
     """The robustness report of each model on ``images`` (paths or PIL images) with ``labels`` indexing ``classes``.
 
     ``models`` maps a report name to a module made by ``cutmix_zoo.load``, or is a list of model names.
@@ -345,112 +530,28 @@ def evaluate(
     once. ``noise_count`` generated images of each noise kind are scored (default: as many as images,
     at most 10,000). See the module's docstring for the measures and the report's fields.
     """
-    unknown = [m for m in measures if m not in MEASURES]
-    if unknown:
-        raise InvalidArgumentError(f"Unknown measure {unknown[0]!r}: choose from {', '.join(MEASURES)}.")
-    if not 0 <= epsilon <= 1:
-        raise InvalidArgumentError(f"FGSM's epsilon is a step in pixel values from 0 to 1 (8/255 in the paper), not {epsilon!r}.")
-    if len(images) != len(labels) or not len(images):
-        raise InvalidArgumentError(f"Give one label per image and at least one image ({len(images)} images, {len(labels)} labels).")
-    if len(set(labels)) < 2:
-        raise InvalidArgumentError("The images hold fewer than two classes; robustness needs at least two (in-between class samples mix two).")
-    if not isinstance(batch_size, int) or batch_size < 2:
-        raise InvalidArgumentError(f"The batch size must be an integer of at least 2, not {batch_size!r}.")
+    _check_arguments(measures, epsilon, images, labels, batch_size)
     if not isinstance(models, Mapping):
         models = {name: resolve_model(name, device=device) for name in models}
-    runs = [_Model(name, resolve_model(net, device=device), classes, measures, hole_steps, mixing_ratios(ratios))
-            for name, net in models.items()]
-    for m in runs:
-        m.net.eval()
+    runs = [_Model(name, resolve_model(net, device=device), classes, hole_steps, mixing_ratios(ratios)) for name, net in models.items()]
     progress = progress or (lambda batches: batches)
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(images), generator=g).tolist()
-    labels_t = torch.as_tensor(list(labels), dtype=torch.long)
-    transforms_by_key = {m.key: m.transform for m in runs}
-    decoded = 0
-    try:
-        starts = range(0, len(order), batch_size)
-        for start in progress(starts):
-            index = order[start:start + batch_size]
-            pils = [open_image(images[i]) for i in index]
-            decoded += len(pils)
-            inputs = {key: torch.stack([t(p) for p in pils]) for key, t in transforms_by_key.items()}
-            y = labels_t[index]
-            pair = partners(y.tolist()) if len(index) > 1 else None
-            places = [torch.rand(len(index), 2, generator=g) for _ in range(ratios)]
-            for m in runs:
-                _run_batch(m, inputs[m.key], y, measures, pair, places, epsilon)
-        if "ood" in measures:
-            count = noise_count if noise_count is not None else min(len(images), 10_000)
-            for m in runs:
-                for kind in NOISE_KINDS:
-                    m.ood_scores[kind] = [_scores(m, (x.to(m.device) - m.mean) / m.std)
-                                          for x in noise_images(kind, count, m.size, seed, batch_size)]
-            for start in progress(range(0, len(ood_images), batch_size)):
-                pils = [open_image(image) for image in ood_images[start:start + batch_size]]
-                decoded += len(pils)
-                inputs = {key: torch.stack([t(p) for p in pils]) for key, t in transforms_by_key.items()}
-                for m in runs:
-                    m.ood_scores.setdefault("folder", []).append(_scores(m, inputs[m.key]))
-    finally:
-        for m in runs:
-            m.net.train(m.was_training)
-    return {
-        "images": len(images),
-        "classes": list(classes),
-        "decoded_images": decoded,
-        "settings": {
-            "measures": list(measures), "seed": seed, "batch_size": batch_size,
-            "occlusion_fill": "0 in the normalised input (the dataset's mean colour)",
-            "hole_steps": hole_steps, "ratios": mixing_ratios(ratios), "epsilon": epsilon,
-            "ood": [*NOISE_KINDS, *(["folder"] if len(ood_images) else [])] if "ood" in measures else [],
-            "noise_images": (noise_count if noise_count is not None else min(len(images), 10_000)) if "ood" in measures else 0,
-            "ood_images": len(ood_images) if "ood" in measures else 0,
-        },
-        "models": {m.name: _model_report(m, measures, epsilon) for m in runs},
-    }
+    ood = "ood" in measures
+    noise_count = (noise_count if noise_count is not None else min(len(images), 10_000)) if ood else 0
+    with eval_mode(*(m.net for m in runs)):
+        decoded = _measure_images(runs, images, labels, measures, ratios, epsilon, batch_size, seed, progress)
+        if ood:
+            decoded += _measure_ood(runs, ood_images, noise_count, batch_size, seed, progress)
+    settings = RobustnessSettings(list(measures), seed, batch_size, OCCLUSION_FILL, hole_steps, mixing_ratios(ratios), epsilon,
+                                  [*NOISE_KINDS, *(["folder"] if len(ood_images) else [])] if ood else [], noise_count,
+                                  len(ood_images) if ood else 0)
+    return RobustnessReport(len(images), list(classes), decoded, settings, {m.name: m.result(measures, epsilon) for m in runs})
 
 
-def _pct(count: int, total: int) -> float | None:
-    return 100 * count / total if total else None
-
-
-def _model_report(m: _Model, measures: Sequence[str], epsilon: float) -> dict[str, Any]:
-    report: dict[str, Any] = {
-        "model": m.cfg.get("name"),
-        "input_size": list(m.size),
-        "label_mapping": m.mapping,
-        "clean": {"top1_err": _pct(m.clean_miss, m.images), "top1_acc": _pct(m.images - m.clean_miss, m.images), "images": m.images},
-        "forward_batches": m.forward_batches,
-    }
-    if "occlusion" in measures:
-        report["occlusion"] = {"hole_sizes": m.sizes,
-                               "centre_top1_err": [_pct(c, m.images) for c in m.occluded_miss["centre"]],
-                               "boundary_top1_err": [_pct(c, m.images) for c in m.occluded_miss["boundary"]]}
-    if "in_between" in measures:
-        report["in_between"] = {
-            "ratios": m.ratios, "pairs": m.mixed,
-            "definition": "percentage of blends of an image a (weight lam) with an image b of another class whose top-1 class is neither a's nor b's",
-            "mixup_err": [_pct(c, m.mixed) for c in m.neither["mixup"]],
-            "cutmix_err": [_pct(c, m.mixed) for c in m.neither["cutmix"]],
-            "mixup_neither_in_top2": [_pct(c, m.mixed) for c in m.neither2["mixup"]],
-            "cutmix_neither_in_top2": [_pct(c, m.mixed) for c in m.neither2["cutmix"]],
-        }
-    if "fgsm" in measures:
-        report["fgsm"] = {"epsilon": epsilon, "top1_acc": _pct(m.fgsm_hits, m.images),
-                          "clean_top1_acc": _pct(m.images - m.clean_miss, m.images)}
-    if "ood" in measures:
-        inside = torch.cat(m.scores)
-        report["ood"] = {kind: {k: round(v, 6) for k, v in ood_metrics(inside, torch.cat(scores)).items()}
-                         for kind, scores in m.ood_scores.items() if scores}
-    return report
-
-
-def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+def summary_rows(report: RobustnessReport) -> tuple[list[str], list[list[str]]]:
     """The report's one-number-per-measure table: header and one row per model."""
     header = ["model", "top-1 err %", "centre occl. err % (mean)", "boundary occl. err % (mean)",
               "Mixup in-between err % (mean)", "CutMix in-between err % (mean)", "FGSM acc %"]
-    kinds = [k for k in (*NOISE_KINDS, "folder") if any(k in r.get("ood", {}) for r in report["models"].values())]
+    kinds = [k for k in (*NOISE_KINDS, "folder") if any(k in (r.ood or {}) for r in report.models.values())]
     for kind in kinds:
         header += [f"{kind} TNR@95", f"{kind} AUROC", f"{kind} det. acc"]
 
@@ -459,13 +560,12 @@ def summary_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
         return f"{sum(kept) / len(kept):.2f}" if kept else "-"
 
     rows = []
-    for name, r in report["models"].items():
-        occ, mix = r.get("occlusion", {}), r.get("in_between", {})
-        row = [name, f"{r['clean']['top1_err']:.2f}", mean(occ.get("centre_top1_err")), mean(occ.get("boundary_top1_err")),
-               mean(mix.get("mixup_err")), mean(mix.get("cutmix_err")),
-               f"{r['fgsm']['top1_acc']:.2f}" if "fgsm" in r else "-"]
+    for name, r in report.models.items():
+        occ, mix = r.occlusion, r.in_between
+        row = [name, f"{r.clean.top1_err:.2f}", mean(occ.centre_top1_err if occ else None), mean(occ.boundary_top1_err if occ else None),
+               mean(mix.mixup_err if mix else None), mean(mix.cutmix_err if mix else None), f"{r.fgsm.top1_acc:.2f}" if r.fgsm else "-"]
         for kind in kinds:
-            o = r.get("ood", {}).get(kind)
-            row += [f"{o['tnr_at_95_tpr']:.3f}", f"{o['auroc']:.3f}", f"{o['detection_acc']:.3f}"] if o else ["-", "-", "-"]
+            o = (r.ood or {}).get(kind)
+            row += [f"{o.tnr_at_95_tpr:.3f}", f"{o.auroc:.3f}", f"{o.detection_acc:.3f}"] if o else ["-", "-", "-"]
         rows.append(row)
     return header, rows

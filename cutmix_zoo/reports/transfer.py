@@ -21,6 +21,7 @@ that strength is scored on them. Errors are percentages: top-1, and top-5 only w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,6 +40,8 @@ from ..api import transforms
 from ..errors import InvalidArgumentError, ZooError
 from ..files import atomic_path
 from ..model_config import pretrained_cfg_of
+from .folders import class_folders, read_image_tree
+from .inference import eval_mode
 from .predict import open_image
 
 DEFAULT_GRID = tuple(10.0 ** (k / 2) for k in range(-12, 5))  # 1e-6 to 1e2, two values a decade
@@ -63,29 +66,13 @@ class TransferData:
     val: torch.Tensor
     layout: str
 
-
-def _class_folders(folder: Path) -> list[str]:
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
-
-
-def _class_images(folder: Path, classes: list[str]) -> list[list[str]]:
-    """Each class folder's image files (recursively, sorted, by torchvision's ImageFolder rules); an empty one is refused."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
-    found = make_dataset(str(folder), {c: k for k, c in enumerate(classes)}, extensions=IMG_EXTENSIONS, allow_empty=True)
-    per_class: list[list[str]] = [[] for _ in classes]
-    for path, index in found:
-        per_class[index].append(path)
-    for name, paths in zip(classes, per_class):
-        if not paths:
-            raise InvalidArgumentError(f"The class folder {folder / name} holds no images ({', '.join(IMG_EXTENSIONS[:4])}, ...).")
-    return per_class
+    def to_dict(self) -> dict[str, Any]:
+        """What ``report.json`` says of the data: the folder, its layout, the classes and how many images each split has."""
+        return {"folder": str(self.root), "layout": self.layout, "classes": self.classes, "train_images": len(self.train),
+                "val_images": len(self.val)}
 
 
-def _check_classes(folder: Path, classes: list[str]) -> None:
-    if len(classes) < 2:
-        raise InvalidArgumentError(f"{folder} has {len(classes)} class folder{'' if len(classes) == 1 else 's'}; "
-                                   "a classification task needs at least two.")
+TASK_CLASSES = "a classification task needs at least two"
 
 
 def split_per_class(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,32 +109,32 @@ def read_transfer_folder(folder: str | os.PathLike, val_split: float | None = No
                                    f"train/, or pass --val-split F to hold out a fraction of each class of {root}/<class>/.")
     if not (root / "train").is_dir():
         raise InvalidArgumentError(f"{root} has val/ but no train/ folder: the training images go in {root / 'train'}/<class>/.")
-    classes = _class_folders(root / "train")
-    _check_classes(root / "train", classes)
-    val_classes = _class_folders(root / "val")
-    if val_classes != classes:
-        only_train, only_val = sorted(set(classes) - set(val_classes)), sorted(set(val_classes) - set(classes))
+    train = read_image_tree(root / "train")
+    train.require_classes(2, TASK_CLASSES)
+    val_classes = class_folders(root / "val")
+    if val_classes != train.classes:
+        only_train, only_val = sorted(set(train.classes) - set(val_classes)), sorted(set(val_classes) - set(train.classes))
         raise InvalidArgumentError(f"train/ and val/ of {root} need the same class folders; only in train/: "
                                    f"{', '.join(only_train) or 'none'}; only in val/: {', '.join(only_val) or 'none'}.")
-    train, val = _class_images(root / "train", classes), _class_images(root / "val", classes)
-    paths = [p for ps in train for p in ps] + [p for ps in val for p in ps]
-    labels = torch.tensor([k for k, ps in enumerate(train) for _ in ps] + [k for k, ps in enumerate(val) for _ in ps])
-    n_train = sum(len(ps) for ps in train)
-    return TransferData(root, classes, paths, labels, torch.arange(n_train), torch.arange(n_train, len(paths)), "train/ and val/")
+    val = read_image_tree(root / "val", train.classes)
+    train.require_images()
+    val.require_images()
+    paths, labels = train.paths + val.paths, torch.tensor(train.labels + val.labels)
+    n_train = len(train.paths)
+    return TransferData(root, train.classes, paths, labels, torch.arange(n_train), torch.arange(n_train, len(paths)), "train/ and val/")
 
 
 def _split_folder(root: Path, fraction: float, seed: int) -> TransferData:
-    classes = _class_folders(root)
-    _check_classes(root, classes)
-    per_class = _class_images(root, classes)
-    for name, paths in zip(classes, per_class):
+    tree = read_image_tree(root)
+    tree.require_classes(2, TASK_CLASSES)
+    tree.require_images()
+    for name, paths in zip(tree.classes, tree.images):
         if len(paths) < 2:
             raise InvalidArgumentError(f"The class folder {root / name} holds one image, which cannot be split into training "
                                        "and validation images.")
-    paths = [p for ps in per_class for p in ps]
-    labels = torch.tensor([k for k, ps in enumerate(per_class) for _ in ps])
+    labels = torch.tensor(tree.labels)
     train, val = split_per_class(labels, fraction, seed)
-    return TransferData(root, classes, paths, labels, train, val, f"--val-split {fraction:g} (seed {seed})")
+    return TransferData(root, tree.classes, tree.paths, labels, train, val, f"--val-split {fraction:g} (seed {seed})")
 
 
 def small_images(data: TransferData) -> bool:
@@ -261,22 +248,15 @@ def _forward_all(models: Sequence[nn.Module], paths: Sequence[str], batch_size: 
     equal share of the decoding. Each runs in eval mode; its own mode is restored afterwards."""
     outputs: list[list[torch.Tensor]] = [[] for _ in models]
     forward = [0.0] * len(models)
-    modes = [model.training for model in models]
     began = time.perf_counter()
     batches: Iterable[torch.Tensor] = _decoded_batches(paths, transforms(models[0]), batch_size, workers)
-    try:
-        with torch.inference_mode():
-            for model in models:
-                model.eval()
-            for x in progress(batches) if progress else batches:
-                for k, model in enumerate(models):
-                    start = time.perf_counter()
-                    param = next(model.parameters())
-                    outputs[k].append(model(x.to(device=param.device, dtype=param.dtype)).float().cpu())
-                    forward[k] += time.perf_counter() - start
-    finally:
-        for model, mode in zip(models, modes):
-            model.train(mode)
+    with eval_mode(*models), torch.inference_mode():
+        for x in progress(batches) if progress else batches:
+            for k, model in enumerate(models):
+                start = time.perf_counter()
+                param = next(model.parameters())
+                outputs[k].append(model(x.to(device=param.device, dtype=param.dtype)).float().cpu())
+                forward[k] += time.perf_counter() - start
     shared = (time.perf_counter() - began - sum(forward)) / len(models)
     return [(torch.cat(out), seconds + shared) for out, seconds in zip(outputs, forward)]
 
@@ -431,3 +411,50 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tens
     top1, top5 = top_errors(x_val @ w + b, val_y)
     seconds = time.perf_counter() - began
     return ProbeResult(top1, top5, l2, list(grid), errors, losses, len(train_y), held, len(val_y), seconds)
+
+
+# --- the report -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """A short fine-tune's best validation errors (percentages), its best epoch, its epochs and the folder of its run."""
+
+    top1_err: float | None
+    top5_err: float | None
+    best_epoch: int
+    epochs: int
+    output: str
+
+
+@dataclass(frozen=True)
+class ModelTransfer:
+    """One model's transfer result: its features, the linear probe on them and, when run, a fine-tune beside it."""
+
+    model: str
+    feature_dim: int
+    probe: ProbeResult
+    extraction_seconds: float
+    features_cached: bool
+    feature_file: str
+    finetune: FinetuneResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model's part of ``report.json``, as plain JSON values."""
+        out = {"model": self.model, "feature_dim": self.feature_dim, "probe": self.probe.to_dict(),
+               "extraction_seconds": round(self.extraction_seconds, 3), "features_cached": self.features_cached,
+               "feature_file": self.feature_file}
+        return out if self.finetune is None else {**out, "finetune": dataclasses.asdict(self.finetune)}
+
+
+def probe_models(data: TransferData, extracted: Mapping[str, Features], models: Mapping[str, nn.Module], holdout: float = DEFAULT_HOLDOUT,
+                 seed: int = 0, device: torch.device | str | None = None) -> dict[str, ModelTransfer]:
+    """A linear probe (:func:`linear_probe`) on each model's extracted features of ``data``: fitted on its training
+    images, scored on its validation images."""
+    results = {}
+    for name, found in extracted.items():
+        x = found.features
+        probe = linear_probe(x[data.train], data.labels[data.train], x[data.val], data.labels[data.val], len(data.classes),
+                             holdout=holdout, seed=seed, device=device)
+        results[name] = ModelTransfer(pretrained_cfg_of(models[name])["name"], x.shape[1], probe, found.seconds, found.cached,
+                                      str(found.file))
+    return results

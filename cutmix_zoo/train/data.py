@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torchvision.datasets import ImageFolder
 
 from ..errors import ZooError
 from ..registry import FOLDER, data_config
+from ..reports.folders import class_folders, image_extensions, read_image_tree
 from .dataspec import DataSpec, Inputs, dataset_size, sample_seed
 
 if TYPE_CHECKING:
-    from torchvision.datasets import CIFAR10, ImageFolder
+    from torchvision.datasets import CIFAR10
 
 # AlexNet-style PCA lighting of the original (ImageNet eigenvalues and eigenvectors of RGB).
 _EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -245,11 +247,30 @@ def read_image(path: str) -> Any:
     raise DataError(f"The image {path} cannot be read ({reason}): replace or remove it.")
 
 
-def _image_folder(path: str, transform: Callable | None = None) -> ImageFolder:
-    from torchvision.datasets import ImageFolder
+class TreeFolder(ImageFolder):
+    """torchvision's ImageFolder whose classes and files are read by :func:`cutmix_zoo.reports.folders.read_image_tree`,
+    the reader of every report (ImageFolder's own rules), so a folder trains on the images a report reads."""
 
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = class_folders(directory)
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}")
+        return classes, {name: k for k, name in enumerate(classes)}
+
+    @staticmethod
+    def make_dataset(directory: str, class_to_idx: dict[str, int], extensions: Any = None, is_valid_file: Any = None,
+                     allow_empty: bool = False) -> list[tuple[str, int]]:
+        tree = read_image_tree(directory, sorted(class_to_idx, key=lambda name: class_to_idx[name]))
+        empty = tree.empty_classes()
+        if empty:
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(sorted(empty))}. "
+                                    f"Supported extensions are: {', '.join(image_extensions())}")
+        return tree.samples
+
+
+def _image_folder(path: str, transform: Callable | None = None) -> ImageFolder:
     try:
-        return ImageFolder(path, transform=transform, loader=read_image)
+        return TreeFolder(path, transform=transform, loader=read_image)
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"{path} is not an ImageFolder tree (one subfolder of images per class): {e}.") from None
 
