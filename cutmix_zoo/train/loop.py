@@ -222,12 +222,12 @@ def restore(resume_state: dict[str, Any] | None, module: nn.Module, optimizer: t
     return start_epoch, start_step, best, partial
 
 
-def parallel(module: nn.Module, ranks: Ranks, compile: bool) -> nn.Module:
+def parallel(module: nn.Module, ranks: Ranks, compile_model: bool) -> nn.Module:
     """What the steps call: ``module`` in DistributedDataParallel on several ranks, compiled with ``--compile``."""
     model = module
     if ranks.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
-    if compile:
+    if compile_model:
         model = torch.compile(model)  # type: ignore[assignment]  # an OptimizedModule (nn.Module); the stubs say a plain callable
     return model
 
