@@ -59,7 +59,7 @@ from torch import nn  # noqa: E402
 import cutmix_zoo  # noqa: E402
 from cutmix_zoo.models import build_model  # noqa: E402
 from cutmix_zoo.registry import ARCHITECTURES, get_entry  # noqa: E402
-from cutmix_zoo.train import evaluation, loop, train_main  # noqa: E402
+from cutmix_zoo.train import config, evaluation, loop, train_main  # noqa: E402
 from cutmix_zoo.train.data import Augmented, TensorTransform, make_loader, training_data  # noqa: E402
 from cutmix_zoo.train.mixing import BatchMixer  # noqa: E402
 from cutmix_zoo.train.shapes import Shapes  # noqa: E402
@@ -340,9 +340,9 @@ def section_decode_train(ctx: Context) -> Figures:
         with _device_decode_allowed(ctx.device):
             code = train_main(argv)
         wall = time.perf_counter() - start
-        records = [json.loads(line) for line in (output / loop.METRICS).read_text().splitlines()]
+        records = [json.loads(line) for line in (output / config.METRICS).read_text().splitlines()]
         (epoch,) = [r for r in records if r["event"] == "epoch"]
-        exported = cutmix_zoo.load(str(output / loop.EXPORT_DIR))
+        exported = cutmix_zoo.load(str(output / config.EXPORT_DIR))
     return {
         "command": "cutmix-zoo train " + " ".join(a if a not in (str(data), str(output)) else "DIR" for a in argv),
         "finished": code == 0,

@@ -1,4 +1,4 @@
-"""Atomic training checkpoints and the RNG states an exact resume needs.
+"""Atomic training checkpoints, the RNG states an exact resume needs, and the run files a resume carries along.
 
 A checkpoint is written to a temporary file in the same folder, flushed to disk, then renamed
 over the previous one, so a crash or a kill mid-write never leaves a torn file. It holds only
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 
 from ..errors import WeightsError
 from ..files import atomic_path
-from .config import CHECKPOINT_NAME
+from .config import BEST_WEIGHTS, CHECKPOINT_NAME, METRICS
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -60,3 +61,16 @@ def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
 def as_tuple(value: Any) -> Any:
     """Lists back to tuples: ``random.Random.setstate`` needs the tuples a checkpoint may hand back as lists."""
     return tuple(as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def carry_run_files(resumed: Path, output: Path) -> None:
+    """Resuming into another --output: copy the run's checkpoint, best weights and metrics there, so the export,
+    the log and a later resume continue from B while A stays as it was."""
+    checkpoint = resumed / CHECKPOINT_NAME if resumed.is_dir() else resumed
+    source = checkpoint.parent
+    if source.resolve() == output.resolve():
+        return
+    for src, name in ((checkpoint, CHECKPOINT_NAME), (source / BEST_WEIGHTS, BEST_WEIGHTS), (source / METRICS, METRICS)):
+        if src.is_file() and not (output / name).exists():
+            with atomic_path(output / name) as tmp:
+                shutil.copyfile(src, tmp)

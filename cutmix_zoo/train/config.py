@@ -70,13 +70,26 @@ def _float_tuple(text: str) -> tuple[float, ...]:
 
 
 def train_parser() -> argparse.ArgumentParser:
+    """The trainer's command line (``python -m cutmix_zoo.train``, ``cutmix-zoo train``): what to train, the data,
+    the recipe's values to override and how the run runs, in that order in ``--help``."""
     p = argparse.ArgumentParser(
         prog="cutmix-zoo train",
         description="Train a zoo model with the original CutMix recipes (torchrun for several GPUs or nodes). "
                     "Writes OUTPUT/checkpoint.pt every epoch, OUTPUT/metrics.jsonl, and at the end OUTPUT/export/ "
                     "(model.safetensors, config.json, README.md of the best epoch) that cutmix_zoo.load(FOLDER) loads.",
     )
-    g = p.add_argument_group("what to train")
+    _model_flags(p.add_argument_group("what to train"))
+    _data_flags(p.add_argument_group("data"))
+    recipe = p.add_argument_group("recipe overrides (default: the recipe's value)")
+    _schedule_flags(recipe)
+    _mixing_flags(recipe)
+    _finetune_flags(recipe)
+    _run_flags(p.add_argument_group("run"))
+    return p
+
+
+def _model_flags(g: argparse._ArgumentGroup) -> None:
+    """What to train: a recipe, an init, a model (or a family shaped by --depth/--alpha/--no-bottleneck)."""
     g.add_argument("--recipe", help="registry name whose original recipe to use, e.g. resnet50.cutmix_in1k, or 'finetune' (the default "
                                     "with --init: lr 0.1 for the new head and x0.1 for the pretrained layers, 30 epochs, CutMix on half "
                                     "the batches; see the README for where each value comes from)")
@@ -87,7 +100,10 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--depth", type=int, help="depth for --model pyramidnet/resnet")
     g.add_argument("--alpha", type=float, help="widening factor for --model pyramidnet")
     g.add_argument("--no-bottleneck", dest="bottleneck", action="store_false", default=True, help="basic blocks for --model pyramidnet/resnet")
-    g = p.add_argument_group("data")
+
+
+def _data_flags(g: argparse._ArgumentGroup) -> None:
+    """Which data, where it is and how it is read."""
     g.add_argument("--dataset", choices=TRAINER_DATASETS,
                    help="default: the recipe's, else cifar100 (shapes: the generated Shapes-10, --data is not used)")
     g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
@@ -102,7 +118,10 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--decode", choices=["cpu", "gpu"], default="cpu",
                    help="where ImageFolder JPEGs are decoded and augmented: cpu (PIL in the workers, default) or gpu "
                         "(workers read bytes; nvjpeg and the augmentation run on the CUDA device)")
-    g = p.add_argument_group("recipe overrides (default: the recipe's value)")
+
+
+def _schedule_flags(g: argparse._ArgumentGroup) -> None:
+    """The recipe's length, batch, learning-rate schedule and optimizer."""
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int, help="global batch, split evenly over the ranks")
     g.add_argument("--lr", type=float, help="initial learning rate")
@@ -112,6 +131,10 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-gamma", type=float)
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
+
+
+def _mixing_flags(g: argparse._ArgumentGroup) -> None:
+    """The recipe's mixing (CutMix, Mixup, Cutout and their feature-level forms) and regularisation."""
     g.add_argument("--mix", choices=["cutmix", "mixup", "cutout", "none", "cutout+mixup"])
     g.add_argument("--mix-prob", type=float, help="probability that a batch is mixed (cutout: per image)")
     g.add_argument("--beta", type=float, help="Beta(beta, beta) distribution of lam")
@@ -121,13 +144,20 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--dropblock", type=float, help="DropBlock drop probability on the last two stages (0: off)")
     g.add_argument("--dropblock-size", type=int)
+
+
+def _finetune_flags(g: argparse._ArgumentGroup) -> None:
+    """The crop size, and how much of the network trains (for fine-tuning: a slower backbone, frozen levels)."""
     g.add_argument("--input-size", type=int, metavar="PIXELS", help="train and evaluate at this crop size (default: the --init model's, "
                                                                      "else the dataset's; small images are not blown up to 224)")
     g.add_argument("--backbone-lr-mult", type=float, metavar="X", help="learning rate multiplier of every layer but the classifier "
                                                                       "(finetune: 0.1)")
     g.add_argument("--freeze-stages", type=int, metavar="K", help="freeze the first K feature levels, the stem being the first "
                                                                   "(no gradients, BatchNorm statistics kept); default 0")
-    g = p.add_argument_group("run")
+
+
+def _run_flags(g: argparse._ArgumentGroup) -> None:
+    """How the run runs: its files, resuming, seed, device, numerics, logging and export."""
     g.add_argument("--output", default="runs/train", help="folder for checkpoint.pt, metrics.jsonl and export/ (default runs/train)")
     g.add_argument("--resume", help="checkpoint file or output folder to continue; what is trained comes from the checkpoint, and "
                                     "--epochs (to extend a run), --output, --workers, --device and other run flags may change")
@@ -142,7 +172,6 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--dry-run", action="store_true", help="print the resolved run (model, recipe, learning rate of every epoch, "
                                                           "output files) as JSON and exit without reading data or writing files")
-    return p
 
 
 def model_spec(model: str | None, depth: int | None, alpha: float | None, bottleneck: bool, dataset: str) -> ModelSpec:
