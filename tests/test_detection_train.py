@@ -12,7 +12,7 @@ from cutmix_zoo.categories import NOVEL_SHAPES
 from cutmix_zoo.cli import main
 from cutmix_zoo.detection.export import load_detector
 from cutmix_zoo.detection.scenes import write_scenes
-from cutmix_zoo.detection.train import DetectionRun, train_detector
+from cutmix_zoo.train.detection import DetectionRun, train_detector
 
 LIGHT = dict(rpn_pre_nms_top_n_train=200, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_train=100, rpn_post_nms_top_n_test=50,
              box_batch_size_per_image=32, box_detections_per_img=20,

@@ -57,7 +57,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..detection.train import DetectionRun, train_detector
+    from ..train.detection import DetectionRun, train_detector
 
     run = DetectionRun(init=args.init, data=args.data, output=args.output, detector=args.detector, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, workers=args.workers,

@@ -17,13 +17,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..detection.data import DetectionSplit, default_splits, read_split
+from ..detection.dataset import DetectionDataset, collate
+from ..detection.evaluate import DetectionMetrics, evaluate_model
+from ..detection.export import export_detector
+from ..detection.models import build_detector
 from ..errors import InvalidArgumentError, TrainingError
 from ..files import atomic_path
-from .data import DetectionSplit, default_splits, read_split
-from .dataset import DetectionDataset, collate
-from .evaluate import DetectionMetrics, evaluate_model
-from .export import export_detector
-from .models import build_detector
 
 
 @dataclass
