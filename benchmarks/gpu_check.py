@@ -59,10 +59,10 @@ from torch import nn  # noqa: E402
 import cutmix_zoo  # noqa: E402
 from cutmix_zoo.models import build_model  # noqa: E402
 from cutmix_zoo.registry import ARCHITECTURES, get_entry  # noqa: E402
+from cutmix_zoo.shapes import Shapes  # noqa: E402
 from cutmix_zoo.train import config, evaluation, loop, train_main  # noqa: E402
 from cutmix_zoo.train.data import Augmented, TensorTransform, make_loader, training_data  # noqa: E402
 from cutmix_zoo.train.mixing import BatchMixer  # noqa: E402
-from cutmix_zoo.train.shapes import Shapes  # noqa: E402
 
 import decode as decode_bench  # noqa: E402
 import train_step as step_bench  # noqa: E402

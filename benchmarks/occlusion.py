@@ -27,7 +27,7 @@ from PIL import Image
 
 import cutmix_zoo
 from cutmix_zoo.reports import robustness
-from cutmix_zoo.train.shapes import Shapes
+from cutmix_zoo.shapes import Shapes
 
 
 def write_images(root: Path, count: int, size: int) -> tuple[list[str], list[int], list[str]]:

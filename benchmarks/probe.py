@@ -27,7 +27,7 @@ from PIL import Image
 
 import cutmix_zoo
 from cutmix_zoo.reports import transfer
-from cutmix_zoo.train.shapes import write_folder
+from cutmix_zoo.shapes import write_folder
 
 TARGET = 0.10
 

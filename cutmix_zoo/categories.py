@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from .errors import InvalidArgumentError
 
-# Shapes-10, the embedded models' generated data (cutmix_zoo.train.shapes draws them in this order).
-# Novel-Shapes, the generated transfer task: ten shapes that are not in Shapes-10 (cutmix_zoo.train.shapes).
+# Shapes-10, the embedded models' generated data (cutmix_zoo.shapes draws them in this order).
+# Novel-Shapes, the generated transfer task: ten shapes that are not in Shapes-10 (cutmix_zoo.shapes).
 NOVEL_SHAPES = ("star", "crescent", "ellipse", "l-shape", "t-shape", "arrow", "hexagon", "dome", "hourglass", "dot pair")
 
 SHAPES10 = ("circle", "square", "triangle", "ring", "plus", "cross", "diamond", "horizontal bar", "vertical bar", "hollow square")

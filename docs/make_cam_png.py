@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from cutmix_zoo.cli import main
-from cutmix_zoo.train.shapes import Shapes
+from cutmix_zoo.shapes import Shapes
 
 DOCS = Path(__file__).resolve().parent
 SHOWN_CLASS = "cross"

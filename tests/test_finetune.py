@@ -18,12 +18,12 @@ from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.models import level_children
 from cutmix_zoo.recipes import finetune_recipe
 from cutmix_zoo.reports.transfer import read_transfer_folder
+from cutmix_zoo.shapes import write_folder
 from cutmix_zoo.train import train_main
 from cutmix_zoo.train.checkpoint import load_checkpoint
 from cutmix_zoo.train.config import train_parser
 from cutmix_zoo.train.data import DataError
 from cutmix_zoo.train.loop import setup
-from cutmix_zoo.train.shapes import write_folder
 
 EMBEDDED = "pyramidnet20_a48.cutmix_shapes"
 QUICK = ["--device", "cpu", "--workers", "0", "--quiet", "--batch-size", "32"]

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cutmix_zoo"
 # Bottom to top: a module may import its own layer or a lower one.
 LAYERS = [
     ("facts", {"errors", "registry", "recipes", "categories", "files"}),
-    ("parts", {"models", "model_config", "fastload", "features"}),
+    ("parts", {"models", "model_config", "fastload", "features", "shapes"}),
     ("building", {"builder"}),
     ("hub", {"hub"}),
     ("load API", {"api", "entrypoints"}),

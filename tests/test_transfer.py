@@ -15,7 +15,7 @@ from PIL import Image
 import cutmix_zoo
 from cutmix_zoo.cli import main
 from cutmix_zoo.reports import transfer
-from cutmix_zoo.train.shapes import write_folder
+from cutmix_zoo.shapes import write_folder
 
 CUTMIX, BASELINE = "pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes"
 

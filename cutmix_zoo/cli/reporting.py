@@ -26,7 +26,7 @@ def shapes_benchmark(limit: int = 0, split: str = "test") -> tuple[list[Any], li
     from PIL import Image
 
     from ..reports.localize import mask_box
-    from ..train.shapes import Shapes
+    from ..shapes import Shapes
 
     data = Shapes(split)
     masks = data.shape_masks()

@@ -27,7 +27,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Write the images into the new (or empty) folder ``args.output``."""
-    from ..train.shapes import write_folder
+    from ..shapes import write_folder
 
     if args.train_per_class < 1 or args.val_per_class < 1:
         raise InvalidArgumentError("--train-per-class and --val-per-class must be at least 1.")

@@ -21,6 +21,7 @@ import torch
 from ..categories import NOVEL_SHAPES
 from ..errors import InvalidArgumentError
 from ..files import write_text_atomic
+from ..shapes import novel_shape_masks
 
 DISTRACTORS = 3
 MIN_RADIUS, MAX_RADIUS = 5.0, 14.0
@@ -35,27 +36,6 @@ class Scene:
     boxes: torch.Tensor
     labels: torch.Tensor
     hard: torch.Tensor
-
-
-def novel_shape_masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Boolean masks of the Novel-Shapes classes (``categories.NOVEL_SHAPES``, in order) from offsets to each shape's
-    centre (broadcastable to (N, H, W)) and its radius (N, 1, 1): the formulas of the Novel-Shapes classification set."""
-    dist = (dx**2 + dy**2).sqrt()
-    angle = torch.atan2(dy, dx)
-    thin = 0.28 * r
-    shapes = torch.stack([
-        dist < r * (0.6 + 0.4 * torch.cos(5 * angle)),
-        (dist < r) & ((dx - 0.45 * r) ** 2 + dy**2 > (0.8 * r) ** 2),
-        (dx / r) ** 2 + (dy / (0.5 * r)) ** 2 < 1,
-        ((dx > -0.8 * r) & (dx < -0.8 * r + 2 * thin) & (dy.abs() < 0.9 * r)) | ((dy < 0.9 * r) & (dy > 0.9 * r - 2 * thin) & (dx.abs() < 0.8 * r)),
-        ((dy > -0.9 * r) & (dy < -0.9 * r + 2 * thin) & (dx.abs() < 0.9 * r)) | ((dx.abs() < thin) & (dy.abs() < 0.9 * r)),
-        ((dy > -r) & (dy <= 0) & (dx.abs() <= 0.9 * (dy + r))) | ((dx.abs() < thin) & (dy > 0) & (dy < r)),
-        torch.maximum(0.866 * dx.abs() + 0.5 * dy.abs(), dy.abs()) < 0.9 * r,
-        (dist < r) & (dy < 0.2 * r),
-        (dx.abs() <= dy.abs()) & (dy.abs() < 0.9 * r),
-        ((dx - 0.5 * r) ** 2 + dy**2 < (0.42 * r) ** 2) | ((dx + 0.5 * r) ** 2 + dy**2 < (0.42 * r) ** 2),
-    ], dim=1)
-    return shapes[torch.arange(len(labels)), labels]
 
 
 def _place(g: torch.Generator, size: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:

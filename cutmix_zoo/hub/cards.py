@@ -98,7 +98,7 @@ def _training(entry: registry.Entry) -> str:
 def _provenance(entry: registry.Entry) -> str:
     if entry.bundled:
         return (f"Not part of the original release: trained by cutmix_zoo's bundled trainer on Shapes-10, a dataset generated "
-                f"from a seed (`cutmix_zoo.train.shapes`), and shipped inside the package as "
+                f"from a seed (`cutmix_zoo.shapes`), and shipped inside the package as "
                 f"`cutmix_zoo/data/{entry.name}.safetensors` (sha256 `{entry.sha256}`).\n")
     url = registry.ORIGINAL_BASE_URL + cast(str, entry.original_path) + "?dl=1"  # every entry not bundled has one
     kind = "a shared folder (downloaded as a zip holding `model_best.pth.tar`)" if entry.packaging == "folder_zip" else "a single file"

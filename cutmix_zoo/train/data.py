@@ -350,7 +350,7 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
         inputs = Inputs(cfg.input_size[-1], cfg.mean, cfg.std, cfg.resize)
     size, mean, std = inputs.size, inputs.mean, inputs.std
     if dataset == "shapes":
-        from .shapes import Shapes
+        from ..shapes import Shapes
 
         train = Augmented(Shapes("train", synthetic_size), TensorTransform(mean, std, flip=True), seed)
         val = Augmented(Shapes("test"), TensorTransform(mean, std, flip=False), seed)

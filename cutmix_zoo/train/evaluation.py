@@ -105,7 +105,7 @@ def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: 
                            "load finite weights.")
     device = device or torch.device("cpu")
     if data == "shapes":
-        from .shapes import Shapes
+        from ..shapes import Shapes
 
         dataset = Augmented(Shapes("test"), TensorTransform(tuple(cfg["mean"]), tuple(cfg["std"]), flip=False), seed=0)
     else:

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..categories import NOVEL_SHAPES
-from ..categories import SHAPES10 as CLASSES
+from .categories import NOVEL_SHAPES
+from .categories import SHAPES10 as CLASSES
 
 SIZE = 32
 TRAIN_SIZE, TEST_SIZE = 3000, 2000
@@ -32,7 +32,7 @@ _SPLIT_SEEDS = {"train": 1, "test": 2}
 def _masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor, novel: bool = False) -> torch.Tensor:
     """Boolean masks (N, H, W) of each sample's shape, from offsets to its centre and its radius."""
     if novel:
-        return _novel_masks(dx, dy, r, labels)
+        return novel_shape_masks(dx, dy, r, labels)
     dist = (dx**2 + dy**2).sqrt()
     box = torch.maximum(dx.abs(), dy.abs())
     u, v = (dx + dy) / math.sqrt(2), (dx - dy) / math.sqrt(2)
@@ -52,8 +52,9 @@ def _masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Te
     return shapes[torch.arange(len(labels)), labels]
 
 
-def _novel_masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Masks of the ten Novel-Shapes classes (``categories.NOVEL_SHAPES``, in that order), none of them a Shapes-10 shape."""
+def novel_shape_masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Masks of the ten Novel-Shapes classes (``categories.NOVEL_SHAPES``, in that order), none of them a Shapes-10 shape,
+    from offsets to each shape's centre (broadcastable to (N, H, W)) and its radius (N, 1, 1); detection scenes draw with it too."""
     dist = (dx**2 + dy**2).sqrt()
     angle = torch.atan2(dy, dx)
     thin = 0.28 * r
