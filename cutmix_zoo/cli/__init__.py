@@ -41,7 +41,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def info_dict(name: str) -> dict[str, Any]:
     """model_info plus what is only known at run time: parameter count and cached files."""
-    from ..hub.fetch import cache_status
+    from ..hub.cache import cache_status
 
     info = registry.model_info(name)
     if info["num_params"] is None:  # an entry added at run time: count on the meta device
@@ -90,8 +90,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..files import sha256_file
-    from ..hub.convert import load_original
-    from ..hub.fetch import write_converted
+    from ..hub.convert import load_original, write_converted
+    from ..model_config import ModelConfig
 
     entry = registry.get_entry(args.model)
     source = Path(args.input)
@@ -101,14 +101,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise InvalidArgumentError(f"{out} already exists; pass --force to overwrite it, or -o to write elsewhere.")
     state, meta = load_original(source)
-    write_converted(entry, state, out, source_url=args.source_url, source_sha256=sha256_file(source), label=str(source))
+    write_converted(ModelConfig.from_entry(entry), state, out, source_url=args.source_url, source_sha256=sha256_file(source), label=str(source))
     print(f"{source} ({meta['layout']} layout, {len(state)} tensors) -> {out} as {entry.name}")
     return 0
 
 
 def _cached_files() -> list[dict[str, Any]]:
     """Every cached weights file with its size, origin and the sha256 it was written with (files are not read)."""
-    from ..hub.fetch import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
+    from ..hub.cache import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
 
     rows = []
     for name in registry.list_models():
@@ -124,7 +124,7 @@ def _cached_files() -> list[dict[str, Any]]:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from ..hub.fetch import cache_dir, hub_cache_dir
+    from ..hub.cache import cache_dir, hub_cache_dir
 
     rows = _cached_files()
     summary = {"zoo_cache": str(cache_dir()), "hub_cache": hub_cache_dir() or "huggingface_hub default",
