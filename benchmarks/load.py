@@ -143,7 +143,8 @@ def main() -> None:
         results["cutmix_zoo.load(features_only), original-release cache"] = median_ms(
             lambda: cutmix_zoo.load(entry.name, features_only=True), args.repeat)
         # The cache check inside those loads: a stamp compare when unchanged, a full sha256 after a change.
-        from cutmix_zoo.hub.fetch import fetch_weights, trusted
+        from cutmix_zoo.hub.cache import trusted
+        from cutmix_zoo.hub.fetch import fetch_weights
 
         cached = fetch_weights(entry, progress=False)
         check_warm = median_ms(lambda: trusted(entry, cached), args.repeat)

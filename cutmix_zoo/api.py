@@ -1,8 +1,9 @@
 """``load()``: the one straight path from a name to a ready module.
 
-name -> registry entry (or an exported folder's config.json) -> weights file -> build on the meta
-device with initialisers skipped -> checked tensors assigned to their slots -> adapt the head
-(features_only / num_classes) -> module carrying its ``pretrained_cfg``.
+name -> registry entry (or an exported folder's config.json) and where its weights come from, decided
+once (``hub.source.resolve_source``) -> weights file -> build on the meta device with initialisers
+skipped -> checked tensors assigned to their slots -> adapt the head (features_only / num_classes)
+-> module carrying its ``pretrained_cfg``.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from .builder import build_random, build_with_weights, config_of, is_exported_folder, meta_model, resolve_config
+from .builder import build_random, build_with_weights, config_of, meta_model, resolve_config
 from .builder import count_parameters as _count
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
-from .hub.convert import read_state_dict
+from .hub.source import resolve_source
 from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES
 from .models.classifier import ClassifierMixin
 from .models.resnet import check_output_stride
-from .registry import get_entry
 
 
 def load(
@@ -51,42 +51,31 @@ def load(
     weights; ``feature_info.reduction()`` reports the real strides); 32 is the undilated network.
     """
     _check_load_arguments(name, num_classes, device, dtype)
-    cfg = resolve_config(name)
-    if output_stride is not None:
-        if cfg.family != "resnet":
-            raise InvalidArgumentError(f"output_stride dilates the ResNet and ResNeXt models only; {cfg.name} is a "
-                                       f"{cfg.family} model, which takes none.")
-        check_output_stride(output_stride, cfg.arch_args.get("bottleneck", True))
-        arch_args = {k: v for k, v in cfg.arch_args.items() if k != "output_stride"}
-        cfg = cfg.replace(arch_args=arch_args if output_stride == 32 else dict(arch_args, output_stride=output_stride))
+    source = resolve_source(name, pretrained=pretrained, weights=weights, revision=revision, device=device)
+    cfg = _dilated(source.cfg, output_stride)
     if features_only and num_classes is not None:
         raise InvalidArgumentError("num_classes has no meaning with features_only=True, which removes the classifier.")
     if out_indices is not None and not features_only:
         raise InvalidArgumentError("out_indices selects feature levels, so it needs features_only=True.")
-    family = FAMILIES[cfg.family]
-    if is_exported_folder(name) and weights is None and pretrained:
-        weights = name
     head_kept = not features_only and num_classes in (None, cfg.num_classes)
 
-    if device is not None and torch.device(device).type == "meta":  # shapes only: no file is read or fetched
+    if source.kind == "meta":  # shapes only: no file is read or fetched
         model = meta_model(cfg).to(dtype=dtype)
         set_pretrained_cfg(model, dict(cfg.to_dict(), source=None))
-    elif weights is not None:
-        model = build_with_weights(cfg, read_state_dict(weights, device), str(weights), head_kept, device, dtype)
-    elif pretrained:
-        from .hub.fetch import fetch_weights
-
-        path = fetch_weights(get_entry(str(name)), revision=revision, progress=progress)
-        model = build_with_weights(cfg, read_state_dict(path, device), str(path), head_kept, device, dtype)
-    else:
+    elif source.kind == "none":
         model = build_random(cfg, device, dtype)
+    else:
+        from .hub.fetch import read_weights
+
+        state, where = read_weights(source, device=device, progress=progress)
+        model = build_with_weights(cfg, state, where, head_kept, device, dtype)
 
     if cfg.arch_args.get("output_stride", 32) != 32:  # a dilated classifier no longer scores the measured errors
         measured = pretrained_cfg_of(model)
         set_pretrained_cfg(model, _unmeasured(measured, num_classes=measured["num_classes"]))
     loaded = pretrained_cfg_of(model)
     if features_only:
-        model = FeatureListNet(model, family.feature_points(model), out_indices)
+        model = FeatureListNet(model, FAMILIES[cfg.family].feature_points(model), out_indices)
         set_pretrained_cfg(model, dict(_unmeasured(loaded, num_classes=0), features_only=True))
     elif num_classes is not None and num_classes != loaded["num_classes"]:
         reset_classifier(model, num_classes, device=device, dtype=dtype)
@@ -130,6 +119,18 @@ def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], inter
 def count_parameters(name: str | os.PathLike, num_classes: int | None = None) -> int:
     """Number of parameters of a model, counted on the meta device (no memory, no weights)."""
     return _count(resolve_config(name), num_classes)
+
+
+def _dilated(cfg: ModelConfig, output_stride: int | None) -> ModelConfig:
+    """``cfg`` with its ResNet's last stages dilated to ``output_stride`` (None: as it is; 32: undilated)."""
+    if output_stride is None:
+        return cfg
+    if cfg.family != "resnet":
+        raise InvalidArgumentError(f"output_stride dilates the ResNet and ResNeXt models only; {cfg.name} is a "
+                                   f"{cfg.family} model, which takes none.")
+    check_output_stride(output_stride, cfg.arch_args.get("bottleneck", True))
+    arch_args = {k: v for k, v in cfg.arch_args.items() if k != "output_stride"}
+    return cfg.replace(arch_args=arch_args if output_stride == 32 else dict(arch_args, output_stride=output_stride))
 
 
 def _unmeasured(pretrained_cfg: dict[str, Any], num_classes: int) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The one generic build path below every loader: a name or folder to its config, a weights file to
 tensors, and config + tensors to a ready module.
 
-``weights`` (which fetches files) and ``api`` (which users call) both sit on this module, and it
-imports neither: imports run registry/models -> builder -> weights -> api -> commands.
+``hub`` (which decides where weights come from and fetches them) and ``api`` (which users call) both sit on this
+module, and it imports neither: imports run registry/models -> builder -> hub -> api -> commands.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .fastload import assign_tensors, build_on_meta, check_state_dict, tensor_sl
 from .files import CONFIG_NAME
 from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES, build_model
-from .registry import get_entry, is_registry_name
+from .registry import Entry, get_entry, is_registry_name
 
 
 def is_exported_folder(name: str | os.PathLike) -> bool:
@@ -33,8 +33,8 @@ def is_exported_folder(name: str | os.PathLike) -> bool:
     return os.path.isfile(os.path.join(name, CONFIG_NAME))
 
 
-def resolve_config(name: str | os.PathLike) -> ModelConfig:
-    """The config of a registry name, or of an exported folder (its config.json)."""
+def resolve_name(name: str | os.PathLike) -> tuple[Entry | None, ModelConfig]:
+    """The registry entry (None for an exported folder) and the config of a registry name or exported folder."""
     if is_exported_folder(name):
         path = os.path.join(name, CONFIG_NAME)
         try:
@@ -44,8 +44,14 @@ def resolve_config(name: str | os.PathLike) -> ModelConfig:
             raise WeightsError(f"{path} is not a readable JSON config ({e}); export the folder again.") from e
         if not isinstance(values, dict):
             raise WeightsError(f"{path} is not a JSON object, so it describes no cutmix_zoo model.")
-        return ModelConfig.from_dict(values, where=path)
-    return ModelConfig.from_entry(get_entry(str(name)))
+        return None, ModelConfig.from_dict(values, where=path)
+    entry = get_entry(str(name))
+    return entry, ModelConfig.from_entry(entry)
+
+
+def resolve_config(name: str | os.PathLike) -> ModelConfig:
+    """The config of a registry name, or of an exported folder (its config.json)."""
+    return resolve_name(name)[1]
 
 
 def meta_model(cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:

@@ -168,7 +168,7 @@ def _zip_with_flags(path, flag_bits: int = 0, method: int | None = None) -> None
 @pytest.mark.parametrize("flags, method, says", [(1, None, "cannot be unpacked here"), (0, 99, "cannot be unpacked here")])
 def test_encrypted_or_unsupported_zip_members_are_one_sentence(tmp_path, flags, method, says):
     from cutmix_zoo.errors import DownloadError
-    from cutmix_zoo.hub.fetch import _checkpoint_in_zip
+    from cutmix_zoo.hub.original import _checkpoint_in_zip
 
     archive = tmp_path / "folder.zip"
     _zip_with_flags(archive, flags, method)

@@ -30,7 +30,9 @@ from safetensors.torch import save
 
 import cutmix_zoo
 from cutmix_zoo.cli import main as cli_main
-from cutmix_zoo.hub import fetch as weights
+from cutmix_zoo.hub import cache as zoo_cache
+from cutmix_zoo.hub import huggingface as hf_source
+from cutmix_zoo.hub import original as original_source
 
 import tiny
 from servers import Reply, http_file_server, serve_http
@@ -181,7 +183,7 @@ def test_a_network_that_drops_packets_fails_within_seconds_naming_both_sources(i
         done = subprocess.run([sys.executable, "-c", _LOAD_IN_A_FRESH_PROCESS], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and done.stdout.count("\n") == 2, done.stdout + done.stderr[-3000:]
     elapsed, message = done.stdout.splitlines()
-    assert weights.HUB_TIMEOUT + weights.CONNECT_TIMEOUT <= float(elapsed) < 10, f"{elapsed} s: {message}"
+    assert hf_source.HUB_TIMEOUT + original_source.CONNECT_TIMEOUT <= float(elapsed) < 10, f"{elapsed} s: {message}"
     assert one_sentence(message), message
     assert f"the Hub ({base}) could not be reached (no answer in time)" in message
     assert f"the original release ({base}/" in message and message.count("could not be reached (no answer in time)") == 2
@@ -345,7 +347,7 @@ def _hold_lock(path: Path, seconds: float) -> subprocess.Popen:
 
 
 def test_a_waiting_process_says_what_it_waits_for(dropbox, isolated_env, monkeypatch, caplog):
-    monkeypatch.setattr(weights, "WAIT_NOTICE_AFTER", 0.2)
+    monkeypatch.setattr(zoo_cache, "WAIT_NOTICE_AFTER", 0.2)
     holder = _hold_lock(isolated_env / "zoo-cache" / ".locks" / f"{tiny.FILE_ENTRY}.lock", 2)
     try:
         with caplog.at_level(logging.WARNING, logger="cutmix_zoo"):
@@ -423,7 +425,7 @@ def test_a_zip_bomb_is_refused_before_it_fills_the_cache(dropbox, isolated_env):
 
 
 def test_a_member_larger_than_a_checkpoint_can_be_is_refused(dropbox, isolated_env, monkeypatch):
-    monkeypatch.setattr(weights, "MAX_CHECKPOINT_BYTES", 10_000)
+    monkeypatch.setattr(original_source, "MAX_CHECKPOINT_BYTES", 10_000)
     with pytest.raises(cutmix_zoo.DownloadError, match="more than a checkpoint can be, so it was not unpacked"):
         cutmix_zoo.load(tiny.FOLDER_ENTRY, progress=False)
     assert cache_entries(isolated_env) == []
@@ -442,7 +444,7 @@ def test_only_the_checkpoint_is_extracted(dropbox, isolated_env, monkeypatch):
             written.append(os.path.basename(str(path)))
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(weights, "open", spying_open, raising=False)
+    monkeypatch.setattr(original_source, "open", spying_open, raising=False)
     cutmix_zoo.load(tiny.FOLDER_ENTRY, progress=False)
     assert written == ["download", "checkpoint.pth.tar"]
 

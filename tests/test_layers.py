@@ -131,7 +131,7 @@ def test_no_import_cycles():
 
 def test_the_checker_sees_what_it_checks():
     """The graph holds known edges, so an empty graph cannot pass the tests above."""
-    assert ("files", ["CONFIG_NAME", "WEIGHTS_NAME", "sha256_file", "write_text_atomic"]) in GRAPH["hub.fetch"]
+    assert ("files", ["CONFIG_NAME", "WEIGHTS_NAME", "sha256_file", "write_text_atomic"]) in GRAPH["hub.cache"]
     assert any(t == "registry" for t, _ in GRAPH["recipes"]) and _layer("train.loop") == 8 and _layer("train.__main__") == 9
     assert ("reports.cam", []) in GRAPH[""]  # the package's lazy names are edges too
     assert {"cli.listing", "cli.train", "cli.localize"} <= {t for t, _ in GRAPH["cli"]}  # the dispatcher's command modules

@@ -296,9 +296,9 @@ def test_another_file_of_the_same_shapes_in_its_place_is_refused(dropbox, isolat
 
 def test_an_unchanged_cache_loads_without_hashing(dropbox, isolated_env, monkeypatch):
     _cached(tiny.FILE_ENTRY)
-    from cutmix_zoo.hub import fetch as weights
+    from cutmix_zoo.hub import cache
 
-    monkeypatch.setattr(weights, "sha256_file", lambda p: pytest.fail("a warm load hashed the file"))
+    monkeypatch.setattr(cache, "sha256_file", lambda p: pytest.fail("a warm load hashed the file"))
     assert_same_logits(cutmix_zoo.load(tiny.FILE_ENTRY, progress=False), dropbox.states["file"])
 
 

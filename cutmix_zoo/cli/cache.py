@@ -20,7 +20,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Print the cache folders and every cached model with its size and origin."""
-    from ..hub.fetch import cache_dir, hub_cache_dir
+    from ..hub.cache import cache_dir, hub_cache_dir
 
     rows = cached_files()
     summary = {"zoo_cache": str(cache_dir()), "hub_cache": hub_cache_dir() or "huggingface_hub default",

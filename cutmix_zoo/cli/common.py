@@ -55,7 +55,7 @@ def positive(text: str) -> int:
 
 def cached_files() -> list[dict[str, Any]]:
     """Every cached weights file with its size, origin and the sha256 it was written with (files are not read)."""
-    from ..hub.fetch import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
+    from ..hub.cache import SOURCE_NAME, cache_dir, cached_file, recorded_sha256
 
     rows = []
     for name in registry.list_models():

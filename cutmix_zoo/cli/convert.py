@@ -29,8 +29,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.input`` for ``args.model`` and write it, refusing to overwrite without ``--force``."""
     from ..files import sha256_file
-    from ..hub.convert import load_original
-    from ..hub.fetch import write_converted
+    from ..hub.convert import load_original, write_converted
+    from ..model_config import ModelConfig
 
     entry = registry.get_entry(args.model)
     source = Path(args.input)
@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise InvalidArgumentError(f"{out} already exists; pass --force to overwrite it, or -o to write elsewhere.")
     state, meta = load_original(source)
-    write_converted(entry, state, out, source_url=args.source_url, source_sha256=sha256_file(source), label=str(source))
+    write_converted(ModelConfig.from_entry(entry), state, out, source_url=args.source_url, source_sha256=sha256_file(source), label=str(source))
     print(f"{source} ({meta['layout']} layout, {len(state)} tensors) -> {out} as {entry.name}")
     return 0

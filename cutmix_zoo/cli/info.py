@@ -23,7 +23,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 def info_dict(name: str) -> dict[str, Any]:
     """model_info plus what is only known at run time: parameter count and cached files."""
-    from ..hub.fetch import cache_status
+    from ..hub.cache import cache_status
 
     info = registry.model_info(name)
     if info["num_params"] is None:  # an entry added at run time: count on the meta device

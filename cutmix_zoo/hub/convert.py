@@ -16,8 +16,11 @@ from typing import Any
 
 import torch
 
+from ..builder import expected_state
 from ..errors import WeightsError
+from ..fastload import check_finite, check_state_dict
 from ..files import WEIGHTS_NAME, atomic_path, not_a_checkpoint
+from ..model_config import ModelConfig
 
 _MODULE_PREFIX = "module."
 
@@ -90,6 +93,16 @@ def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, 
     with atomic_path(out) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata or {})
     return Path(out)
+
+
+def write_converted(cfg: ModelConfig, state: dict[str, torch.Tensor], out: str | os.PathLike, source_url: str | None,
+                    source_sha256: str | None, label: str | None = None) -> Path:
+    """Check ``state`` against the network ``cfg`` describes (a registry entry's config) and write it as safetensors
+    with provenance metadata: the first download of an original and ``cutmix-zoo convert`` alike."""
+    check_state_dict(state, expected_state(cfg), f"{cfg.name} ({cfg.architecture or cfg.family})", label or source_url or "the checkpoint")
+    check_finite(state, label or source_url or "the checkpoint")
+    metadata = {"format": "pt", "name": cfg.name, "source_url": source_url or "", "source_sha256": source_sha256 or ""}
+    return save_safetensors(state, out, metadata)
 
 
 def read_state_dict(path: str | os.PathLike, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:

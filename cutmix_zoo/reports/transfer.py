@@ -159,7 +159,7 @@ class Features:
 
 def feature_cache_dir() -> Path:
     """The default feature cache: ``features/`` in the zoo's cache (``CUTMIX_ZOO_CACHE``, else ``~/.cache/cutmix_zoo``)."""
-    from ..hub.fetch import cache_dir
+    from ..hub.cache import cache_dir
 
     return cache_dir() / "features"
 

@@ -1,0 +1,86 @@
+"""Where a load's weights come from, decided once, before anything is read or fetched.
+
+:func:`resolve_source` is to ``load`` what timm's ``_resolve_pretrained_source`` is to ``create_model``: a function of
+the arguments that returns a :class:`Source` (the kind of source, the registry entry and the config it was decided
+for, the file where there is one); :func:`.fetch.read_weights` then fetches or reads what it names, so nothing below
+looks the name up again. :func:`entry_source` decides for a registry entry alone (``cutmix-zoo download``).
+
+The resolver makes no network call, reads no tensors and hashes nothing, but it does look at the local file system: at
+whether a name is an exported folder, and at whether the Hub's cache or the zoo's cache already holds the entry's file
+(``try_to_load_from_cache``, a file's existence). What is cached decides the source as surely as the arguments do
+(a cached file is used with no network call), so the decision shows it. Whether a cached file is still the one that
+was written, and whether its cached config.json describes this network, are checked when it is fetched, not here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from ..builder import resolve_name
+from ..model_config import ModelConfig
+from ..registry import Entry
+from .cache import cached_hub_files, cached_original
+
+SourceKind = Literal["meta", "none", "file", "folder", "bundled", "hub_cache", "original_cache", "hub"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the weights of one load come from, and what they were decided for.
+
+    ``kind`` is one of: ``"meta"`` (shapes only, on the meta device: nothing is read), ``"none"`` (``pretrained=False``:
+    the network's own random initialisation), ``"file"`` (``weights=FILE``), ``"folder"`` (an exported folder's
+    weights), ``"bundled"`` (the file shipped inside the package), ``"hub_cache"`` (the Hub's cached file, with its
+    cached config.json in ``config`` where there is one), ``"original_cache"`` (the converted original in the zoo's
+    cache) and ``"hub"`` (to be downloaded: the entry's Hub repo at ``revision``, else, with no revision pinned, the
+    original release). ``cfg`` is the config of the name (the registry entry's or the folder's config.json), which the
+    weights must match; ``entry`` is None for an exported folder; ``force`` downloads again what is cached.
+    """
+
+    kind: SourceKind
+    cfg: ModelConfig
+    entry: Entry | None = None
+    file: str | os.PathLike | None = None
+    config: Path | None = None
+    revision: str | None = None
+    force: bool = False
+
+
+def resolve_source(name: str | os.PathLike, pretrained: bool = True, weights: str | os.PathLike | None = None,
+                   revision: str | None = None, device: torch.device | str | None = None) -> Source:
+    """Where ``load(name, pretrained, weights=, revision=, device=)`` takes its weights from, with the name resolved once.
+
+    The meta device reads nothing; a given ``weights`` file comes next, even with ``pretrained=False``; then
+    ``pretrained=False`` builds at random; an exported folder reads its own file; a registry entry is decided by
+    :func:`entry_source`. An unknown name or an unreadable folder config is the error :func:`~cutmix_zoo.builder.resolve_name` raises.
+    """
+    entry, cfg = resolve_name(name)
+    if device is not None and torch.device(device).type == "meta":
+        return Source("meta", cfg, entry)
+    if weights is not None:
+        return Source("file", cfg, entry, file=weights)
+    if not pretrained:
+        return Source("none", cfg, entry)
+    if entry is None:
+        return Source("folder", cfg, file=name)
+    return entry_source(entry, cfg, revision)
+
+
+def entry_source(entry: Entry, cfg: ModelConfig, revision: str | None = None, force: bool = False) -> Source:
+    """Where a registry entry's weights come from: the bundled file, else (unless ``force``) a cached file, the Hub's
+    before the zoo's converted original (which answers no pinned ``revision``), else a download."""
+    if entry.bundled_file is not None:
+        return Source("bundled", cfg, entry, file=entry.bundled_file)
+    if not force:
+        hub = cached_hub_files(entry, revision)
+        if hub is not None:
+            return Source("hub_cache", cfg, entry, file=hub[0], config=hub[1], revision=revision)
+        original = cached_original(entry, revision)
+        if original is not None:
+            return Source("original_cache", cfg, entry, file=original)
+    return Source("hub", cfg, entry, revision=revision, force=force)
