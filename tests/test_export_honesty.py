@@ -105,6 +105,7 @@ def test_hub_dataset_ids_name_the_dataset_each_card_was_measured_on():
     assert ModelCard(render_card("pyramidnet20_a48.cutmix_shapes")).data.datasets is None
 
 
+@pytest.mark.slow
 def test_a_run_on_synthetic_data_claims_no_dataset_result(tmp_path):
     from cutmix_zoo.train import train_main
 
