@@ -119,6 +119,7 @@ def trained(tmp_path_factory) -> Path:
     return output
 
 
+@pytest.mark.slow
 def test_a_short_run_learns(trained):
     epochs = _records(trained, "epoch")
     assert len(epochs) == 4
@@ -128,6 +129,7 @@ def test_a_short_run_learns(trained):
     assert end["best_top1_err"] == min(e["val_top1_err"] for e in epochs)
 
 
+@pytest.mark.slow
 def test_export_loads_back_as_a_zoo_model(trained, tmp_path):
     folder = trained / "export"
     assert {p.name for p in folder.iterdir()} >= {"model.safetensors", "config.json", "README.md"}
