@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,17 @@ import torch
 
 import tiny
 from servers import OlahServer, http_file_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker: one torch thread, and ``OMP_NUM_THREADS=1`` for the subprocesses its tests start.
+
+    The suite runs as two workers on two cores; with torch's default of a thread per core each, OpenMP threads would
+    outnumber the cores and spin (runs several times slower). One process alone keeps torch's default.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)

@@ -194,6 +194,7 @@ def test_model_spec_builds_the_cifar_network_and_refuses_other_depths():
         assert "\n" not in text and text.endswith(".") and text.replace("e.g.", "eg").count(".") == 1, text
 
 
+@pytest.mark.slow
 def test_a_short_run_exports_a_loadable_cifar_resnet(tmp_path):
     output = tmp_path / "run"
     assert train_main(["--model", "resnet", "--depth", "8", "--no-bottleneck", "--dataset", "cifar10", "--data", "synthetic",

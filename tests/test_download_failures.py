@@ -173,6 +173,7 @@ except cutmix_zoo.DownloadError as e:
 """
 
 
+@pytest.mark.slow
 def test_a_network_that_drops_packets_fails_within_seconds_naming_both_sources(isolated_env, monkeypatch):
     """The default timeouts in a fresh process, as a user meets them: HUB_TIMEOUT, CONNECT_TIMEOUT, and what
     huggingface_hub spends on its own first request (its agent registry, from the same unreachable endpoint)."""
@@ -346,6 +347,7 @@ def _hold_lock(path: Path, seconds: float) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow
 def test_a_waiting_process_says_what_it_waits_for(dropbox, isolated_env, monkeypatch, caplog):
     monkeypatch.setattr(zoo_cache, "WAIT_NOTICE_AFTER", 0.2)
     holder = _hold_lock(isolated_env / "zoo-cache" / ".locks" / f"{tiny.FILE_ENTRY}.lock", 2)
@@ -359,6 +361,7 @@ def test_a_waiting_process_says_what_it_waits_for(dropbox, isolated_env, monkeyp
     assert same_logits(model, dropbox.states["file"])
 
 
+@pytest.mark.slow
 def test_a_waiting_process_gives_up_after_the_deadline(dropbox, isolated_env, monkeypatch):
     monkeypatch.setenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", "1")
     holder = _hold_lock(isolated_env / "zoo-cache" / ".locks" / f"{tiny.FILE_ENTRY}.lock", 30)
@@ -372,6 +375,7 @@ def test_a_waiting_process_gives_up_after_the_deadline(dropbox, isolated_env, mo
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_killed_download_leaves_nothing_that_outlives_the_next_one(no_hub, isolated_env, monkeypatch):
     body = tiny.save_bytes(tiny.state_dict(5))
     folder = isolated_env / "zoo-cache" / tiny.FILE_ENTRY
@@ -576,6 +580,7 @@ def test_the_sources_tried_are_logged(dropbox, isolated_env, caplog):
     assert any(line.startswith(f"{tiny.FILE_ENTRY}: cached at") for line in lines), lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verbose", [False, True])
 def test_cli_verbose_shows_the_sources_and_still_ends_in_one_error_line(isolated_env, monkeypatch, verbose):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")

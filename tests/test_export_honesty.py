@@ -77,12 +77,35 @@ def test_every_python_line_of_an_export_card_runs_as_written(tmp_path, monkeypat
         exec(line, {"cutmix_zoo": cutmix_zoo, "torch": torch})  # noqa: S102
 
 
-def test_hub_dataset_ids_exist_and_shapes_has_none():
-    ids = {d.name: d.hf_id for d in registry.DATASETS.values()}
-    assert ids == {"imagenet-1k": "ILSVRC/imagenet-1k", "cifar-100": "uoft-cs/cifar100", "cifar-10": "uoft-cs/cifar10", "shapes-10": None}
+def _spelled(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def test_hub_dataset_ids_name_the_dataset_each_card_was_measured_on():
+    """Each Hub dataset id is a repo id naming its own dataset (a swapped or mistyped id fails), with as many classes as
+    that dataset's class names; every card cites the id of the data its entry's tag says, and the generated Shapes-10 none."""
+    from cutmix_zoo.categories import categories
+
+    hub_ids = {d.name: d.hf_id for d in registry.DATASETS.values() if d.hf_id}
+    assert hub_ids and set(hub_ids) < set(registry.DATASETS)
+    for data in registry.DATASETS.values():
+        assert data.num_classes == len(categories(data.name)), data.name
+        if data.hf_id:
+            assert re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", data.hf_id), data.hf_id
+            assert _spelled(data.hf_id.split("/")[1]) == _spelled(data.name), (data.name, data.hf_id)
+    for name in registry.list_models():
+        tag_suffix = name.rsplit("_", 1)[1]  # c100, in1k, shapes: the tag says which data the weights were measured on
+        [data] = [d for d in registry.DATASETS.values() if d.suffix == tag_suffix]
+        card = ModelCard(render_card(name)).data
+        if data.hf_id is None:
+            assert card.datasets is None and not any(r.dataset_type for r in card.eval_results or []), name
+        else:
+            assert card.datasets == [data.hf_id], name
+            assert {r.dataset_type for r in card.eval_results} == {data.hf_id}, name
     assert ModelCard(render_card("pyramidnet20_a48.cutmix_shapes")).data.datasets is None
 
 
+@pytest.mark.slow
 def test_a_run_on_synthetic_data_claims_no_dataset_result(tmp_path):
     from cutmix_zoo.train import train_main
 

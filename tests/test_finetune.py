@@ -79,6 +79,7 @@ def test_the_finetune_recipe_and_the_backbone_learning_rate(novel, tmp_path):
     assert len(same.optimizer.param_groups) == 1  # one group, as the original's optimizer (and older checkpoints)
 
 
+@pytest.mark.slow
 def test_every_epoch_scales_the_backbone_rate_by_the_multiplier(novel, tmp_path):
     out = tmp_path / "out"
     assert train_main(["--init", EMBEDDED, "--data", str(novel), "--output", str(out), "--epochs", "2", "--lr-milestones", "0.5",
@@ -88,6 +89,7 @@ def test_every_epoch_scales_the_backbone_rate_by_the_multiplier(novel, tmp_path)
     assert [g["lr_scale"] for g in groups] == [0.1, 1.0]
 
 
+@pytest.mark.slow
 def test_frozen_levels_keep_their_weights_and_batchnorm_statistics(novel, tmp_path):
     out = tmp_path / "out"
     assert train_main(["--init", EMBEDDED, "--data", str(novel), "--output", str(out), "--epochs", "1", "--freeze-stages", "2",
@@ -103,6 +105,7 @@ def test_frozen_levels_keep_their_weights_and_batchnorm_statistics(novel, tmp_pa
         assert unchanged == (key.split(".")[0] in frozen), key  # frozen: exactly kept (running stats too); the rest trained
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mixing, method", [(["--mix", "cutmix", "--mix-layers", "random"], "feature_cutmix"),
                                             (["--mix", "mixup", "--dropblock", "0.1"], "mixup"),
                                             (["--mix", "cutout", "--cutout-size", "8"], "cutout")])
@@ -127,6 +130,7 @@ def test_a_registry_model_trained_from_scratch_on_a_folder_keeps_its_own_input_s
     assert (large.inputs.size, large.inputs.resize) == (224, 256)  # a family network on a folder takes the ImageNet layout
 
 
+@pytest.mark.slow
 def test_input_size_trains_and_exports_at_that_size(novel, tmp_path):
     out = tmp_path / "out"
     assert train_main(["--init", EMBEDDED, "--data", str(novel), "--output", str(out), "--epochs", "1", "--input-size", "48", *QUICK]) == 0
@@ -138,6 +142,7 @@ def test_input_size_trains_and_exports_at_that_size(novel, tmp_path):
 
 # --- the export ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_export_names_its_base_model_its_classes_and_only_what_the_run_measured(novel, tmp_path):
     out = tmp_path / "out"
     assert train_main(["--init", EMBEDDED, "--data", str(novel), "--output", str(out), "--epochs", "1", *QUICK]) == 0
@@ -156,6 +161,7 @@ def test_the_export_names_its_base_model_its_classes_and_only_what_the_run_measu
     assert {p["label"] for p in predicted} == set(cfg["label_names"])  # the folder's class names, not "class K"
 
 
+@pytest.mark.slow
 def test_a_folder_and_a_file_can_be_the_init(novel, tmp_path):
     first = tmp_path / "first"
     assert train_main(["--init", EMBEDDED, "--data", str(novel), "--output", str(first), "--epochs", "1", *QUICK]) == 0
@@ -171,6 +177,7 @@ def test_a_folder_and_a_file_can_be_the_init(novel, tmp_path):
     assert torch.equal(run.module.state_dict()["conv1.weight"], cutmix_zoo.load(EMBEDDED).state_dict()["conv1.weight"])
 
 
+@pytest.mark.slow
 def test_an_init_run_resumes_exactly(novel, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     base = ["--init", EMBEDDED, "--data", str(novel), "--no-export", "--freeze-stages", "1", "--deterministic", *QUICK]
@@ -245,6 +252,7 @@ def test_finetune_without_a_start_or_a_model_is_one_sentence(novel, tmp_path):
 
 # --- what the pretrained start buys ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fine_tuning_the_embedded_model_beats_training_from_scratch_over_seeds(tmp_path_factory):
     """The same budget (6 epochs of 200 Novel-Shapes images, the finetune recipe's batch schedule and CutMix), three
     seeds: from the embedded CutMix model against from random weights at the full rate everywhere (the scratch run's

@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ["train_step", "decode", "forward", "eval", "decode_train", "ddp"]
 
 
+@pytest.mark.slow
 def test_quick_cpu_run_covers_every_section(tmp_path):
     out = tmp_path / "x.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--quick", "--out", str(out)]

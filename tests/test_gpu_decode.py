@@ -128,6 +128,7 @@ def test_decode_gpu_is_refused_without_cuda_or_jpegs(tree, tmp_path):
         train_main([*folder, "--dataset", "folder", "--decode", "gpu"])
 
 
+@pytest.mark.slow
 def test_the_trainer_runs_through_the_device_pipeline(tree, tmp_path, monkeypatch):
     """The whole loop with --decode gpu on the CPU (the cuda guard lifted): loader workers, collate, device batches, eval."""
     monkeypatch.setattr(train_loop, "check_gpu_decode", lambda *args: None)
@@ -139,6 +140,7 @@ def test_the_trainer_runs_through_the_device_pipeline(tree, tmp_path, monkeypatc
     assert np.isfinite(epoch["train_loss"]) and 0 <= epoch["val_top1_err"] <= 100
 
 
+@pytest.mark.slow
 def test_decode_benchmark_runs_on_cpu_and_gives_a_verdict():
     cmd = [sys.executable, str(REPO / "benchmarks" / "decode.py"), "--device", "cpu", "--images", "8", "--workers", "1",
            "--batch-size", "4", "--step-batch", "1", "--steps", "1", "--warmup", "0"]
@@ -251,6 +253,7 @@ def _device_run(data: Path, output: Path, *extra: str) -> list[str]:
             "--no-export", "--log-interval", "100", "--output", str(output), *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("broken", "workers"), [("truncated", "1"), ("empty", "1"), ("truncated", "0")])
 def test_a_broken_training_image_stops_cutmix_zoo_train_with_one_line_and_a_checkpoint(copy_of_tree, tmp_path, monkeypatch, capsys,
                                                                                        broken, workers):
@@ -279,6 +282,7 @@ def test_a_broken_training_image_stops_cutmix_zoo_train_with_one_line_and_a_chec
     assert load_checkpoint(output)["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_a_broken_validation_image_under_decode_gpu_keeps_the_trained_epoch(copy_of_tree, tmp_path, monkeypatch):
     monkeypatch.setattr(train_loop, "check_gpu_decode", lambda *args: None)
     path = copy_of_tree / "val" / "a" / "0.jpg"

@@ -26,15 +26,16 @@ def _input(name: str, batch: int = 1) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("name", registry.list_models())
-def test_every_entry_builds_with_the_expected_size_and_features(name):
-    model = cutmix_zoo.load(name, pretrained=False)
+def _check_size_and_features(name: str, device: str) -> None:
+    """The entry's classifier and feature extractor, built on ``device``: parameter count, mode, config, output and map shapes."""
+    model = cutmix_zoo.load(name, pretrained=False, device=device)
     entry = registry.get_entry(name)
     assert sum(p.numel() for p in model.parameters()) == EXPECTED_PARAMS[entry.arch]
-    assert not model.training and model.pretrained_cfg["name"] == name
-    x = _input(name)
+    assert all(p.device.type == device for p in model.parameters())
+    assert not model.training and model.pretrained_cfg["name"] == entry.name
+    x = _input(name).to(device)
     assert model(x).shape == (1, entry.num_classes)
-    features = cutmix_zoo.load(name, pretrained=False, features_only=True)
+    features = cutmix_zoo.load(name, pretrained=False, features_only=True, device=device)
     maps = features(x)
     info = features.feature_info
     assert [m.shape[1] for m in maps] == info.channels()
@@ -45,6 +46,18 @@ def test_every_entry_builds_with_the_expected_size_and_features(name):
         assert info.channels() == [16, 384, 704, 1024] and info.reduction() == [1, 1, 2, 4]
     else:
         assert info.channels() == [16, 32, 48, 64] and info.reduction() == [1, 1, 2, 4]
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_every_entry_has_the_expected_size_and_features_on_the_meta_device(name):
+    """Shapes only: every entry's network, head and feature levels, without allocating (nine entries share PyramidNet-200)."""
+    _check_size_and_features(name, "meta")
+
+
+@pytest.mark.parametrize("arch", registry.list_models(architectures=True))
+def test_every_architecture_builds_and_runs_for_real(arch):
+    """One real build and forward per architecture, through its default entry."""
+    _check_size_and_features(arch, "cpu")
 
 
 @pytest.mark.parametrize("arch,tv", [("resnet50", "resnet50"), ("resnet101", "resnet101"), ("resnet152", "resnet152"),

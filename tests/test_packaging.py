@@ -117,6 +117,7 @@ def test_wheel_metadata(dists):
     assert "cutmix-zoo = cutmix_zoo.cli:main" in entry_points
 
 
+@pytest.mark.slow
 def test_installed_wheel_loads_its_embedded_model(dists, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(target),

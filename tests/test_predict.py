@@ -123,6 +123,7 @@ def test_predict_command_errors(tiny_registry, monkeypatch, tmp_path, photo, cap
     assert exit_info.value.code == 0 and "usage: cutmix-zoo predict" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_top_level_functions_stay_functions_once_their_modules_are_imported():
     """``cutmix_zoo.predict``/``cam``/``localize`` are functions; importing the modules that define them must not rebind them."""
     code = ("import importlib, json, cutmix_zoo\n"

@@ -34,6 +34,7 @@ def finished(tmp_path_factory) -> Path:
     return output
 
 
+@pytest.mark.slow
 def test_resume_with_more_epochs_extends_a_finished_run(finished, tmp_path):
     assert load_checkpoint(finished)["epoch"] == 2
     moved = tmp_path / "longer"
@@ -47,6 +48,7 @@ def test_resume_with_more_epochs_extends_a_finished_run(finished, tmp_path):
     assert [r["lr"] for r in _epochs(moved)][2:] == pytest.approx([0.025, 0.0025])
 
 
+@pytest.mark.slow
 def test_resume_into_the_same_folder_continues_to_the_new_epoch_count(finished, tmp_path):
     import shutil
 
@@ -112,6 +114,7 @@ def test_bad_model_shapes_are_refused_before_the_data_is_read(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_bad_model_shape_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-m", "cutmix_zoo.train", "--model", "pyramidnet", "--depth", "111", "--alpha", "48",

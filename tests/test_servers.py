@@ -117,6 +117,7 @@ def test_offline_mode_serves_cache_before_and_after_server_stops(
         huggingface_hub.hf_hub_download("cutmix/never-downloaded", "model.safetensors")
 
 
+@pytest.mark.slow
 def test_use_hf_hub_reaches_subprocesses(hub: OlahServer, hf_home: Path) -> None:
     """The environment set by use_hf_hub lets a child process (e.g. a CLI) download from the hub into hf_home."""
     make_hub_repo(hub.mirrors, "cutmix/child", {"model.safetensors": b"from a child"})

@@ -55,6 +55,7 @@ def _resnet18_export(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     return cutmix_zoo.save_pretrained(model, tmp_path / "export", cfg=cfg), model
 
 
+@pytest.mark.slow
 def test_timm_loads_an_exported_resnet_from_the_hub_with_identical_logits(hub, tmp_path):
     folder, model = _resnet18_export(tmp_path)
     config = json.loads((folder / "config.json").read_text())

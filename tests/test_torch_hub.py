@@ -121,6 +121,7 @@ def _one_sentence_naming(message: str, package: str) -> bool:
     return message.endswith(f"pip install {package}.") and message.count(". ") == 0 and "\n" not in message
 
 
+@pytest.mark.slow
 def test_hub_user_without_pip_packages_builds_every_architecture(tmp_path):
     out = _run_as_hub_user(tmp_path, NOT_INSTALLED)
     assert out["absent"] == list(NOT_INSTALLED), "the packages were not made unimportable"
@@ -135,6 +136,7 @@ def test_hub_user_without_pip_packages_builds_every_architecture(tmp_path):
         assert "pyramidnet20_a48.cutmix_shapes" in out["errors"][fn]
 
 
+@pytest.mark.slow
 def test_hub_user_with_safetensors_loads_the_embedded_models(tmp_path):
     missing = tuple(p for p in NOT_INSTALLED if p != "safetensors")
     out = _run_as_hub_user(tmp_path, missing)

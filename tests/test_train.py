@@ -119,6 +119,7 @@ def trained(tmp_path_factory) -> Path:
     return output
 
 
+@pytest.mark.slow
 def test_a_short_run_learns(trained):
     epochs = _records(trained, "epoch")
     assert len(epochs) == 4
@@ -128,6 +129,7 @@ def test_a_short_run_learns(trained):
     assert end["best_top1_err"] == min(e["val_top1_err"] for e in epochs)
 
 
+@pytest.mark.slow
 def test_export_loads_back_as_a_zoo_model(trained, tmp_path):
     folder = trained / "export"
     assert {p.name for p in folder.iterdir()} >= {"model.safetensors", "config.json", "README.md"}
@@ -145,6 +147,7 @@ def test_export_loads_back_as_a_zoo_model(trained, tmp_path):
     assert head(torch.randn(2, 3, 32, 32)).shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_eval_reports_the_exported_models_error(trained, tmp_path, capsys):
     from cutmix_zoo.train.data import SyntheticImages
 
@@ -202,6 +205,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how, step", [("sigterm", 11), ("crash", 13)])
 def test_interrupted_and_resumed_equals_uninterrupted(uninterrupted, tmp_path, monkeypatch, how, step):
     """SIGTERM mid-epoch saves a checkpoint at that step; a crash leaves the last epoch's; both resume exactly."""
@@ -230,6 +234,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",

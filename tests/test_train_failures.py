@@ -60,6 +60,7 @@ runpy.run_module("cutmix_zoo.train", run_name="__main__", alter_sys=True)
 
 # --- a loss or weights that become non-finite -------------------------------------------------
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_sentence_and_writes_no_nan(tmp_path):
     """--lr 1e30 passes check_recipe (it is finite) but sends the weights to infinity in the first steps."""
     done = subprocess.run([sys.executable, "-m", "cutmix_zoo.train", *TINY, "--epochs", "2", "--lr", "1e30", "--log-interval", "2",
@@ -76,6 +77,7 @@ def test_a_diverging_run_stops_with_one_sentence_and_writes_no_nan(tmp_path):
     assert (diverged["epoch"], diverged["step"], diverged["what"]) == (0, 2, "training loss")
 
 
+@pytest.mark.slow
 def test_nan_in_a_later_epoch_keeps_the_last_finite_checkpoint(tmp_path):
     """The loss turns NaN in the second epoch's first step: exit 1, one line, and checkpoint.pt and best.safetensors stay
     the first epoch's finite weights."""
@@ -110,6 +112,7 @@ def _nan_gradients_at(monkeypatch, step: int, sigterm: bool = False) -> None:
     monkeypatch.setattr(train_loop.BatchMixer, "loss", loss)
 
 
+@pytest.mark.slow
 def test_weights_that_turn_nan_in_an_epochs_last_step_are_not_saved(tmp_path, monkeypatch):
     """The loss of the last step is finite, so only the evaluation that follows sees the NaN weights: the run stops before
     the checkpoint and best.safetensors of that epoch are written."""
@@ -123,6 +126,7 @@ def test_weights_that_turn_nan_in_an_epochs_last_step_are_not_saved(tmp_path, mo
     assert exit_code(e.value) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_after_the_weights_turned_nan_saves_no_checkpoint(tmp_path, monkeypatch):
     """Between two metric reductions nothing is checked on the host; the checkpoint an interruption writes is."""
     _nan_gradients_at(monkeypatch, STEPS + 2, sigterm=True)
@@ -157,6 +161,7 @@ def _broken_export(exported: Path, tmp_path: Path, change) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_eval_of_nan_weights_says_so(exported, tmp_path, capsys):
     def poison(weights):
         key = next(k for k, v in weights.items() if v.is_floating_point() and k.endswith("weight"))
@@ -223,6 +228,7 @@ def test_the_loader_names_an_unreadable_image(tmp_path):
         assert str(e.value).startswith(f"The image {path} cannot be read (") and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_corrupt_training_image_stops_the_run_with_its_name_and_a_resumable_checkpoint(tmp_path, workers):
     data = _image_tree(tmp_path / "data")
@@ -250,6 +256,7 @@ def test_a_corrupt_training_image_stops_the_run_with_its_name_and_a_resumable_ch
     assert load_checkpoint(output)["epoch"] == 2 and len(_records(output, "epoch")) == 2
 
 
+@pytest.mark.slow
 def test_a_corrupt_validation_image_keeps_the_trained_epoch(tmp_path):
     data = _image_tree(tmp_path / "data")
     broken = data / "val" / "class1" / "0.jpg"
@@ -266,6 +273,7 @@ def test_a_corrupt_validation_image_keeps_the_trained_epoch(tmp_path):
     assert [r["epoch"] for r in epochs] == [0, 1] and all(math.isfinite(r["train_loss"]) for r in epochs)
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_on_the_command_line_is_one_line_and_exit_1(tmp_path):
     data = _image_tree(tmp_path / "data", train_per_class=2)
     broken = data / "train" / "class0" / "0.jpg"
@@ -277,6 +285,7 @@ def test_a_corrupt_image_on_the_command_line_is_one_line_and_exit_1(tmp_path):
     assert len(lines) == 1 and str(broken) in lines[0] and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_on_one_of_two_ranks_stops_the_run_with_a_checkpoint(tmp_path):
     """The rank that meets the file writes the checkpoint by itself (the others wait in a collective until torchrun ends
     them): its step is kept, without the RNG states of the other ranks, so the resume continues but is not exact."""
@@ -308,6 +317,7 @@ def test_a_corrupt_image_on_one_of_two_ranks_stops_the_run_with_a_checkpoint(tmp
 
 # --- an --output that cannot be written ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_output_under_a_regular_file_is_refused_before_the_data_is_read(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
@@ -345,6 +355,7 @@ def test_an_output_on_a_full_disk_is_refused_before_training(tmp_path, monkeypat
     assert not (tmp_path / "out" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a device whose every write fails with ENOSPC")
 def test_a_metrics_log_on_a_full_disk_is_one_sentence_and_keeps_the_checkpoint(tmp_path):
     """metrics.jsonl linked to /dev/full: every append fails with ENOSPC, as on a full disk."""
@@ -368,6 +379,7 @@ def test_a_metrics_log_on_a_full_disk_is_one_sentence_and_keeps_the_checkpoint(t
     assert (run / "checkpoint.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_cannot_be_written_mid_run_is_one_sentence_and_keeps_the_previous(tmp_path, monkeypatch):
     assert train_main([*TINY, "--epochs", "1", "--no-export", "--output", str(tmp_path)]) == 0
     before = (tmp_path / "checkpoint.pt").read_bytes()

@@ -203,6 +203,7 @@ def test_bad_input_is_one_line_and_its_exit_code(novel, tmp_path, capsys, kind, 
     assert captured.err.startswith("cutmix-zoo: error: ") and words in captured.err
 
 
+@pytest.mark.slow
 def test_finetune_runs_the_trainer_beside_the_probe(tmp_path, capsys):
     data = write_folder(tmp_path / "data", 8, 2, novel=True, seed=1)  # 80 training images: more than one batch of the recipe
     out = tmp_path / "out"

@@ -199,6 +199,7 @@ def test_crafted_pickle_served_as_the_original_is_refused(dropbox, tmp_path, iso
 # ---------------------------------------------------------------- two processes at once
 
 
+@pytest.mark.slow
 def test_two_processes_download_once(dropbox, isolated_env):
     body = dropbox._routes["/" + tiny.FOLDER_PATH][0].body
     dropbox.set_route("/" + tiny.FOLDER_PATH, Reply(body, delay=1.5))
