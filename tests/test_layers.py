@@ -137,3 +137,16 @@ def test_the_checker_sees_what_it_checks():
     assert {"cli.listing", "cli.train", "cli.localize"} <= {t for t, _ in GRAPH["cli"]}  # the dispatcher's command modules
     assert ("train", ["train_main"]) in GRAPH["cli.train"]  # and what a command imports when it runs
     assert _imports_of("import importlib\nimportlib.import_module(name)\n", "cli") == ([], [2])  # a computed import is caught
+
+
+def test_every_public_name_imports_from_the_package():
+    """Every name in ``cutmix_zoo.__all__`` resolves (the lazy ones through their modules), and each lazy name is one
+    the defining module really has, so a moved function cannot leave a dangling public name."""
+    import cutmix_zoo
+
+    names = {name: getattr(cutmix_zoo, name) for name in cutmix_zoo.__all__}
+    assert all(callable(value) for value in names.values())
+    lazy = GRAPH[""]
+    assert {"reports.cam", "hub.export", "detection.export", "api"} <= {target for target, _ in lazy}
+    assert {"load", "list_models", "model_info", "transforms", "cam", "predict", "localize", "detection_backbone",
+            "load_detector", "save_pretrained", "ZooError"} <= set(names)
