@@ -109,7 +109,7 @@ def detection_run(args: argparse.Namespace) -> Any:
     from ..train.detection_recipes import DEFAULT_RECIPE, detection_recipe
 
     given = {field: getattr(args, flag) for flag, field in FIELDS.items() if getattr(args, flag) is not None}
-    given.update({"pretrained": False} if args.from_scratch else {}, **({"quiet": True} if args.quiet else {}))
+    given.update({"pretrained": False} if args.from_scratch else {}, quiet=args.quiet)
     if args.resume:
         saved = load_checkpoint(args.resume).get("run") or {}
         known = {f.name for f in dataclasses.fields(DetectionRun)}

@@ -23,7 +23,8 @@ class DetectionRun:
     by ``lr_gamma``; ``aspect_group_factor`` groups batches by aspect ratio as torchvision does (-1: off); a sequence
     ``min_size`` draws one per image in training (multi-scale) and evaluates at its last. ``device`` "auto" is cuda when
     there is one; ``precision`` "auto" is bf16 autocast on cuda and fp32 on the CPU. ``resume`` (a checkpoint or an
-    output folder) continues a run: every field but those of :data:`RESUMABLE` must be the checkpoint's."""
+    output folder) continues a run: every field but those of :data:`RESUMABLE` must be the checkpoint's. ``quiet=False``
+    shows a progress bar and prints a line per epoch (``detect train`` does, unless ``--quiet``)."""
 
     init: str
     data: Sequence[str]
@@ -54,7 +55,7 @@ class DetectionRun:
     precision: str = "auto"
     recipe: str | None = None
     resume: str | None = None
-    quiet: bool = False
+    quiet: bool = True  # the API prints nothing; the command line shows a progress bar and a line per epoch
 
     @classmethod
     def from_recipe(cls, name: str, **fields: Any) -> DetectionRun:
