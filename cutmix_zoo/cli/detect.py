@@ -43,7 +43,9 @@ def _train_parser(actions: Any) -> None:
     train = actions.add_parser("train", help="fine-tune a detector on a COCO or Pascal VOC folder (torchrun for several processes)",
                                description="Fine-tune a torchvision detector with an FPN on a zoo backbone. Writes OUTPUT/metrics.jsonl "
                                            "(val_map, val_map50 per epoch), OUTPUT/checkpoint.pt every epoch and OUTPUT/export/. "
-                                           f"Recipes (--dry-run prints the source of every value): {recipes_help()}.")
+                                           "Every flag left unset takes the --recipe's value (below, each with its source; --dry-run "
+                                           "prints them too).",
+                               epilog="recipes:\n\n" + recipes_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--init", help="the backbone: a zoo name, an exported folder or a weights file")
     train.add_argument("--data", action="append", help="a COCO or VOC folder (repeat for VOC 07+12)")
     train.add_argument("--output", help="the run's folder (metrics.jsonl, checkpoint.pt, export/)")

@@ -3,7 +3,7 @@
 - ``coco_faster_rcnn``: torchvision's detection reference for Faster R-CNN R50-FPN on COCO (references/detection: its
   README's command ``train.py --model fasterrcnn_resnet50_fpn --epochs 26 --lr-steps 16 22 --aspect-ratio-group-factor 3``
   on 8 GPUs x 2 images, and train.py's defaults for every other value).
-- ``voc_paper``: the CutMix paper's Pascal VOC setting (Sec. 4.2.2, Table 9) as far as the paper states it: a ResNet-50
+- ``voc_paper``: the CutMix paper's Pascal VOC setting (its transfer-learning experiment) as far as the paper states it: a ResNet-50
   backbone fine-tuned with Faster R-CNN on VOC 2007+2012 trainval (``--data VOC2007 --data VOC2012``) and scored on VOC
   2007 test by mAP at IoU 0.5 (``val_map50``). The paper lists no detector hyper-parameter; every one of them here is
   Detectron2's ``PascalVOC-Detection/faster_rcnn_R_50_FPN.yaml`` (and its ``Base-RCNN-FPN.yaml`` and defaults), the
@@ -82,7 +82,7 @@ VOC_PAPER = DetectionRecipe(
     {"detector": "faster_rcnn", "batch_size": 16, "lr": 0.02, "momentum": 0.9, "weight_decay": 1e-4, "epochs": 18,
      "lr_milestones": (12, 16), "lr_gamma": 0.1, "warmup_steps": 100, "warmup_factor": 0.001, "aspect_group_factor": 0,
      "flip": 0.5, "min_size": VOC_MIN_SIZES, "max_size": 1333, "freeze_stages": 2},
-    {"detector": "the CutMix paper, Sec. 4.2.2: Faster R-CNN with a ResNet-50 backbone (the FPN: Detectron2's R50-FPN config)",
+    {"detector": "the CutMix paper: Faster R-CNN on a ResNet-50 backbone (the FPN is not in the paper: Detectron2's R50-FPN config)",
      "batch_size": f"not in the paper: {DETECTRON2_BASE} SOLVER.IMS_PER_BATCH 16",
      "lr": f"not in the paper: {DETECTRON2_BASE} SOLVER.BASE_LR 0.02, scaled linearly to the batch",
      "momentum": f"not in the paper: {DETECTRON2_DEFAULTS} SOLVER.MOMENTUM 0.9",
@@ -130,5 +130,11 @@ def detection_recipe(name: str) -> DetectionRecipe:
 
 
 def recipes_help() -> str:
-    """The recipes for ``--help``: each name and what it is, the values' sources being in the dry run and the docstring."""
-    return "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
+    """The recipes for ``--help``: each name and what it is, then each value with its source (the learning rate for the
+    recipe's batch, scaled linearly to the one a run uses)."""
+    blocks = []
+    for r in RECIPES.values():
+        lines = [f"{r.name}: {r.summary}"]
+        lines += [f"  {key} = {value}  ({r.sources.get(key, 'torchvision default')})" for key, value in r.values.items()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
