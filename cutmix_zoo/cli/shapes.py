@@ -1,4 +1,5 @@
-"""``cutmix-zoo shapes``: generated images as an ImageFolder tree, data to try ``train --init`` and ``transfer`` on."""
+"""``cutmix-zoo shapes``: generated images as an ImageFolder tree, data to try ``train --init`` and ``transfer`` on, or
+(``--scenes``) generated detection scenes in the COCO layout, data to try ``detect train`` on."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ..errors import InvalidArgumentError, ZooError
 from .common import Subparsers
 
 NAME = "shapes"
-HELP = "write generated images as an ImageFolder tree (data to try train --init and transfer on)"
+HELP = "write generated images as an ImageFolder tree, or detection scenes as COCO (data to try train, transfer, detect on)"
 
 
 def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
@@ -22,13 +23,43 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
     p.add_argument("--shapes10", action="store_true", help="Shapes-10 (the embedded models' own classes) instead of Novel-Shapes")
     p.add_argument("--seed", type=int, default=0, help="which draw (default 0)")
+    scenes = p.add_argument_group("detection scenes (--scenes)")
+    scenes.add_argument("--scenes", action="store_true",
+                        help="write Novel-Shapes scenes (1-4 shapes per canvas, each with its box) in the COCO layout instead: "
+                             "DIR/annotations/instances_{train,val}.json beside DIR/train/ and DIR/val/, for detect train")
+    scenes.add_argument("--layout", choices=["coco", "voc"], default="coco", help="the scenes' layout (default coco; voc: a Pascal "
+                                                                                  "VOC devkit folder with train and val splits)")
+    scenes.add_argument("--train-images", type=int, default=64, help="training scenes (default 64)")
+    scenes.add_argument("--val-images", type=int, default=32, help="validation scenes (default 32)")
+    scenes.add_argument("--size", type=int, default=80, help="canvas side in pixels (default 80)")
     return p
 
 
+def _scenes(args: argparse.Namespace) -> int:
+    """Write the detection scenes of ``--scenes`` into ``args.output`` (checked new or empty)."""
+    from ..detection.scenes import write_scenes
+
+    if args.train_images < 1 or args.val_images < 1:
+        raise InvalidArgumentError("--train-images and --val-images must be at least 1.")
+    if args.size < 32:
+        raise InvalidArgumentError(f"--size must be at least 32 pixels (a canvas holds shapes of radius 5 to 14), not {args.size}.")
+    if args.output.exists() and any(args.output.iterdir()):
+        raise InvalidArgumentError(f"{args.output} is not empty: choose a new folder for the generated scenes.")
+    try:
+        root = write_scenes(args.output, args.train_images, args.val_images, args.size, args.seed, args.layout)
+    except OSError as e:
+        raise ZooError(f"Could not write the scenes into {args.output} ({e.strerror or e}).") from None
+    print(f"wrote {root} in the {args.layout.upper()} layout: {args.train_images} training and {args.val_images} validation "
+          f"scenes of {args.size}x{args.size} pixels (train with: cutmix-zoo detect train --data {root} --recipe scenes ...)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Write the images into the new (or empty) folder ``args.output``."""
+    """Write the images (or, with ``--scenes``, the detection scenes) into the new (or empty) folder ``args.output``."""
     from ..shapes import write_folder
 
+    if args.scenes:
+        return _scenes(args)
     if args.train_per_class < 1 or args.val_per_class < 1:
         raise InvalidArgumentError("--train-per-class and --val-per-class must be at least 1.")
     if args.output.exists() and any(args.output.iterdir()):

@@ -76,12 +76,15 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.split.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The ``key``-th pair: an index (drawn with :meth:`set_epoch`'s epoch) or an ``(epoch, index)`` key, the form the
+        trainer's samplers yield, so that loader processes that outlive an epoch still draw each epoch's augmentation."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         record = self.split.records[index]
         keep = ~record.ignored
         image, boxes, labels = read_image(record.image, record.image_id), record.boxes[keep], record.labels[keep]
         if self.train:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + index)
             if self.flip and float(torch.rand((), generator=g)) < self.flip:
                 image, boxes = hflip(image, boxes)
             if self.scales:

@@ -112,19 +112,23 @@ def evaluate_detections(split: DetectionSplit, predictions: Mapping[int, Predict
 
 @torch.no_grad()
 def predict_split(model: nn.Module, split: DetectionSplit, batch_size: int = 4, device: torch.device | str = "cpu",
-                  workers: int = 0) -> dict[int, dict[str, torch.Tensor]]:
-    """Run a torchvision detector (in eval mode) over every image of ``split``: image id -> its detections on the CPU."""
+                  workers: int = 0, rank: int = 0, world_size: int = 1) -> dict[int, dict[str, torch.Tensor]]:
+    """Run a torchvision detector (in eval mode) over every image of ``split`` (every ``world_size``-th from ``rank``: one
+    process's share): image id -> its detections on the CPU, boxes and scores in float32 (as autocast may leave them in
+    bf16). The loader has its own generator, so predicting never moves the global RNG a training run resumes from."""
     from torch.utils.data import DataLoader
 
     from .dataset import DetectionDataset, collate
 
     model.eval()
-    loader = DataLoader(DetectionDataset(split), batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    shard = list(range(rank, len(split.records), world_size))
+    loader = DataLoader(DetectionDataset(split), batch_size=batch_size, sampler=shard, num_workers=workers, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(0))
     predictions: dict[int, dict[str, torch.Tensor]] = {}
     for images, targets in loader:
         outputs = model([image.to(device) for image in images])
         for target, output in zip(targets, outputs):
-            predictions[int(target["image_id"])] = {k: v.cpu() for k, v in output.items()}
+            predictions[int(target["image_id"])] = {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in output.items()}
     return predictions
 
 

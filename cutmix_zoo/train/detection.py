@@ -1,119 +1,82 @@
-"""A short, single-process fine-tuning loop for a detector on a COCO or VOC folder: SGD with torchvision's reference
-warm-up, mAP on the val split after every epoch (``metrics.jsonl``), an atomic ``checkpoint.pt`` every epoch, and the
-last epoch exported to ``OUTPUT/export/`` for :func:`~cutmix_zoo.detection.export.load_detector`.
+"""Fine-tuning a detector on a COCO or VOC folder with the classifier's machinery: :class:`DetectionRun` says what is
+trained and how the run runs, :func:`train_detector` runs it (one process, or every rank of a ``torchrun`` group:
+DistributedDataParallel, gloo on CPU, NCCL on GPUs), :func:`describe_detection_run` is its ``--dry-run``.
+
+A run writes ``OUTPUT/metrics.jsonl`` (a ``start`` line, an ``epoch`` line per epoch with ``val_map`` and
+``val_map50``, an ``end`` line with every rank's weight digest), an atomic ``OUTPUT/checkpoint.pt`` after every epoch
+(and where SIGTERM stops it), from which ``resume`` continues exactly, and at the end ``OUTPUT/export/`` for
+:func:`~cutmix_zoo.detection.export.load_detector`. The loop itself is :mod:`.detection_loop`; the published settings
+are :mod:`.detection_recipes` (:meth:`DetectionRun.from_recipe`).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..detection.data import DetectionSplit, default_splits, read_split
-from ..detection.dataset import DetectionDataset, collate
-from ..detection.evaluate import DetectionMetrics, evaluate_model
-from ..detection.export import export_detector
-from ..detection.models import build_detector
-from ..errors import InvalidArgumentError, TrainingError
-from ..files import atomic_path
+from ..detection.evaluate import DetectionMetrics
+from ..errors import InvalidArgumentError, WeightsError
+from .checkpoint import load_checkpoint
+from .config import CHECKPOINT_NAME, EXPORT_DIR, METRICS
+from .detection_loop import DetectionInterrupted, run_detection
+from .detection_run import RESUMABLE, DetectionRun, check_detection_run, flag, plain
 
-
-@dataclass
-class DetectionRun:
-    """What a detection fine-tuning run is: the init, the data and the recipe (SGD values of torchvision's COCO
-    reference: lr 0.02 for 16 images, momentum 0.9, weight decay 1e-4, linear warm-up from lr/1000 over 1000 steps)."""
-
-    init: str
-    data: Sequence[str]
-    output: str
-    detector: str = "faster_rcnn"
-    epochs: int = 1
-    batch_size: int = 2
-    lr: float = 0.0025  # torchvision's 0.02 for 16 images, scaled linearly to the batch
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_steps: int = 1000
-    seed: int = 0
-    device: str = "cpu"
-    workers: int = 0
-    freeze_stages: int = 2
-    out_channels: int = 256
-    min_size: int | list[int] = 800
-    max_size: int = 1333
-    pretrained: bool = True
-    train_split: str | None = None
-    val_split: str | None = None
-    detector_kwargs: dict[str, Any] = field(default_factory=dict)
+__all__ = ["DetectionInterrupted", "DetectionRun", "describe_detection_run", "resumed_run", "train_detector"]
 
 
-def _splits(run: DetectionRun) -> tuple[DetectionSplit, DetectionSplit, str]:
-    """The train and val splits (the val one read with the train one's classes) and the val split's name."""
-    defaults = default_splits(run.data[0])
-    train = read_split(run.data, run.train_split or defaults[0])
-    val_name = run.val_split or defaults[1]
-    return train, read_split(run.data, val_name, classes=train.classes), val_name
+def resumed_run(checkpoint: dict[str, Any], run: DetectionRun) -> DetectionRun:
+    """``run`` checked against the run of the ``checkpoint`` it resumes: a field that would change what is trained is one
+    sentence naming its flag (the fields of :data:`~.detection_run.RESUMABLE` may change), as are fewer epochs than the
+    checkpoint has trained and a checkpoint that no detection run wrote."""
+    saved = checkpoint.get("run")
+    if not isinstance(saved, dict) or checkpoint.get("kind") != "detection":
+        raise WeightsError(f"{run.resume} is not a checkpoint of cutmix-zoo detect train: resume a detection run's output folder.")
+    for f in dataclasses.fields(DetectionRun):
+        given = getattr(run, f.name)
+        if f.name in RESUMABLE or (f.name == "recipe" and given is None):
+            continue
+        if plain(given) != plain(saved.get(f.name)):
+            raise InvalidArgumentError(
+                f"{flag(f.name)} cannot change when resuming {run.resume} (the run trains with {saved.get(f.name)!r}, not "
+                f"{given!r}): resuming continues the same training, so start a new run with another --output instead.")
+    if run.epochs < checkpoint["epoch"]:
+        raise InvalidArgumentError(f"--epochs {run.epochs} is fewer than the {checkpoint['epoch']} epochs {run.resume} has trained.")
+    return run
 
 
-def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, run: DetectionRun, step: int) -> tuple[float, int]:
-    """One epoch of SGD steps (warm-up by step); the mean loss and the step count after it. A non-finite loss stops the run."""
-    model.train()
-    total, count = 0.0, 0
-    for images, targets in loader:
-        warm = min(1.0, (step + 1) / run.warmup_steps) if run.warmup_steps else 1.0
-        for group in optimizer.param_groups:
-            group["lr"] = run.lr * (0.001 + 0.999 * warm)
-        losses = model([i.to(run.device) for i in images], [{k: v.to(run.device) for k, v in t.items()} for t in targets])
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise TrainingError(f"The loss became {float(loss)} at step {step}; lower --lr (now {run.lr}) and start again.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total, count, step = total + float(loss.detach()), count + 1, step + 1
-    return total / max(count, 1), step
+def describe_detection_run(run: DetectionRun) -> dict[str, Any]:
+    """The resolved run as plain data (what ``--dry-run`` prints, reading no data): every value, where the recipe's come
+    from, the learning rate of each epoch after its warm-up, how it runs and the files it writes."""
+    from ..api import resolve_config
+    from .detection_recipes import RECIPES
 
-
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int, run: DetectionRun) -> None:
-    """Write ``checkpoint.pt`` atomically: weights, optimizer state, the epoch and step done, and the run's settings."""
-    with atomic_path(path, fsync=True) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                    "run": asdict(run)}, tmp)
+    check_detection_run(run)
+    backbone = resolve_config(run.init)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    recipe = RECIPES.get(run.recipe or "")
+    output = Path(run.output)
+    return {
+        "run": plain(asdict(run)),
+        "recipe": None if recipe is None else {"name": recipe.name, "summary": recipe.summary, "sources": recipe.sources},
+        "backbone": {"name": backbone.name, "family": backbone.family, "architecture": backbone.architecture},
+        "lr_per_epoch": [run.lr_at(epoch, 0, 1) for epoch in range(run.epochs)],
+        "warmup": f"linear from lr x {run.warmup_factor} over the first min({run.warmup_steps}, steps per epoch - 1) steps",
+        "world_size": world_size, "per_rank_batch": run.batch_size / world_size,
+        "outputs": {"checkpoint": str(output / CHECKPOINT_NAME), "metrics": str(output / METRICS), "export": str(output / EXPORT_DIR)},
+    }
 
 
 def train_detector(run: DetectionRun) -> tuple[nn.Module, DetectionMetrics]:
     """Fine-tune ``run``'s detector, evaluating after each epoch; returns it (on the CPU, in eval mode, as exported) and the
-    last epoch's metrics."""
-    if not isinstance(run.epochs, int) or run.epochs < 1:
-        raise InvalidArgumentError(f"epochs must be a positive integer, not {run.epochs!r}.")
-    output = Path(run.output)
-    output.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(run.seed)
-    train, val, val_name = _splits(run)
-    model = build_detector(run.init, len(train.classes), run.detector, run.freeze_stages, run.out_channels, run.min_size,
-                           run.max_size, pretrained=run.pretrained, **run.detector_kwargs).to(run.device)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=run.lr, momentum=run.momentum,
-                                weight_decay=run.weight_decay)
-    dataset = DetectionDataset(train, train=True, seed=run.seed)
-    loader = DataLoader(dataset, batch_size=run.batch_size, shuffle=True, num_workers=run.workers, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(run.seed))
-    step = 0
-    for epoch in range(run.epochs):
-        dataset.set_epoch(epoch)
-        start = time.perf_counter()
-        loss, step = _train_epoch(model, loader, optimizer, run, step)
-        metrics = evaluate_model(model, val, run.batch_size, run.device, run.workers)
-        line = {"epoch": epoch + 1, "train_loss": loss, "val_map": metrics.map, "val_map50": metrics.map50, "val_map75": metrics.map75,
-                "seconds": time.perf_counter() - start}
-        with open(output / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(line) + "\n")
-        save_checkpoint(output / "checkpoint.pt", model, optimizer, epoch + 1, step, run)
-    export_detector(model.cpu(), train.classes, output / "export", os.fspath(run.init), metrics.as_dict(), val_name)
-    return model.eval(), metrics
+    last epoch's metrics. Stopped by SIGTERM or Ctrl-C, it saves its checkpoint and raises :class:`DetectionInterrupted`
+    (``resume=OUTPUT`` continues it); a failure keeps the last checkpoint and is one sentence."""
+    check_detection_run(run)
+    checkpoint = load_checkpoint(run.resume) if run.resume else None
+    if checkpoint is not None:
+        resumed_run(checkpoint, run)
+    return run_detection(run, checkpoint)

@@ -17,17 +17,31 @@ import math
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from ..errors import TrainingError
 from .config import BEST_WEIGHTS, CHECKPOINT_NAME
 from .data import DataError
 from .evaluation import nonfinite_tensors
+from .metrics_log import MetricsLog
 from .ranks import Ranks
-from .state import Run
+
+
+class Run(Protocol):
+    """What a stop reads of a run: its folder, its log, the weights it trains, its steps per epoch, the (epoch, step) of the
+    checkpoint in its folder (None before one was written or resumed) and its best epoch so far (``best["epoch"]``, -1 for
+    none). The classifier's :class:`.state.Run` and the detection trainer's state both are one."""
+
+    output: Path
+    log: MetricsLog
+    module: nn.Module
+    steps: int
+    saved: tuple[int, int] | None
+    best: dict[str, Any]
 
 
 class StopFlag:
