@@ -92,3 +92,12 @@ def test_transfer_detection_names_a_folder_that_is_no_detection_data(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.startswith("cutmix-zoo: error: ") and str(tmp_path / "empty") in err and err.count("\n") == 0
     assert not (tmp_path / "o").exists()  # refused before any folder or run
+
+
+def test_the_demos_detection_step_fine_tunes_and_scores_a_detector_in_seconds():
+    from cutmix_zoo.cli.demo import DETECT_EPOCHS, detection_step
+
+    said: list[str] = []
+    found = detection_step(say=said.append)
+    assert found["epochs"] == DETECT_EPOCHS and 0 <= found["map"] <= found["map50"] <= 1 and found["seconds"] < 60
+    assert said[0].startswith("6. detect: Faster R-CNN on pyramidnet20_a48.cutmix_shapes") and f"{100 * found['map']:.2f}" in said[1]

@@ -166,6 +166,6 @@ def _print(data: dict, results: dict[str, DetectionTransfer], args: argparse.Nam
     print(f"{', '.join(data['folders'])}: {len(data['classes'])} classes, {data['train_images']} training ({data['train_split']}) and "
           f"{data['val_images']} validation ({data['val_split']}) images ({data['layout']}); {args.detector}, {args.epochs} "
           f"epoch(s) per run, mean ± spread over {args.seeds} seed(s)")
-    print_table(*reversed(summary_rows(results)))
-    print()
-    print_table(*reversed(class_rows(results)))
+    for k, (header, rows) in enumerate((summary_rows(results), class_rows(results))):
+        print("\n" if k else "", end="")
+        print_table(rows, header)
