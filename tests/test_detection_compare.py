@@ -70,11 +70,20 @@ def test_transfer_detection_writes_the_table_the_report_and_the_picture(scenes, 
     ([], "--task detection needs --epochs N, a positive number of epochs per fine-tune, not None."),
     (["--epochs", "1", "--seeds", "0"], "--seeds counts the runs per model, at least 1, not 0."),
     (["--epochs", "1", "--finetune", "2"], "--finetune is an option of --task classification; a detection transfer fine-tunes for --epochs N."),
+    (["--epochs", "1", "--detector-arg", "nope"], "--detector-arg takes KEY=VALUE with KEY a keyword of the detector, not 'nope'."),
 ])
 def test_transfer_detection_refuses_bad_numbers_in_one_line(scenes, tmp_path, capsys, extra, message):
     assert main(["transfer", "--task", "detection", "--data", str(scenes), "-o", str(tmp_path / "o"), *extra]) == 2
     assert capsys.readouterr().err.strip() == f"cutmix-zoo: error: {message}"
     assert not (tmp_path / "o").exists()
+
+
+def test_transfer_detection_refuses_a_keyword_the_detector_does_not_take(scenes, tmp_path, capsys):
+    args = ["transfer", "--task", "detection", "--data", str(scenes), "--epochs", "1", "-o", str(tmp_path / "o")]
+    assert main([*args, "--detector-arg", "box_batch_size=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cutmix-zoo: error: --detector-arg box_batch_size is no keyword of torchvision's FasterRCNN; it takes ")
+    assert "box_batch_size_per_image" in err and "min_size" not in err and "\n" not in err
 
 
 def test_the_classification_transfer_refuses_detection_options_and_two_folders(scenes, tmp_path, capsys):

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from ..detection.data import DetectionSplit
     from ..reports.detection import DetectionScore, DetectionTransfer
 
-DETECTION_ONLY = ("epochs", "seeds", "detector", "lr", "min_size", "max_size", "freeze_stages", "train_split", "val_split_name")
+DETECTION_ONLY = ("epochs", "seeds", "detector", "lr", "min_size", "max_size", "freeze_stages", "fpn_channels", "detector_arg",
+                  "train_split", "val_split_name")
 CLASSIFICATION_ONLY = ("finetune", "val_split", "cache")
 REFERENCE_LR, REFERENCE_BATCH = 0.02, 16  # torchvision's COCO Faster R-CNN reference: lr 0.02 for 16 images
 
@@ -39,6 +40,9 @@ def add_detection_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--min-size", type=int, help="the detector's shorter image side (default: 800)")
     group.add_argument("--max-size", type=int, help="the detector's longest image side (default: 1333)")
     group.add_argument("--freeze-stages", type=int, help="feature levels frozen from the stem (default: 2)")
+    group.add_argument("--fpn-channels", type=int, help="the FPN's width (default: 256, torchvision's; fewer for small images on a CPU)")
+    group.add_argument("--detector-arg", action="append", metavar="KEY=VALUE", help="a keyword of the torchvision detector's "
+                       "constructor, e.g. box_batch_size_per_image=32 (repeat for more; the value is read as a number if it is one)")
     group.add_argument("--train-split", help="default: train2017 / trainval / train, as the folder ships")
     group.add_argument("--val-split-name", help="default: val2017 / test / val, as the folder ships")
 
@@ -67,17 +71,54 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise InvalidArgumentError(f"--seeds counts the runs per model, at least 1, not {args.seeds}.")
     if args.batch_size < 1 or args.workers < 0:
         raise InvalidArgumentError(f"--batch-size must be at least 1 and --workers at least 0, not {args.batch_size} and {args.workers}.")
+    if args.fpn_channels < 1:
+        raise InvalidArgumentError(f"--fpn-channels must be at least 1, not {args.fpn_channels}.")
     if args.lr is not None and not args.lr > 0:
         raise InvalidArgumentError(f"--lr must be positive, not {args.lr}.")
+
+
+def detector_kwargs(pairs: list[str] | None) -> dict[str, int | float | str]:
+    """The ``--detector-arg KEY=VALUE`` pairs as keywords (a value that reads as an int or a float is one)."""
+    found: dict[str, int | float | str] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise InvalidArgumentError(f"--detector-arg takes KEY=VALUE with KEY a keyword of the detector, not {pair!r}.")
+        value: int | float | str = text
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                continue
+        found[key] = value
+    return found
+
+
+def _check_detector_keys(detector: str, kwargs: dict[str, int | float | str]) -> None:
+    """Refuse a ``--detector-arg`` key that the torchvision detector's constructor does not take."""
+    import inspect
+
+    from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+
+    cls = {"faster_rcnn": FasterRCNN, "retinanet": RetinaNet, "fcos": FCOS}[detector]
+    set_here = {"self", "backbone", "num_classes", "kwargs", "min_size", "max_size", "image_mean", "image_std", "rpn_anchor_generator",
+                "box_roi_pool", "anchor_generator"}  # build_detector sets these from the zoo model and the options
+    taken = set(inspect.signature(cls).parameters) - set_here
+    unknown = sorted(set(kwargs) - taken)
+    if unknown:
+        raise InvalidArgumentError(f"--detector-arg {unknown[0]} is no keyword of torchvision's {cls.__name__}; it takes "
+                                   f"{', '.join(sorted(taken))}.")
 
 
 def _defaults(args: argparse.Namespace) -> None:
     """Fill in the detection defaults left unset (the batch size first: the learning rate follows it)."""
     for name, value in (("seeds", 1), ("detector", "faster_rcnn"), ("min_size", 800), ("max_size", 1333), ("freeze_stages", 2),
-                        ("batch_size", 2), ("workers", 0)):
+                        ("fpn_channels", 256), ("batch_size", 2), ("workers", 0)):
         if getattr(args, name) is None:
             setattr(args, name, value)
     _check_numbers(args)
+    _check_detector_keys(args.detector, detector_kwargs(args.detector_arg))  # refused before any training
     if args.lr is None:
         args.lr = REFERENCE_LR * args.batch_size / REFERENCE_BATCH
 
@@ -102,7 +143,8 @@ def _fine_tune(name: str, seed: int, folder: Path, args: argparse.Namespace) -> 
 
     run = DetectionRun(init=name, data=list(args.data), output=str(folder), detector=args.detector, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device or "cpu", workers=args.workers,
-                       freeze_stages=args.freeze_stages, min_size=args.min_size, max_size=args.max_size,
+                       freeze_stages=args.freeze_stages, out_channels=args.fpn_channels, min_size=args.min_size,
+                       max_size=args.max_size, warmup_steps=args.warmup_steps, detector_kwargs=detector_kwargs(args.detector_arg),
                        train_split=args.train_split, val_split=args.val_split_name)
     start = time.perf_counter()
     _, metrics = train_detector(run)
@@ -134,6 +176,8 @@ def run_detection(args: argparse.Namespace, default_models: tuple[str, ...]) -> 
         require_matplotlib()
     names = model_names(args.models) if args.models else list(default_models)
     train, val, train_name, val_name = _splits(args)
+    steps = -(-len(train.records) // args.batch_size)
+    args.warmup_steps = max(1, min(1000, steps - 1))  # torchvision's reference: warm-up within the first epoch
     out = output_folder(args.output)
     seeds = list(range(args.seed, args.seed + args.seeds))
     folders = _run_folders(names, seeds, out)
@@ -144,7 +188,9 @@ def run_detection(args: argparse.Namespace, default_models: tuple[str, ...]) -> 
     pictures = [] if args.no_plots else [_picture(out / "transfer.png", results, title)]
     settings = {"detector": args.detector, "epochs": args.epochs, "seeds": seeds, "batch_size": args.batch_size, "lr": args.lr,
                 "lr_rule": "0.02 x batch size / 16 unless --lr (torchvision's COCO Faster R-CNN reference)",
+                "warmup_steps": args.warmup_steps, "warmup_rule": "linear from lr/1000 over min(1000, steps per epoch - 1) steps",
                 "min_size": args.min_size, "max_size": args.max_size, "freeze_stages": args.freeze_stages,
+                "fpn_channels": args.fpn_channels, "detector_kwargs": detector_kwargs(args.detector_arg),
                 "device": args.device or "cpu", "spread": "sample standard deviation over the seeds (0 for one seed)"}
     write_report(out / "report.json", {"command": command_line("transfer", args.argv), "task": "detection", "data": data,
                                        "settings": settings, "models": {n: r.to_dict() for n, r in results.items()},
