@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidArgumentError, ZooError
 from ..registry import format_err
 from .common import Subparsers, print_table
-from .reporting import command_line, model_names, output_folder, write_report
+from .reporting import command_line, file_safe, model_names, output_folder, write_report
 from .transfer_detection import add_detection_arguments, check_task_options, run_detection
 
 if TYPE_CHECKING:
@@ -84,11 +83,6 @@ def _model_names(args: argparse.Namespace, small: bool) -> list[str]:
     if args.models is None:
         return list(DEFAULT_MODELS + (SMALL_DATA_MODELS if small else ()))
     return model_names(args.models)
-
-
-def file_safe(name: str) -> str:
-    """A model name or folder as one file name: anything but letters, digits, ``.``, ``-`` and ``_`` becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name.strip("/")) or "model"
 
 
 def finetune(model: str, args: argparse.Namespace, out: Path) -> FinetuneResult:

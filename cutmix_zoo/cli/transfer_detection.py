@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError
 from .common import print_table
-from .reporting import command_line, model_names, output_folder, write_report
+from .reporting import command_line, file_safe, model_names, output_folder, write_report
 
 if TYPE_CHECKING:
     from ..detection.data import DetectionSplit
@@ -125,8 +125,6 @@ def _defaults(args: argparse.Namespace) -> None:
 
 def _run_folders(names: list[str], seeds: list[int], out: Path) -> dict[tuple[str, int], Path]:
     """Each run's folder, refused when it holds an earlier run (a fine-tune would mix its metrics with that one's)."""
-    from .transfer import file_safe
-
     if len({file_safe(n) for n in names}) != len(names):
         raise InvalidArgumentError(f"--models names two models whose run folders would be the same: {', '.join(names)}.")
     folders = {(name, seed): out / "detection" / file_safe(name) / f"seed{seed}" for name in names for seed in seeds}
