@@ -1,5 +1,5 @@
 """What the report commands (robustness, localize, transfer) share, below them: the ``--output`` folder, its
-``report.json``, the ``--models`` list, the command line a report records, and the Shapes-10 benchmark.
+``report.json``, the ``--models`` list and a file name for each, the command line a report records, and the Shapes-10 benchmark.
 
 Every report command takes ``--output DIR`` and writes ``report.json`` and its PNG pictures there, and
 prints its table. ``shapes`` in place of data (``--data shapes``, ``localize NAME shapes``) is the
@@ -10,6 +10,7 @@ that needs no download.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,11 @@ def model_names(text: str) -> list[str]:
     if len(set(names)) != len(names):
         raise InvalidArgumentError(f"--models names a model twice: {text}.")
     return names
+
+
+def file_safe(name: str) -> str:
+    """A model name or folder as one file name: anything but letters, digits, ``.``, ``-`` and ``_`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name.strip("/")) or "model"
 
 
 def command_line(name: str, argv: Sequence[str]) -> str:

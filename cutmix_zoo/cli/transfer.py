@@ -1,4 +1,5 @@
-"""``cutmix-zoo transfer``: what a pretrained backbone buys on your own data, a thin shell over :mod:`cutmix_zoo.reports.transfer`.
+"""``cutmix-zoo transfer``: what a pretrained backbone buys on your own data, a thin shell over :mod:`cutmix_zoo.reports.transfer`
+(and, with ``--task detection``, over :mod:`cutmix_zoo.cli.transfer_detection`).
 
 For each model: pooled features of the training and validation images (cached), a linear probe with its L2 strength
 chosen on held-out training images, and with ``--finetune EPOCHS`` a short fine-tune with the bundled trainer
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidArgumentError, ZooError
 from ..registry import format_err
 from .common import Subparsers, print_table
-from .reporting import command_line, model_names, output_folder, write_report
+from .reporting import command_line, file_safe, model_names, output_folder, write_report
+from .transfer_detection import add_detection_arguments, check_task_options, run_detection
 
 if TYPE_CHECKING:
     import torch
@@ -48,8 +49,12 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                "Features are cached by the model's weights, the images' paths, sizes and modification times, and the "
                "transform, so a second run reads them back without running the model.",
     )
-    p.add_argument("--data", required=True, metavar="FOLDER", help="an ImageFolder tree with train/<class>/ and val/<class>/, "
-                   "or with --val-split one folder of class folders")
+    p.add_argument("--task", choices=("classification", "detection"), default="classification",
+                   help="classification (default): linear probe and --finetune on an ImageFolder tree; detection: a detector "
+                   "fine-tuned from each model on a COCO or Pascal VOC folder, scored by mAP (see the options below)")
+    p.add_argument("--data", required=True, action="append", metavar="FOLDER", help="an ImageFolder tree with train/<class>/ and "
+                   "val/<class>/, or with --val-split one folder of class folders; with --task detection a COCO or VOC folder "
+                   "(repeat for VOC 07+12)")
     p.add_argument("--models", help="comma-separated registry names or exported folders (default: "
                    f"{','.join(DEFAULT_MODELS)}, and {','.join(SMALL_DATA_MODELS)} too when the images are small: the "
                    f"first training image of each class at most {SMALL_IMAGE_SIDE} pixels on its longer side)")
@@ -62,12 +67,15 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
                    "(cutmix-zoo train --init MODEL --recipe finetune) into DIR/finetune/<model>/")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: features/ in the zoo's cache, CUTMIX_ZOO_CACHE "
                    "or ~/.cache/cutmix_zoo)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per batch of feature extraction (default: 128)")
-    p.add_argument("--workers", type=int, default=2, help="threads decoding images ahead of the model (default: 2)")
+    p.add_argument("--batch-size", type=int, help="images per batch of feature extraction (default: 128); with --task detection "
+                   "images per training step (default: 2)")
+    p.add_argument("--workers", type=int, help="threads decoding images ahead of the model (default: 2); with --task detection "
+                   "data loader processes (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of --val-split, the held-out split and the fine-tunes (default: 0)")
     p.add_argument("--device", help="torch device to run on, e.g. cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="write report.json only (no matplotlib needed)")
+    add_detection_arguments(p)
     return p
 
 
@@ -75,11 +83,6 @@ def _model_names(args: argparse.Namespace, small: bool) -> list[str]:
     if args.models is None:
         return list(DEFAULT_MODELS + (SMALL_DATA_MODELS if small else ()))
     return model_names(args.models)
-
-
-def file_safe(name: str) -> str:
-    """A model name or folder as one file name: anything but letters, digits, ``.``, ``-`` and ``_`` becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name.strip("/")) or "model"
 
 
 def finetune(model: str, args: argparse.Namespace, out: Path) -> FinetuneResult:
@@ -121,7 +124,18 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Probe (and fine-tune) every model on the folder's images, write the report and its picture, and print the table."""
+    """Probe (and fine-tune) every model on the folder's images, or with ``--task detection`` fine-tune a detector from each,
+    write the report and its picture, and print the table."""
+    check_task_options(args)
+    if args.task == "detection":
+        return run_detection(args, DEFAULT_MODELS)
+    args.data = args.data[0]
+    args.batch_size = 128 if args.batch_size is None else args.batch_size
+    args.workers = 2 if args.workers is None else args.workers
+    return _classification(args)
+
+
+def _classification(args: argparse.Namespace) -> int:
     from ..api import load
     from ..reports import transfer
 

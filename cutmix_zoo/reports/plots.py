@@ -84,17 +84,22 @@ def table(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequenc
 
 
 def bars(path: str | os.PathLike, labels: Sequence[str], series: Mapping[str, Sequence[float | None]], ylabel: str,
-         title: str = "") -> str:
+         title: str = "", errors: Mapping[str, Sequence[float | None]] | None = None) -> str:
     """Grouped bars written to ``path``: one group per label, one bar per series (a missing value, None, leaves a gap),
-    each bar with its value above it; the y axis starts at 0 and leaves room above the bars for the legend."""
+    each bar with its value above it; the y axis starts at 0 and leaves room above the bars for the legend. ``errors``
+    (by series, as its values) draws each bar's spread as an error bar."""
     figure = _figure(max(5.0, 1.1 + len(labels) * (0.5 + 0.55 * len(series))), 4.4)
     ax = figure.add_subplot()
     width = 0.8 / len(series)
-    top = max((v for values in series.values() for v in values if v is not None), default=1.0) or 1.0
+    spreads = {name: [(errors or {}).get(name, [None] * len(values))[i] or 0.0 for i in range(len(values))]
+               for name, values in series.items()}
+    top = max((v + spreads[name][i] for name, values in series.items() for i, v in enumerate(values) if v is not None),
+              default=1.0) or 1.0
     for k, (name, values) in enumerate(series.items()):
         xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(labels)) if values[i] is not None]
         ys = [v for v in values if v is not None]
-        shown = ax.bar(xs, ys, width * 0.92, label=name, color=f"C{k % 10}")
+        spread = [e for v, e in zip(values, spreads[name]) if v is not None] if errors and name in errors else None
+        shown = ax.bar(xs, ys, width * 0.92, label=name, color=f"C{k % 10}", yerr=spread, capsize=3 if spread else 0)
         ax.bar_label(shown, fmt="%.1f", fontsize=8, padding=2)
     ax.set_xticks(range(len(labels)), [label.replace(".", ".\n", 1) for label in labels], fontsize=8)
     ax.set_ylabel(ylabel)
