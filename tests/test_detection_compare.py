@@ -21,15 +21,16 @@ LIGHT = dict(rpn_pre_nms_top_n_train=200, rpn_pre_nms_top_n_test=100, rpn_post_n
 @pytest.mark.slow
 def test_fine_tuning_the_embedded_model_beats_training_the_detector_from_scratch_over_seeds(tmp_path):
     """The same Faster R-CNN (32-channel FPN, 64-pixel scenes, 10 epochs of 32 images, batch 4, two frozen levels), three
-    seeds of data and run: from the embedded CutMix model at lr 0.01 against from random weights at lr 0.0025, the scratch
-    run's best setting (at 0.005 and above its loss becomes NaN within two epochs: a random PyramidNet under frozen batch
-    norm has features ~20x the pretrained one's). The mAP@0.5 gap must clear twice its spread over the seeds by 20 points
-    (measured: fine-tuned 52-70% against 0-5% from scratch, gaps 49-69 points, mean minus twice the spread 35)."""
+    seeds of data and run: from the embedded CutMix model at lr 0.01 against from random weights at lr 0.001 (a random
+    PyramidNet under frozen batch norm has features ~20x the pretrained one's: at 0.0025 one seed's loss became NaN in
+    its third epoch, at 0.005 and above every seed's within two). The mAP@0.5 gap must clear twice its spread over the
+    seeds by 15 points (measured: fine-tuned 43.9 / 64.4 / 43.2%, gaps 43.9 / 64.4 / 39.0 points, mean minus twice the
+    spread 22.2)."""
     gaps, tuned = [], []
     for seed in range(3):
         data = write_scenes(tmp_path / f"scenes{seed}", train_images=32, val_images=16, size=64, seed=seed)
         scores = {}
-        for pretrained, lr in ((True, 0.01), (False, 0.0025)):
+        for pretrained, lr in ((True, 0.01), (False, 0.001)):
             run = DetectionRun(init=EMBEDDED, data=[str(data)], output=str(tmp_path / f"run{seed}{pretrained}"), epochs=10,
                                batch_size=4, lr=lr, warmup_steps=10, seed=seed, out_channels=32, min_size=64, max_size=64,
                                pretrained=pretrained, detector_kwargs=LIGHT)
@@ -37,7 +38,7 @@ def test_fine_tuning_the_embedded_model_beats_training_the_detector_from_scratch
         tuned.append(scores[True])
         gaps.append(scores[True] - scores[False])
     spread = torch.tensor(gaps).std().item()
-    assert sum(gaps) / len(gaps) - 2 * spread > 20, (gaps, tuned)
+    assert sum(gaps) / len(gaps) - 2 * spread > 15, (gaps, tuned)
     assert min(tuned) > 30, tuned
 
 
