@@ -118,7 +118,21 @@ def test_demo_runs_the_whole_path_offline(tmp_path):
     assert 0 <= result["trained_top1_err"] <= 100
     for name in EMBEDDED:
         assert result[name]["top1_acc"] == pytest.approx(100 - registry.get_entry(name).top1_err, abs=0.026)
+    detection = result["detection"]
+    assert 0 < detection["map"] <= detection["map50"] <= 1 and detection["val_images"] > 0  # a detector that found shapes
     assert not (tmp_path / "runs").exists()  # the demo's training run lives in a temporary folder
+
+
+def test_demo_without_the_detection_extra_says_how_to_get_it(monkeypatch):
+    import importlib.util
+
+    from cutmix_zoo.cli.demo import detection_step
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocotools" else real(name, *a))
+    said: list[str] = []
+    assert "cutmix-zoo[detection]" in detection_step(said.append)["left_out"]
+    assert len(said) == 1 and said[0].startswith("6. detect: left out") and "pip install 'cutmix-zoo[detection]'" in said[0]
 
 
 @pytest.mark.slow

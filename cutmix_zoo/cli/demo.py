@@ -84,10 +84,17 @@ def run_demo(train_images: int = 1024, skip_train: bool = False, say=print) -> d
 
 
 def detection_step(say=print) -> dict:
-    """Fine-tune a Faster R-CNN on the embedded CutMix backbone for a few seconds on generated scenes; what it measured."""
+    """Fine-tune a Faster R-CNN on the embedded CutMix backbone for a few seconds on generated scenes; what it measured.
+    Without the ``detection`` extra (pycocotools scores the mAP) the step says how to get it and is left out."""
+    import importlib.util
     import tempfile
 
+    from ..detection.pycoco import DETECTION_EXTRA
     from ..detection.scenes import write_scenes
+
+    if importlib.util.find_spec("pycocotools") is None:
+        say(f"6. detect: left out, since scoring a detector needs pycocotools: {DETECTION_EXTRA}")
+        return {"left_out": f"pycocotools is not installed ({DETECTION_EXTRA})"}
     from ..train.detection import DetectionRun, train_detector
 
     start = time.perf_counter()
