@@ -12,7 +12,8 @@ from typing import Any, cast
 from torch import nn
 
 from ..errors import WeightsError
-from ..files import CONFIG_NAME, WEIGHTS_NAME, atomic_path, write_text_atomic
+from ..files import CONFIG_NAME, WEIGHTS_NAME, write_text_atomic
+from ..hub.convert import save_safetensors
 from .models import build_detector
 
 
@@ -21,12 +22,9 @@ def export_detector(model: nn.Module, classes: tuple[str, ...], folder: str | os
     """Write ``model`` (built by :func:`~cutmix_zoo.detection.models.build_detector`) to ``folder``: its weights, its
     ``detector_config`` with the class names, and a card naming ``init`` as ``base_model`` and stating only ``metrics``
     (what the run measured on ``split``)."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     config = {**cast(dict, model.detector_config), "classes": list(classes), "init": init}
-    with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_safetensors(model.state_dict(), folder / WEIGHTS_NAME)
     write_text_atomic(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     write_text_atomic(folder / "README.md", detector_card(config, metrics, split))
     return folder
