@@ -125,7 +125,7 @@ def make_hub_repo(
     return _git(repo, "rev-parse", "HEAD").strip()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """Ask the OS for a currently unused loopback TCP port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
@@ -233,7 +233,7 @@ class OlahServer:
 
     def _start_once(self) -> bool:
         """Launch olah once; True when listening, False when its port was taken, else raise."""
-        port = _free_port()
+        port = free_port()
         config = self.root / "olah.toml"
         config.write_text(_olah_config(port, self.root / "repos", self.mirrors))
         # olah imports huggingface_hub.constants, so keep the caller's HF_* settings away from it.

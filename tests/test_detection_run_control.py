@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,8 @@ from cutmix_zoo.train import detection_loop
 from cutmix_zoo.train.checkpoint import load_checkpoint
 from cutmix_zoo.train.config import EXIT_INTERRUPTED
 from cutmix_zoo.train.detection import DetectionInterrupted, DetectionRun, train_detector
+
+from servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 INIT = "pyramidnet20_a48.cutmix_shapes"
@@ -94,17 +95,12 @@ def test_sigterm_mid_epoch_saves_that_step_and_resumes_exactly(scenes, whole, tm
     assert "--lr cannot change when resuming" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_two_gloo_ranks_finish_with_identical_weights(scenes, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "cutmix_zoo", "detect", "train", "--init", INIT, "--data", str(scenes),
+           "--master-port", str(free_port()), "-m", "cutmix_zoo", "detect", "train", "--init", INIT, "--data", str(scenes),
            "--output", str(tmp_path), "--recipe", "scenes", "--epochs", "1", "--batch-size", "2", "--min-size", "48",
            "--max-size", "48", "--out-channels", "16", "--workers", "0", "--device", "cpu", "--quiet"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)

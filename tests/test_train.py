@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,8 @@ from cutmix_zoo.train import loop as train_loop
 from cutmix_zoo.train.checkpoint import load_checkpoint
 from cutmix_zoo.train.config import EXIT_INTERRUPTED, resolve, train_parser
 from cutmix_zoo.train.data import DataError
+
+from servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "pyramidnet", "--depth", "8", "--alpha", "12", "--no-bottleneck", "--dataset", "cifar10",
@@ -228,17 +229,12 @@ def test_interrupted_and_resumed_equals_uninterrupted(uninterrupted, tmp_path, m
     assert resumed == whole
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "cutmix_zoo.train", *TINY, "--epochs", "2", "--batch-size", "32",
+           "--master-port", str(free_port()), "-m", "cutmix_zoo.train", *TINY, "--epochs", "2", "--batch-size", "32",
            "--synthetic-size", "256", "--workers", "0", "--device", "cpu", "--output", str(tmp_path)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
