@@ -32,6 +32,10 @@ class TrainingError(ZooError, RuntimeError):
     """A training run that cannot start or go on: an --output it cannot write, a loss or weights that became non-finite."""
 
 
+class OutputError(ZooError, OSError):
+    """An output folder that cannot be written, or that another process is writing now (one writer per folder)."""
+
+
 EXIT_FAILURE = 1  # a failure while working: data, files, weights, downloads
 EXIT_USAGE = 2  # bad input: an argument or a model name that cannot work
 EXIT_KEYBOARD_INTERRUPT = 130  # Ctrl-C (128 + SIGINT)

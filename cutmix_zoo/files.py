@@ -1,7 +1,10 @@
-"""Files the zoo writes and reads, with no torch needed: their names, their hashes, and atomic writes.
+"""Files the zoo writes and reads, with no torch needed: their names, their hashes, atomic writes, and the lock that
+keeps one writer per output folder.
 
 Everything that enters a cache or an output folder is written to a temporary file beside its
-destination and renamed into place, so a crash or a kill never leaves a torn file behind.
+destination and renamed into place, so a crash or a kill never leaves a torn file behind. A temporary's name carries
+its writer's process id (``.NAME.PID-RANDOM.tmp``), so the next writer of its kind can tell one a killed process left
+from one being written now and remove it (:func:`sweep_temporaries`).
 """
 
 from __future__ import annotations
@@ -9,13 +12,21 @@ from __future__ import annotations
 import codecs
 import contextlib
 import hashlib
+import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import OutputError
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+LOCK_NAME = ".cutmix-zoo.lock"  # in an output folder: held by the one process writing it
+HOLDER_NAME = ".cutmix-zoo.lock.json"  # beside it: who holds it, for the sentence that refuses a second writer
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-[^.]*\.tmp$")  # what atomic_path names its temporaries: .NAME.PID-RANDOM.tmp
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -43,7 +54,7 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -55,6 +66,74 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def sweep_temporaries(folder: str | os.PathLike, older_than: float | None = None) -> list[Path]:
+    """Remove the stale temporaries :func:`atomic_path` left in ``folder`` and return them: those whose writer is no longer
+    running (killed mid-write), and with ``older_than`` (when this process took the folder's :func:`output_lock`) any
+    other process's written before that time. A temporary being written by a live process is left alone."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(os.fspath(folder)):
+            match = _TEMPORARY.match(entry.name)
+            if match is None or int(match.group(1)) == os.getpid() or not entry.is_file(follow_symlinks=False):
+                continue
+            if _alive(int(match.group(1))) and (older_than is None or entry.stat().st_mtime >= older_than):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
+    """Hold ``folder`` (made if need be) as this process's while the block runs: a second writer is refused at once with one
+    sentence naming the holder (:class:`~cutmix_zoo.errors.OutputError`), and the stale temporaries of earlier writers
+    are swept first. The lock file stays in the folder: deleting one that another process has open would let two hold it.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / LOCK_NAME))
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise OutputError(f"{folder} is being written by {_holder(folder)}: wait for it to finish, or choose another folder.") from None
+    except OSError as e:
+        raise OutputError(f"{folder} cannot be written ({e.strerror or e}): choose a folder this user can write.") from None
+    taken = time.time()
+    try:
+        with contextlib.suppress(OSError):
+            write_text_atomic(folder / HOLDER_NAME, json.dumps({"pid": os.getpid(), "command": command, "started": taken}) + "\n")
+        sweep_temporaries(folder, older_than=taken)
+        yield folder
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(folder / HOLDER_NAME)
+        lock.release()
+
+
+def _holder(folder: Path) -> str:
+    """Who holds ``folder``'s lock, as its holder file says: the command, its process id and when it started."""
+    try:
+        holder = json.loads((folder / HOLDER_NAME).read_text())
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder["started"])))
+        return f"another {holder['command']} (process {int(holder['pid'])}, started {started})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..errors import ZooError, exit_code
+from ..errors import InvalidArgumentError, ZooError, exit_code
 
 Subparsers = argparse._SubParsersAction  # what add_subparsers returns; every command's add_parser adds its sub-parser to it
 
@@ -70,13 +70,37 @@ def cached_files() -> list[dict[str, Any]]:
     return rows
 
 
-def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True) -> str:
-    """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder."""
+def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True, force: bool = True) -> str:
+    """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder; without
+    ``force``, a folder holding another model's export is refused in one sentence rather than overwritten."""
     from ..api import load
     from ..hub.cards import render_card
     from ..hub.export import save_pretrained
     from ..model_config import pretrained_cfg_of
 
     model = load(name, revision=revision, progress=progress)
-    save_pretrained(model, out, card=render_card(pretrained_cfg_of(model)))
+    cfg = pretrained_cfg_of(model)
+    held = exported_name(out)
+    if not force and held is not None and held != cfg["name"]:
+        raise InvalidArgumentError(f"{out} holds the export of {held or 'another model'}: pass --force to overwrite it, or -o to "
+                                   "write elsewhere.")
+    save_pretrained(model, out, card=render_card(cfg))
     return out
+
+
+def exported_name(folder: str) -> str | None:
+    """The model whose export ``folder`` holds (its config.json's name; "" when its weights or config are there but the
+    name cannot be read); None where it holds no export."""
+    import json
+    import os
+
+    from ..files import CONFIG_NAME, WEIGHTS_NAME
+
+    if not any(os.path.lexists(os.path.join(folder, f)) for f in (CONFIG_NAME, WEIGHTS_NAME)):
+        return None
+    try:
+        with open(os.path.join(folder, CONFIG_NAME)) as f:
+            name = json.load(f).get("name")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""

@@ -17,11 +17,18 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="folder to write")
     p.add_argument("--revision", help="Hub revision to export")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="overwrite another model's export in --output")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export ``args.name`` into ``args.output``."""
-    out = export_folder(args.name, args.output, args.revision, not args.quiet)
+    """Export ``args.name`` into ``args.output``, as its one writer (a second export into it is refused), refusing to
+    overwrite another model's export without ``--force``."""
+    from ..builder import resolve_config
+    from ..files import output_lock
+
+    resolve_config(args.name)  # an unknown name is refused before the folder is made
+    with output_lock(args.output, "cutmix-zoo export"):
+        out = export_folder(args.name, args.output, args.revision, not args.quiet, force=args.force)
     print(f"Exported {args.name} to {out}: model.safetensors, config.json, README.md")
     return 0

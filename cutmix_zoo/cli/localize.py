@@ -147,19 +147,40 @@ def _localize_shapes(args: argparse.Namespace, net: Any, out: Path) -> tuple[dic
     return {"data": SHAPES, "localization": summary.to_dict(), "predictions": predictions, "pictures": pictures}, summary
 
 
-def _true_boxes(args: argparse.Namespace, net: Any) -> list[tuple[tuple[int, int, int, int], int]]:
-    """The true box and class (as the model's index) of each of ``args.images``, from ``args.boxes``."""
-    from ..reports.localize import find_box, read_boxes, resolve_label
+def _true_boxes(args: argparse.Namespace, net: Any) -> list[tuple[tuple[int, int, int, int], int]] | None:
+    """The true box and class (as the model's index) of each of ``args.images``, from ``args.boxes`` (None without it),
+    after each image's shape and box are checked from its header, before anything is written."""
+    from ..reports.inference import check_aspect_ratio
+    from ..reports.localize import check_box_inside, find_box, read_boxes, resolve_label
 
-    annotations = read_boxes(args.boxes)
+    annotations = read_boxes(args.boxes) if args.boxes else None
     truth = []
     for image in args.images:
+        size = _image_size(image)
+        if size is not None:
+            check_aspect_ratio(*size, f"The image {image}")
+        if annotations is None:
+            continue
         found = find_box(annotations, image, f"The boxes file {args.boxes}")
+        if size is not None:
+            check_box_inside(found.box, *size, f"The boxes file {args.boxes}, image {image}")
         truth.append((found.box, resolve_label(net, found.label, f"The boxes file {args.boxes}")))
-    return truth
+    return truth if annotations is not None else None
 
 
-def _localize_images(args: argparse.Namespace, net: Any, out: Path) -> tuple[dict[str, Any], LocalizationSummary | None]:
+def _image_size(image: str) -> tuple[int, int] | None:
+    """The width and height in ``image``'s header (None where Pillow cannot read it: the image's own read says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(image) as img:
+            return img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _localize_images(args: argparse.Namespace, net: Any, out: Path,
+                     truth: list[tuple[tuple[int, int, int, int], int]] | None) -> tuple[dict[str, Any], LocalizationSummary | None]:
     import torch
 
     from ..reports.cam import render
@@ -168,7 +189,6 @@ def _localize_images(args: argparse.Namespace, net: Any, out: Path) -> tuple[dic
     from ..reports.predict import class_names, open_image
 
     names = class_names(net)
-    truth = _true_boxes(args, net) if args.boxes else None
     transform = whole_image_transform(net)
     thresholds = sweep_thresholds(args.threshold) if truth else [args.threshold]
     at = thresholds.index(args.threshold)
@@ -241,8 +261,9 @@ def run(args: argparse.Namespace) -> int:
     if args.class_index is not None and not 0 <= args.class_index < net.pretrained_cfg["num_classes"]:
         cfg = net.pretrained_cfg
         raise InvalidArgumentError(f"Class {args.class_index} does not exist: {cfg['name']} has classes 0 to {cfg['num_classes'] - 1}.")
+    truth = None if shapes else _true_boxes(args, net)
     out = output_folder(args.output)
-    body, summary = _localize_shapes(args, net, out) if shapes else _localize_images(args, net, out)
+    body, summary = _localize_shapes(args, net, out) if shapes else _localize_images(args, net, out, truth)
     report = {"command": command_line("localize", args.argv), "model": net.pretrained_cfg["name"], "threshold": args.threshold,
               "box_format": "left, top, right, bottom in image pixels; right and bottom exclusive", **body}
     write_report(out / "report.json", report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..errors import ZooError
+from ..errors import InvalidArgumentError, ZooError
 from .common import Subparsers, export_folder
 
 NAME = "publish"
@@ -25,13 +25,28 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def upload_files(folder: str) -> list[str]:
+    """The names of the regular files directly in ``folder`` (hidden ones left out): what publish uploads. A symbolic link
+    there is refused, naming it, since its bytes may lie anywhere outside the folder; subfolders are not uploaded."""
+    names = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            raise InvalidArgumentError(f"{entry.path} is a symbolic link, and publish uploads only the regular files of {folder} itself: "
+                           "replace the link with a copy of the file or remove it.")
+        if entry.is_file(follow_symlinks=False):
+            names.append(entry.name)
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     """Upload the folder (or with ``--dry-run`` list what would be uploaded); a failed upload is one error line."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="cutmix-zoo-publish-") as tmp:
         folder = args.name if os.path.isdir(args.name) else export_folder(args.name, tmp, progress=not args.quiet)
-        files = sorted(f for f in os.listdir(folder) if not f.startswith("."))
+        files = upload_files(folder)
         listing = [{"file": f, "bytes": os.path.getsize(os.path.join(folder, f))} for f in files]
         if args.dry_run:
             print(f"Would create {args.repo_id} (private: {args.private}) and upload:")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import InvalidArgumentError
 from .common import Subparsers, UsageError, positive, print_table
 from .reporting import SHAPES, command_line, model_names, output_folder, shapes_benchmark, write_report
 
@@ -69,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--ratios must be at least 2")
     if args.batch_size < 2:
         raise UsageError("--batch-size must be at least 2 (in-between samples pair images within a batch)")
+    measures = [m.strip() for m in args.measures.split(",") if m.strip()]
+    if not measures:
+        raise InvalidArgumentError(f"--measures {args.measures!r} names no measure: give one or more of occlusion,in_between,fgsm,ood.")
     from ..reports.predict import resolve_model
     from ..reports.robustness import evaluate, read_image_folder, read_validation_folder
 
@@ -84,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
     ood_images = read_image_folder(args.ood) if args.ood else []
     out = output_folder(args.output)
     models = {name: resolve_model(name, device=args.device) for name in names}
-    measures = [m.strip() for m in args.measures.split(",") if m.strip()]
     progress = None
     if sys.stderr.isatty():
         from tqdm import tqdm

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidArgumentError, ZooError
+from ..files import HOLDER_NAME, LOCK_NAME, output_lock
 from .common import Subparsers
 
 NAME = "shapes"
@@ -35,6 +36,13 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _require_empty(folder: Path, what: str) -> None:
+    """Refuse a folder holding anything but its writer's lock (:func:`~cutmix_zoo.files.output_lock`): generated data is
+    not mixed with what is there, another run's draw included."""
+    if any(entry.name not in (LOCK_NAME, HOLDER_NAME) for entry in folder.iterdir()):
+        raise InvalidArgumentError(f"{folder} is not empty: choose a new folder for the generated {what}.")
+
+
 def _scenes(args: argparse.Namespace) -> int:
     """Write the detection scenes of ``--scenes`` into ``args.output`` (checked new or empty)."""
     from ..detection.scenes import write_scenes
@@ -43,12 +51,12 @@ def _scenes(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("--train-images and --val-images must be at least 1.")
     if args.size < 32:
         raise InvalidArgumentError(f"--size must be at least 32 pixels (a canvas holds shapes of radius 5 to 14), not {args.size}.")
-    if args.output.exists() and any(args.output.iterdir()):
-        raise InvalidArgumentError(f"{args.output} is not empty: choose a new folder for the generated scenes.")
-    try:
-        root = write_scenes(args.output, args.train_images, args.val_images, args.size, args.seed, args.layout)
-    except OSError as e:
-        raise ZooError(f"Could not write the scenes into {args.output} ({e.strerror or e}).") from None
+    with output_lock(args.output, "cutmix-zoo shapes"):
+        _require_empty(args.output, "scenes")
+        try:
+            root = write_scenes(args.output, args.train_images, args.val_images, args.size, args.seed, args.layout)
+        except OSError as e:
+            raise ZooError(f"Could not write the scenes into {args.output} ({e.strerror or e}).") from None
     print(f"wrote {root} in the {args.layout.upper()} layout: {args.train_images} training and {args.val_images} validation "
           f"scenes of {args.size}x{args.size} pixels (train with: cutmix-zoo detect train --data {root} --recipe scenes ...)")
     return 0
@@ -62,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
         return _scenes(args)
     if args.train_per_class < 1 or args.val_per_class < 1:
         raise InvalidArgumentError("--train-per-class and --val-per-class must be at least 1.")
-    if args.output.exists() and any(args.output.iterdir()):
-        raise InvalidArgumentError(f"{args.output} is not empty: choose a new folder for the generated images.")
-    try:
-        root = write_folder(args.output, args.train_per_class, args.val_per_class, novel=not args.shapes10, seed=args.seed)
-    except OSError as e:
-        raise ZooError(f"Could not write the images into {args.output} ({e.strerror or e}).") from None
+    with output_lock(args.output, "cutmix-zoo shapes"):
+        _require_empty(args.output, "images")
+        try:
+            root = write_folder(args.output, args.train_per_class, args.val_per_class, novel=not args.shapes10, seed=args.seed)
+        except OSError as e:
+            raise ZooError(f"Could not write the images into {args.output} ({e.strerror or e}).") from None
     classes = sorted(p.name for p in (root / "train").iterdir())
     print(f"wrote {root}/train and {root}/val: {len(classes)} classes, {args.train_per_class} training and "
           f"{args.val_per_class} validation images each")

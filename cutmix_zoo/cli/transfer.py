@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -90,16 +89,17 @@ def finetune(model: str, args: argparse.Namespace, out: Path) -> FinetuneResult:
     return the run's end record (best top-1 and top-5 error and epoch) with the folder it wrote."""
     from ..reports.transfer import FinetuneResult
     from ..train import train_main
+    from ..train.metrics_log import read_metrics
 
     argv = ["--init", model, "--data", args.data, "--recipe", "finetune", "--epochs", str(args.finetune), "--output", str(out),
-            "--seed", str(args.seed), "--quiet"]
+            "--seed", str(args.seed), "--quiet", "--force"]  # the report's own run folder: a rerun replaces it
     argv += ["--device", args.device] if args.device else []
     argv += ["--val-split", str(args.val_split)] if args.val_split is not None else []
     code = train_main(argv)
     if code != 0:
         raise ZooError(f"Fine-tuning {model} stopped with exit status {code}; its run is in {out}.")
     try:
-        end = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+        end = read_metrics(out / "metrics.jsonl")[-1]
     except (OSError, IndexError, ValueError):
         raise ZooError(f"Fine-tuning {model} left no readable {out / 'metrics.jsonl'}.") from None
     if end.get("event") != "end":

@@ -122,7 +122,7 @@ def trusted(entry: Entry, path: Path, full: bool = False) -> Path:
     """
     real = path.resolve()
     marker = read_json(_marker(entry))
-    if not full and marker and marker.get("file") == str(real) and marker.get("stamp") == _stamp(real):
+    if not full and marker and marker.get("file") == str(real) and marker.get("stamp") == _stamp(real) and marker.get("finite"):
         return path
     digest = sha256_file(real)
     expected = recorded_sha256(entry, path)
@@ -130,9 +130,26 @@ def trusted(entry: Entry, path: Path, full: bool = False) -> Path:
         raise WeightsError(
             f"The cached weights of {entry.name} ({path}) are not the file that was written (sha256 {digest[:12]}..., "
             f"recorded {expected[:12]}...): they were changed or corrupted; run `cutmix-zoo download --force {entry.name}`.")
+    _check_finite_file(entry, path)
     with contextlib.suppress(OSError):  # a read-only cache still loads; it is hashed again next time
-        write_text_atomic(_marker(entry), json.dumps({"file": str(real), "stamp": _stamp(real), "sha256": digest}) + "\n")
+        write_text_atomic(_marker(entry), json.dumps({"file": str(real), "stamp": _stamp(real), "sha256": digest, "finite": True}) + "\n")
     return path
+
+
+def _check_finite_file(entry: Entry, path: Path) -> None:
+    """Refuse a cached safetensors file holding a NaN or an infinity (a Hub copy uploaded broken), in one sentence; checked
+    when the file is hashed, so a warm load of an unchanged file does not read its values again."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..fastload import check_finite
+
+    try:
+        state = load_file(path)
+    except SafetensorError as e:
+        raise WeightsError(f"The cached weights of {entry.name} ({path}) are not a readable safetensors file ({e}); "
+                           f"run `cutmix-zoo download --force {entry.name}`.") from None
+    check_finite(state, str(path), outcome=f"so they were not loaded; run `cutmix-zoo download --force {entry.name}` or pass weights=FILE")
 
 
 @contextlib.contextmanager

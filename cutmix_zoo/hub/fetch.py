@@ -25,6 +25,7 @@ from typing import cast
 import torch
 
 from ..errors import DownloadError
+from ..fastload import check_finite
 from ..files import WEIGHTS_NAME
 from ..model_config import ModelConfig
 from ..registry import Entry
@@ -41,11 +42,28 @@ def read_weights(source: Source, device: torch.device | str | None = None,
                  progress: bool = True) -> tuple[dict[str, torch.Tensor], str]:
     """The tensors of the file ``source`` names, fetched first where it is not local, and that file's name (for errors
     and ``pretrained_cfg["source"]``, as the caller wrote it for a given file or folder)."""
-    if source.kind in ("file", "folder"):
-        where: str | os.PathLike = cast("str | os.PathLike", source.file)
-    else:
-        where = fetch_file(source, progress=progress)
-    return read_state_dict(where, device), str(where)
+    if source.kind not in ("file", "folder"):
+        where = fetch_file(source, progress=progress)  # a cached file was checked, finite values included, when it was hashed
+        return read_state_dict(where, device), str(where)
+    given = cast("str | os.PathLike", source.file)
+    state = read_state_dict(given, device)
+    stamp = _stamp(given)
+    if stamp not in _FINITE:
+        check_finite(state, str(given), outcome="so they were not loaded")
+        _FINITE.add(stamp)
+    return state, str(given)
+
+
+_FINITE: set[tuple[str, int, int, int]] = set()  # the stamps of given files this process found finite
+
+
+def _stamp(path: str | os.PathLike) -> tuple[str, int, int, int]:
+    """A given file (a folder: its weights) as it is now: its real path, inode, size and modification time; a rewritten
+    file gets another stamp, so it is checked again."""
+    real = Path(os.path.realpath(path))
+    real = real / WEIGHTS_NAME if real.is_dir() else real
+    st = real.stat()
+    return str(real), st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def fetch_weights(entry: Entry, revision: str | None = None, progress: bool = True, force: bool = False,

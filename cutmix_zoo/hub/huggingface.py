@@ -149,11 +149,29 @@ def _hub_download(kwargs: dict[str, Any], force: bool) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(**kwargs, force_download=force, etag_timeout=_etag_timeout()))
+        found = Path(hf_hub_download(**kwargs, force_download=force, etag_timeout=_etag_timeout()))
     except ValueError as e:
         if force and isinstance(e.__cause__, Exception):
             raise e.__cause__ from None
         raise
+    _remove_stale_incomplete(found)
+    return found
+
+
+def _remove_stale_incomplete(found: Path) -> None:
+    """Delete the ``.incomplete`` files earlier, killed tries left beside the blob that has now arrived whole
+    (``BLOB.incomplete``, ``BLOB.RANDOM.incomplete``): nothing will ever finish them. They are removed only while
+    huggingface_hub's own lock of that blob is free, so a download another process is making now is left alone."""
+    from filelock import FileLock, Timeout
+
+    blob = found.resolve()
+    stale = [p for p in blob.parent.glob(f"{blob.name}*.incomplete") if p.name.count(".") <= 2]
+    if not stale:
+        return
+    lock = FileLock(str(blob.parents[2] / ".locks" / blob.parents[1].name / f"{blob.name}.lock"))
+    with contextlib.suppress(OSError, Timeout), lock.acquire(timeout=0):
+        for path in stale:
+            path.unlink(missing_ok=True)
 
 
 def check_hub_config(entry: Entry, path: Path, expected: ModelConfig) -> None:

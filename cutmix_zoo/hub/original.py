@@ -15,6 +15,7 @@ import math
 import os
 import stat
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ CONNECT_TIMEOUT = 2.0  # seconds to connect to the original release's server: Li
 READ_TIMEOUT = 60.0  # seconds a download of the original may go without a byte, so slow links still finish
 DEFAULT_DOWNLOAD_TIMEOUT = 3600.0  # seconds a whole download of an original file may take (CUTMIX_ZOO_DOWNLOAD_TIMEOUT)
 MAX_CHECKPOINT_BYTES = 4 << 30  # the largest original checkpoint, optimizer state included, is well under 1 GiB
+DEADLINE_GRACE = 0.5  # seconds past the deadline the worker may take to report its own late transfer
 MAX_ZIP_RATIO = 20  # trained weights barely compress (about 1.1 times); a zip bomb expands thousands of times
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,37 @@ def _blocks(response: Any) -> Iterator[bytes]:
 
 def _download(url: str, dest: Path, progress: bool, desc: str, timeout: float) -> str:
     """Stream ``url`` into ``dest`` within ``timeout`` seconds in all, returning its sha256; a failed, short or late
-    transfer raises a :class:`TransferError` that says how many bytes had arrived."""
+    transfer raises a :class:`TransferError` that says how many bytes had arrived.
+
+    The deadline covers the whole exchange, a server that trickles its headers included (the HTTP client waits for them
+    with only a per-read timeout): the transfer runs in a worker thread, and at the deadline this thread stops waiting,
+    tells the worker to stop at its next byte, and raises, so the download lock is never held longer.
+    """
+    outcome: dict[str, Any] = {"arrived": 0}
+
+    def work() -> None:
+        try:
+            outcome["digest"] = _stream(url, dest, progress, desc, timeout, outcome)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            outcome["error"] = e
+
+    worker = threading.Thread(target=work, name=f"cutmix-zoo download of {desc}", daemon=True)
+    worker.start()
+    try:
+        worker.join(timeout + DEADLINE_GRACE)
+    finally:
+        outcome["abandoned"] = worker.is_alive()
+    if outcome["abandoned"]:
+        raise TransferError(url, f"did not arrive within {timeout:g} s (CUTMIX_ZOO_DOWNLOAD_TIMEOUT): only "
+                                 f"{outcome['arrived']:,} bytes came")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["digest"]
+
+
+def _stream(url: str, dest: Path, progress: bool, desc: str, timeout: float, outcome: dict[str, Any]) -> str:
+    """What :func:`_download` runs in its worker: the request and the body's blocks, each checked against the deadline;
+    the bytes so far are kept in ``outcome["arrived"]``, and once ``outcome["abandoned"]`` is set the worker stops."""
     import hashlib
 
     import requests
@@ -108,10 +140,13 @@ def _download(url: str, dest: Path, progress: bool, desc: str, timeout: float) -
             expected = int(response.headers.get("Content-Length") or 0) or None
             with open(dest, "wb") as f, tqdm(total=expected, unit="B", unit_scale=True, desc=desc, disable=not progress) as bar:
                 for block in _blocks(response):
+                    if outcome.get("abandoned"):
+                        return ""  # the caller gave up at the deadline and has said so
                     f.write(block)
                     digest.update(block)
                     arrived = wire_bytes() if response.headers.get("Content-Encoding") else arrived + len(block)
                     bar.update(arrived - bar.n)
+                    outcome["arrived"] = arrived
                     if time.monotonic() > deadline:
                         raise TransferError(url, f"did not arrive within {timeout:g} s (CUTMIX_ZOO_DOWNLOAD_TIMEOUT): only "
                                                  f"{so_far()} came")

@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 
 from ..builder import resolve_name
+from ..errors import InvalidArgumentError
 from ..model_config import ModelConfig
 from ..registry import Entry
 from .cache import cached_hub_files, cached_original
@@ -55,11 +56,15 @@ def resolve_source(name: str | os.PathLike, pretrained: bool = True, weights: st
                    revision: str | None = None, device: torch.device | str | None = None) -> Source:
     """Where ``load(name, pretrained, weights=, revision=, device=)`` takes its weights from, with the name resolved once.
 
-    The meta device reads nothing; a given ``weights`` file comes next, even with ``pretrained=False``; then
-    ``pretrained=False`` builds at random; an exported folder reads its own file; a registry entry is decided by
-    :func:`entry_source`. An unknown name or an unreadable folder config is the error :func:`~cutmix_zoo.builder.resolve_name` raises.
+    The meta device reads nothing; a given ``weights`` file comes next (``pretrained=False`` with ``weights`` asks for
+    two things at once and is refused in one sentence); then ``pretrained=False`` builds at random; an exported folder
+    reads its own file; a registry entry is decided by :func:`entry_source`. An unknown name or an unreadable folder
+    config is the error :func:`~cutmix_zoo.builder.resolve_name` raises.
     """
     entry, cfg = resolve_name(name)
+    if weights is not None and not pretrained:
+        raise InvalidArgumentError("pretrained=False asks for random weights and weights= for the file's, which contradict each "
+                                   "other: drop one of them.")
     if device is not None and torch.device(device).type == "meta":
         return Source("meta", cfg, entry)
     if weights is not None:
@@ -73,8 +78,12 @@ def resolve_source(name: str | os.PathLike, pretrained: bool = True, weights: st
 
 def entry_source(entry: Entry, cfg: ModelConfig, revision: str | None = None, force: bool = False) -> Source:
     """Where a registry entry's weights come from: the bundled file, else (unless ``force``) a cached file, the Hub's
-    before the zoo's converted original (which answers no pinned ``revision``), else a download."""
+    before the zoo's converted original (which answers no pinned ``revision``), else a download. A bundled model has
+    one version only, so a ``revision`` for it is refused in one sentence rather than ignored."""
     if entry.bundled_file is not None:
+        if revision is not None:
+            raise InvalidArgumentError(f"{entry.name} is bundled with cutmix_zoo and has no Hub revisions, so revision={revision!r} "
+                                       "cannot pin it: drop revision.")
         return Source("bundled", cfg, entry, file=entry.bundled_file)
     if not force:
         hub = cached_hub_files(entry, revision)

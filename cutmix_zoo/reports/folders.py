@@ -2,8 +2,11 @@
 
 The rules are torchvision ImageFolder's: the classes are the folder's subfolders in sorted order (links followed); the
 images of a class are the files under its folder, recursively (links followed), whose names end in one of
-:func:`image_extensions` in any case, the folders walked in sorted order and each one's files in sorted order. Reading
-refuses nothing; each caller refuses what it cannot use, :meth:`ImageTree.require_classes` and
+:func:`image_extensions` in any case, the folders walked in sorted order and each one's files in sorted order. A link
+to a folder below a class folder is refused in one sentence: it leads outside the class (another class's images, or a
+loop through ``..``) or to a folder inside it that is walked anyway, and ImageFolder would count those images twice or
+under the wrong class; a class folder may itself be a link, and links to files are followed.
+Reading refuses nothing else; each caller refuses what it cannot use, :meth:`ImageTree.require_classes` and
 :meth:`ImageTree.require_images` saying so in the reports' sentences.
 """
 
@@ -25,15 +28,44 @@ def image_extensions() -> tuple[str, ...]:
 
 
 def class_folders(folder: str | os.PathLike) -> list[str]:
-    """The names of ``folder``'s subfolders (links followed), sorted: the classes of an image-class tree."""
-    return sorted(entry.name for entry in os.scandir(os.fspath(folder)) if entry.is_dir())
+    """The names of ``folder``'s subfolders (links followed), sorted: the classes of an image-class tree. A class link to
+    ``folder`` itself or a folder above it is refused: it would hold every other class's images."""
+    top = os.path.realpath(folder)
+    names = []
+    for entry in os.scandir(os.fspath(folder)):
+        if entry.is_dir():
+            target = os.path.realpath(entry.path)
+            if entry.is_symlink() and os.path.commonpath([top, target]) == target:
+                raise InvalidArgumentError(f"The class folder {entry.path} links to {target}, which holds the whole tree, so every "
+                                           "image would be counted under it too; remove the link.")
+            names.append(entry.name)
+    return sorted(names)
 
 
 def image_files(folder: str | os.PathLike) -> list[str]:
-    """Every image file under ``folder`` (recursively, links followed), in ImageFolder's order, as paths joined to ``folder``."""
+    """Every image file under ``folder`` (recursively, links to files followed), in ImageFolder's order, as paths joined to
+    ``folder``; a link to a folder below it is refused (:func:`_walk`)."""
     extensions = image_extensions()
-    return [os.path.join(root, name) for root, _, names in sorted(os.walk(os.fspath(folder), followlinks=True))
+    return [os.path.join(root, name) for root, names in sorted(_walk(os.fspath(folder)))
             for name in sorted(names) if name.lower().endswith(extensions)]
+
+
+def _walk(folder: str) -> list[tuple[str, list[str]]]:
+    """``os.walk(folder, followlinks=True)``'s folders and file names, refusing a link to a folder anywhere below ``folder``:
+    it leads either outside the class folder (another class's images, or a loop through ``..``) or to a folder inside it
+    that is walked anyway, so its images would be counted twice or under the wrong class."""
+    found = []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                target = os.path.realpath(path)
+                where = "inside" if os.path.commonpath([os.path.realpath(folder), target]) == os.path.realpath(folder) else "outside"
+                raise InvalidArgumentError(f"The folder link {path} leads to {target}, {where} its class folder {folder}, so its "
+                                           "images would be counted twice or under the wrong class; remove the link or replace it "
+                                           "with a copy of the images.")
+        found.append((root, names))
+    return found
 
 
 @dataclass(frozen=True)

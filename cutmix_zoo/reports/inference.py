@@ -39,11 +39,29 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
             model.train(mode)
 
 
+MAX_ASPECT_RATIO = 10  # longer side over shorter: the whole image's shorter side is resized to the input, so work grows with it
+
+
+def check_aspect_ratio(width: int, height: int, where: str) -> None:
+    """Refuse an image whose sides differ more than :data:`MAX_ASPECT_RATIO` times, in one sentence: the network sees the
+    whole image with its shorter side at the input size, so a 3000x1 strip would become 96000x32 pixels of work."""
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InvalidArgumentError(f"{where} is {width}x{height} pixels, more than {MAX_ASPECT_RATIO} times longer than it is wide, "
+                                   "and the network would see it whole at that shape: crop it nearer to a square first.")
+
+
 def whole_image_transform(model: nn.Module) -> Callable[[Image.Image], torch.Tensor]:
-    """The model's eval transform without its centre crop: the network sees (and a map covers) the whole image."""
+    """The model's eval transform without its centre crop: the network sees (and a map covers) the whole image, which
+    is why an image of extreme shape is refused (:func:`check_aspect_ratio`) before it is resized."""
     from torchvision import transforms as T
 
-    return T.Compose([t for t in transforms(model).transforms if not isinstance(t, T.CenterCrop)])
+    resize = T.Compose([t for t in transforms(model).transforms if not isinstance(t, T.CenterCrop)])
+
+    def transform(image: Image.Image) -> torch.Tensor:
+        check_aspect_ratio(image.width, image.height, "The image")
+        return resize(image)
+
+    return transform
 
 
 class ClassMaps(NamedTuple):

@@ -266,6 +266,8 @@ class TrueBox(NamedTuple):
 
 def _box(values: Sequence[Any], where: str) -> Box:
     try:
+        if any(isinstance(v, bool) for v in values):
+            raise TypeError("a truth value is no coordinate")
         numbers = [float(v) for v in values]
     except (TypeError, ValueError):
         raise InvalidArgumentError(f"{where}: a box is four numbers left, top, right, bottom, not {list(values)!r}.") from None
@@ -352,6 +354,15 @@ def find_box(boxes: dict[str, TrueBox], image: str, source: str = "the boxes fil
     if len(matches) > 1:
         raise InvalidArgumentError(f"{source} has {len(matches)} boxes for images named {name}; write {image} as it is given on the command line.")
     raise InvalidArgumentError(f"{source} has no box for {image}.")
+
+
+def check_box_inside(box: Sequence[int], width: int, height: int, where: str) -> None:
+    """Refuse a true box that reaches beyond its image of ``width`` x ``height`` pixels (wholly outside it, or larger than
+    it), in one sentence: its IoU with any predicted box would measure nothing."""
+    left, top, right, bottom = box
+    if right > width or bottom > height:
+        raise InvalidArgumentError(f"{where}: the box {list(box)} reaches beyond its {width}x{height} image (right and bottom "
+                                   "are at most the width and height); give boxes in the image's own pixels.")
 
 
 def resolve_label(model: nn.Module, label: int | str, source: str = "the boxes file") -> int:

@@ -494,6 +494,8 @@ def _measure_ood(runs: Sequence[_Model], ood_images: Sequence[ImageLike], noise_
 def _check_arguments(measures: Sequence[str], epsilon: float, images: Sequence[ImageLike], labels: Sequence[int],
                      batch_size: int) -> None:
     unknown = [m for m in measures if m not in MEASURES]
+    if not measures:
+        raise InvalidArgumentError(f"No measure was asked for: choose one or more of {', '.join(MEASURES)}.")
     if unknown:
         raise InvalidArgumentError(f"Unknown measure {unknown[0]!r}: choose from {', '.join(MEASURES)}.")
     if not 0 <= epsilon <= 1:

@@ -8,7 +8,8 @@ images once, in inference mode and in batches, through the model's own eval tran
 share the decoded batches. The features are cached as safetensors under ``cache_dir()/features`` (or ``cache=``),
 keyed by the model's identity (its config and a sha256 of its tensors), the data (the folder, and every file's path,
 size and modification time) and the transform's settings, so a second run with the same key reads them back and runs
-no model, and a changed image makes a new key.
+no model, and a changed image makes a new key. Each file stores the sha256 of its features (:func:`features_digest`)
+and is read back only when they still match it, one row per image: a file changed on disk is computed again.
 
 ``linear_probe(...)`` fits a multinomial logistic regression on the features (standardised with the fitting set's
 mean and standard deviation) with full-batch L-BFGS, minimising ``mean cross-entropy + l2 / 2 * ||W||^2`` (the bias
@@ -24,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,7 +40,7 @@ from torch import nn
 
 from ..api import transforms
 from ..errors import InvalidArgumentError, ZooError
-from ..files import atomic_path
+from ..files import atomic_path, sweep_temporaries
 from ..model_config import pretrained_cfg_of
 from .folders import class_folders, read_image_tree
 from .inference import eval_mode
@@ -50,6 +52,7 @@ MAX_ITERATIONS = 100
 GRADIENT_TOLERANCE = 1e-4  # L-BFGS stops when no gradient component is larger: far below what moves a prediction
 SMALL_IMAGE_SIDE = 64  # the embedded models' images are 32 pixels; at most this on the longer side counts as small
 CACHE_FORMAT = 1
+logger = logging.getLogger(__name__)
 
 
 # --- the data ------------------------------------------------------------------------------------------------
@@ -202,19 +205,32 @@ def cache_file(cache: Path, key: Mapping[str, Any]) -> Path:
     return cache / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]}.safetensors"
 
 
-def _read_cached(path: Path, key: Mapping[str, Any]) -> torch.Tensor | None:
-    """The cached features at ``path`` when the file holds them for exactly ``key``; None when absent or unreadable."""
+def features_digest(features: torch.Tensor) -> str:
+    """The sha256 of a feature matrix's shape, dtype and bytes: what the cache stores beside the features and checks on read."""
+    head = f"{tuple(features.shape)} {features.dtype}\n".encode()
+    return hashlib.sha256(head + features.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def _read_cached(path: Path, key: Mapping[str, Any], rows: int) -> torch.Tensor | None:
+    """The cached features at ``path`` when the file holds them for exactly ``key``, one row per image (``rows``), with the
+    digest they were written with; None when absent, unreadable or changed since (they are then computed again)."""
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         return None
     try:
         with safe_open(str(path), framework="pt") as f:
-            if (f.metadata() or {}).get("key") != json.dumps(key, sort_keys=True):
+            metadata = f.metadata() or {}
+            if metadata.get("key") != json.dumps(key, sort_keys=True):
                 return None
-            return f.get_tensor("features")
+            features = f.get_tensor("features")
     except (OSError, SafetensorError):
         return None
+    if features.dim() != 2 or features.shape[0] != rows or metadata.get("sha256") != features_digest(features):
+        logger.info("The feature cache %s is not what was written (%s rows, digest mismatch or other shape); computing it again.",
+                    path, features.shape[0] if features.dim() else 0)
+        return None
+    return features
 
 
 def _write_cached(path: Path, key: Mapping[str, Any], features: torch.Tensor) -> None:
@@ -222,7 +238,8 @@ def _write_cached(path: Path, key: Mapping[str, Any], features: torch.Tensor) ->
 
     try:
         with atomic_path(path) as tmp:
-            save_file({"features": features.contiguous()}, str(tmp), metadata={"key": json.dumps(key, sort_keys=True)})
+            save_file({"features": features.contiguous()}, str(tmp),
+                      metadata={"key": json.dumps(key, sort_keys=True), "sha256": features_digest(features)})
     except OSError as e:
         raise ZooError(f"Could not write the feature cache {path} ({e.strerror or e}): pass --cache DIR to keep it elsewhere.") from None
 
@@ -282,6 +299,7 @@ def extract_features(models: Mapping[str, nn.Module], paths: Sequence[str], root
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ZooError(f"Could not create the feature cache {folder} ({e.strerror or e}): pass --cache DIR to keep it elsewhere.") from None
+    sweep_temporaries(folder)  # what a writer killed mid-write left
     data = data_identity(root if root is not None else os.path.commonpath([os.path.abspath(p) for p in paths]), paths)
     result: dict[str, Features] = {}
     missing: dict[str, list[str]] = {}
@@ -290,7 +308,7 @@ def extract_features(models: Mapping[str, nn.Module], paths: Sequence[str], root
         began = time.perf_counter()
         keys[name] = cache_key(model, data)
         file = cache_file(folder, keys[name])
-        found = _read_cached(file, keys[name])
+        found = _read_cached(file, keys[name], len(paths))
         if found is not None:
             result[name] = Features(found, time.perf_counter() - began, True, file)
         else:

@@ -1,4 +1,5 @@
-"""Atomic training checkpoints, the RNG states an exact resume needs, and the run files a resume carries along.
+"""Atomic training checkpoints, the RNG states an exact resume needs, the run files a resume carries along, and the
+claim a run holds on its --output folder (one writer per folder, another run's files kept unless --force).
 
 A checkpoint is written to a temporary file in the same folder, flushed to disk, then renamed
 over the previous one, so a crash or a kill mid-write never leaves a torn file. It holds only
@@ -7,17 +8,22 @@ tensors and plain Python values and is read back with ``torch.load(weights_only=
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import WeightsError
-from ..files import atomic_path
-from .config import BEST_WEIGHTS, CHECKPOINT_NAME, METRICS
+from ..errors import TrainingError, WeightsError
+from ..files import atomic_path, output_lock, sweep_temporaries
+from .config import BEST_WEIGHTS, CHECKPOINT_NAME, EXPORT_DIR, METRICS, check_output
+
+RUN_FILES = (CHECKPOINT_NAME, BEST_WEIGHTS, EXPORT_DIR, METRICS)  # what a run leaves in its --output
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -74,3 +80,30 @@ def carry_run_files(resumed: Path, output: Path) -> None:
         if src.is_file() and not (output / name).exists():
             with atomic_path(output / name) as tmp:
                 shutil.copyfile(src, tmp)
+
+
+@contextlib.contextmanager
+def claimed_output(args: argparse.Namespace) -> Iterator[None]:
+    """Hold ``args.output`` for the run on rank 0 (:func:`~cutmix_zoo.files.output_lock`: a second run into it is refused,
+    naming the first), after refusing a folder that holds another run (its checkpoint, best weights or export) unless
+    ``--force`` (which removes its files, log included, first) or ``--resume`` of that very run; stale temporaries of
+    killed writes in it and its export are swept."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    output = Path(args.output)
+    check_output(output)
+    with output_lock(output, "cutmix-zoo train"):
+        resumed = Path(args.resume) if args.resume else None
+        own = resumed is not None and (resumed if resumed.is_dir() else resumed.parent).resolve() == output.resolve()
+        found = [name for name in RUN_FILES if (output / name).exists()]
+        if not any(name in found for name in RUN_FILES[:3]):
+            found = []  # a log alone: a run that stopped before its first checkpoint, which this one continues the log of
+        if found and not own:
+            if not getattr(args, "force", False):
+                raise TrainingError(f"--output {output} holds another run ({', '.join(found)}): continue it with --resume {output}, "
+                                    "overwrite it with --force, or choose another --output.")
+            for name in found:
+                shutil.rmtree(output / name) if (output / name).is_dir() else (output / name).unlink()
+        sweep_temporaries(output / EXPORT_DIR)
+        yield

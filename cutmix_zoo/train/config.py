@@ -46,7 +46,7 @@ EXPORT_DIR = "export"
 # Flags a resumed run may change: where files are and how this process runs, not what is trained.
 RESOLVED_FLAGS = (*RECIPE_FIELDS, "recipe", "model", "depth", "alpha", "bottleneck", "dataset", "init")  # flags resolve() reads
 RESUMABLE_FLAGS = ("epochs", "output", "data", "device", "workers", "decode", "quiet", "log_interval", "compile",
-                   "precision", "channels_last", "export", "download", "dry_run")
+                   "precision", "channels_last", "export", "download", "dry_run", "force")
 
 
 def default_workers() -> int:
@@ -159,6 +159,8 @@ def _finetune_flags(g: argparse._ArgumentGroup) -> None:
 def _run_flags(g: argparse._ArgumentGroup) -> None:
     """How the run runs: its files, resuming, seed, device, numerics, logging and export."""
     g.add_argument("--output", default="runs/train", help="folder for checkpoint.pt, metrics.jsonl and export/ (default runs/train)")
+    g.add_argument("--force", action="store_true", help="start a new run in an --output that holds another run's files, "
+                                                         "removing them first (without it such a folder is refused)")
     g.add_argument("--resume", help="checkpoint file or output folder to continue; what is trained comes from the checkpoint, and "
                                     "--epochs (to extend a run), --output, --workers, --device and other run flags may change")
     g.add_argument("--seed", type=int, default=0)
@@ -180,6 +182,8 @@ def model_spec(model: str | None, depth: int | None, alpha: float | None, bottle
         imagenet = data_config(dataset).key == "imagenet"  # ImageNet and ImageFolder trees take the ImageNet layout
         if depth is None or (model == "pyramidnet" and alpha is None):
             raise InvalidArgumentError(f"--model {model} needs --depth{' and --alpha' if model == 'pyramidnet' else ''}.")
+        if model == "pyramidnet" and not (math.isfinite(cast(float, alpha)) and cast(float, alpha) > 0):
+            raise InvalidArgumentError(f"--alpha is how much wider the network grows, so it must be a positive number, not {alpha}.")
         if model == "resnet" and imagenet:
             if depth not in _RESNET_DEPTHS:
                 raise InvalidArgumentError(f"--model resnet on {dataset} takes --depth {', '.join(map(str, _RESNET_DEPTHS))}, not {depth}.")

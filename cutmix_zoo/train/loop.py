@@ -69,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(describe_run(args, *resolve(args)), indent=2))
         return 0
+    resolve(args)  # bad flags are refused before the output folder is claimed
+    with ckpt.claimed_output(args):  # one run per --output; another run's files only with --force
+        return train_claimed(args, resume_state)
+
+
+def train_claimed(args: argparse.Namespace, resume_state: dict[str, Any] | None) -> int:
+    """The run in the --output it holds: setup, each epoch's steps, evaluation and checkpoint, then finish."""
     training = setup(args, resume_state)
 
     with StopFlag() as stop:
