@@ -24,8 +24,6 @@ from .errors import OutputError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-LOCK_NAME = ".cutmix-zoo.lock"  # in an output folder: held by the one process writing it
-HOLDER_NAME = ".cutmix-zoo.lock.json"  # beside it: who holds it, for the sentence that refuses a second writer
 _TEMPORARY = re.compile(r"^\..+\.(\d+)-[^.]*\.tmp$")  # what atomic_path names its temporaries: .NAME.PID-RANDOM.tmp
 
 
@@ -98,40 +96,46 @@ def sweep_temporaries(folder: str | os.PathLike, older_than: float | None = None
 
 
 @contextlib.contextmanager
-def output_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
-    """Hold ``folder`` (made if need be) as this process's while the block runs: a second writer is refused at once with one
-    sentence naming the holder (:class:`~cutmix_zoo.errors.OutputError`), and the stale temporaries of earlier writers
-    are swept first. The lock file stays in the folder: deleting one that another process has open would let two hold it.
+def output_lock(folder: str | os.PathLike, command: str, locks: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``folder`` as this process's while the block runs: a second writer is refused at once with one sentence naming
+    the holder (:class:`~cutmix_zoo.errors.OutputError`), and the stale temporaries of earlier writers are swept first.
+
+    The lock is a file in ``locks`` (the zoo cache's ``.locks/outputs/``) named by the folder's real path, so the folder
+    itself holds only what its writer writes (an export stays a clean Hub folder); lock files are never deleted, since
+    deleting one that another process has open would let two hold it.
     """
     from filelock import FileLock, Timeout
 
     folder = Path(folder)
+    stem = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
+    holder = Path(locks) / f"{stem}.json"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(folder / LOCK_NAME))
+        Path(locks).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(Path(locks) / f"{stem}.lock"))
         lock.acquire(timeout=0)
     except Timeout:
-        raise OutputError(f"{folder} is being written by {_holder(folder)}: wait for it to finish, or choose another folder.") from None
+        raise OutputError(f"{folder} is being written by {_holder(holder)}: wait for it to finish, or choose another folder.") from None
     except OSError as e:
-        raise OutputError(f"{folder} cannot be written ({e.strerror or e}): choose a folder this user can write.") from None
+        raise OutputError(f"The lock folder {locks} cannot be written ({e.strerror or e}), so {folder} cannot be claimed: set "
+                          "CUTMIX_ZOO_CACHE to a writable folder.") from None
     taken = time.time()
     try:
         with contextlib.suppress(OSError):
-            write_text_atomic(folder / HOLDER_NAME, json.dumps({"pid": os.getpid(), "command": command, "started": taken}) + "\n")
+            write_text_atomic(holder, json.dumps({"pid": os.getpid(), "command": command, "started": taken, "folder": str(folder)}) + "\n")
         sweep_temporaries(folder, older_than=taken)
         yield folder
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(folder / HOLDER_NAME)
+            os.unlink(holder)
         lock.release()
 
 
-def _holder(folder: Path) -> str:
-    """Who holds ``folder``'s lock, as its holder file says: the command, its process id and when it started."""
+def _holder(holder: Path) -> str:
+    """Who holds a lock, as its holder file says: the command, its process id and when it started."""
     try:
-        holder = json.loads((folder / HOLDER_NAME).read_text())
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder["started"])))
-        return f"another {holder['command']} (process {int(holder['pid'])}, started {started})"
+        record = json.loads(holder.read_text())
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record["started"])))
+        return f"another {record['command']} (process {int(record['pid'])}, started {started})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 

@@ -60,8 +60,8 @@ def env_with_this_checkout() -> dict[str, str]:
 @contextmanager
 def held(folder: Path, command: str = "cutmix-zoo holder"):
     """Another process holding ``folder``'s output lock for the block (the first of two writers)."""
-    code = ("import sys; from cutmix_zoo.files import output_lock\n"
-            f"with output_lock({str(folder)!r}, {command!r}):\n    print('held', flush=True); sys.stdin.read()")
+    code = ("import sys; from cutmix_zoo.files import output_lock; from cutmix_zoo.hub.cache import output_locks\n"
+            f"with output_lock({str(folder)!r}, {command!r}, output_locks()):\n    print('held', flush=True); sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               env=env_with_this_checkout())
     try:
@@ -206,19 +206,27 @@ def test_a_second_writer_of_an_output_folder_is_refused_naming_the_first(tmp_pat
     out = tmp_path / "out"
     with held(out, "cutmix-zoo first-writer") as pid:
         code, _, err = run_cli(capsys, *command(out))
-        assert sorted(p.name for p in out.iterdir()) == [".cutmix-zoo.lock", ".cutmix-zoo.lock.json"]  # the first writer's only
+        assert not out.exists()  # nothing of the second writer's
     assert code == 1 and one_line(err), err
     assert f"being written by another cutmix-zoo first-writer (process {pid}," in err
 
 
 def test_the_lock_is_the_api_s_error_and_is_free_again_after_its_holder(tmp_path):
     from cutmix_zoo.files import output_lock
+    from cutmix_zoo.hub.cache import output_locks
 
     with held(tmp_path / "out"), pytest.raises(OutputError, match="another cutmix-zoo holder"):
-        with output_lock(tmp_path / "out", "second"):
+        with output_lock(tmp_path / "out", "second", output_locks()):
             pass
-    with output_lock(tmp_path / "out", "third"):
-        assert json.loads((tmp_path / "out" / ".cutmix-zoo.lock.json").read_text())["command"] == "third"
+    out, link = tmp_path / "out", tmp_path / "link"
+    out.mkdir()
+    link.symlink_to(out)
+    with output_lock(out, "third", output_locks()), pytest.raises(OutputError, match="another third"):
+        with output_lock(link, "fourth", output_locks()):  # another spelling of the same folder
+            pass
+    with output_lock(link, "fifth", output_locks()):  # free again
+        pass
+    assert list((tmp_path / "out").iterdir()) == []  # the folder holds no lock file
 
 
 # ---------------------------------------------------------------- silently wrong: weights and arguments

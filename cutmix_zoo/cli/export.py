@@ -26,9 +26,10 @@ def run(args: argparse.Namespace) -> int:
     overwrite another model's export without ``--force``."""
     from ..builder import resolve_config
     from ..files import output_lock
+    from ..hub.cache import output_locks
 
     resolve_config(args.name)  # an unknown name is refused before the folder is made
-    with output_lock(args.output, "cutmix-zoo export"):
+    with output_lock(args.output, "cutmix-zoo export", output_locks()):
         out = export_folder(args.name, args.output, args.revision, not args.quiet, force=args.force)
     print(f"Exported {args.name} to {out}: model.safetensors, config.json, README.md")
     return 0

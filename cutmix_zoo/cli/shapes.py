@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InvalidArgumentError, ZooError
-from ..files import HOLDER_NAME, LOCK_NAME, output_lock
+from ..files import output_lock
 from .common import Subparsers
 
 NAME = "shapes"
@@ -37,21 +37,22 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 
 def _require_empty(folder: Path, what: str) -> None:
-    """Refuse a folder holding anything but its writer's lock (:func:`~cutmix_zoo.files.output_lock`): generated data is
-    not mixed with what is there, another run's draw included."""
-    if any(entry.name not in (LOCK_NAME, HOLDER_NAME) for entry in folder.iterdir()):
+    """Refuse a folder that holds anything, checked under its lock (:func:`~cutmix_zoo.files.output_lock`), so generated
+    data is never mixed with what is there, another run's draw included."""
+    if folder.exists() and any(folder.iterdir()):
         raise InvalidArgumentError(f"{folder} is not empty: choose a new folder for the generated {what}.")
 
 
 def _scenes(args: argparse.Namespace) -> int:
     """Write the detection scenes of ``--scenes`` into ``args.output`` (checked new or empty)."""
     from ..detection.scenes import write_scenes
+    from ..hub.cache import output_locks
 
     if args.train_images < 1 or args.val_images < 1:
         raise InvalidArgumentError("--train-images and --val-images must be at least 1.")
     if args.size < 32:
         raise InvalidArgumentError(f"--size must be at least 32 pixels (a canvas holds shapes of radius 5 to 14), not {args.size}.")
-    with output_lock(args.output, "cutmix-zoo shapes"):
+    with output_lock(args.output, "cutmix-zoo shapes", output_locks()):
         _require_empty(args.output, "scenes")
         try:
             root = write_scenes(args.output, args.train_images, args.val_images, args.size, args.seed, args.layout)
@@ -64,13 +65,14 @@ def _scenes(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Write the images (or, with ``--scenes``, the detection scenes) into the new (or empty) folder ``args.output``."""
+    from ..hub.cache import output_locks
     from ..shapes import write_folder
 
     if args.scenes:
         return _scenes(args)
     if args.train_per_class < 1 or args.val_per_class < 1:
         raise InvalidArgumentError("--train-per-class and --val-per-class must be at least 1.")
-    with output_lock(args.output, "cutmix-zoo shapes"):
+    with output_lock(args.output, "cutmix-zoo shapes", output_locks()):
         _require_empty(args.output, "images")
         try:
             root = write_folder(args.output, args.train_per_class, args.val_per_class, novel=not args.shapes10, seed=args.seed)

@@ -37,6 +37,11 @@ def cache_dir() -> Path:
     return Path(base) / "cutmix_zoo"
 
 
+def output_locks() -> Path:
+    """Where the locks of output folders live (:func:`cutmix_zoo.files.output_lock`): ``.locks/outputs/`` in the zoo's cache."""
+    return cache_dir() / ".locks" / "outputs"
+
+
 def is_offline() -> bool:
     """``HF_HUB_OFFLINE`` read at call time, so a running notebook can switch it."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import TrainingError, WeightsError
 from ..files import atomic_path, output_lock, sweep_temporaries
+from ..hub.cache import output_locks
 from .config import BEST_WEIGHTS, CHECKPOINT_NAME, EXPORT_DIR, METRICS, check_output
 
 RUN_FILES = (CHECKPOINT_NAME, BEST_WEIGHTS, EXPORT_DIR, METRICS)  # what a run leaves in its --output
@@ -93,7 +94,7 @@ def claimed_output(args: argparse.Namespace) -> Iterator[None]:
         return
     output = Path(args.output)
     check_output(output)
-    with output_lock(output, "cutmix-zoo train"):
+    with output_lock(output, "cutmix-zoo train", output_locks()):
         resumed = Path(args.resume) if args.resume else None
         own = resumed is not None and (resumed if resumed.is_dir() else resumed.parent).resolve() == output.resolve()
         found = [name for name in RUN_FILES if (output / name).exists()]
