@@ -45,7 +45,8 @@ def load(
     an integer ``n`` for the last ``n``, as in timm);
     ``num_classes=0`` a pooled-embedding model; ``num_classes=N`` a fresh N-way head on the
     pretrained backbone. Weights come from ``weights`` (a local file) when given, else from the
-    Hugging Face Hub or the original release (``revision`` pins a Hub commit, branch or tag).
+    Hugging Face Hub or the original release (``revision`` pins a Hub commit, branch or tag). ``pretrained=False`` with
+    ``weights``, and ``revision`` for a model bundled with the package, contradict themselves and are refused.
     The model is returned in eval mode on ``device`` (CPU by default) in ``dtype``.
     ``output_stride`` 16 or 8 dilates a ResNet's last stages for dense prediction (the same
     weights; ``feature_info.reduction()`` reports the real strides); 32 is the undilated network.

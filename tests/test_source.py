@@ -14,6 +14,7 @@ import torch
 
 import cutmix_zoo
 from cutmix_zoo import registry
+from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.hub.cache import hub_cache_dir, original_file
 from cutmix_zoo.hub.fetch import fetch_file
 from cutmix_zoo.hub.source import Source, entry_source, resolve_source
@@ -63,13 +64,14 @@ def test_the_meta_device_reads_nothing_whatever_else_is_asked(tmp_path):
     assert resolve_source("resnet50", pretrained=False, device="meta").kind == "meta"
 
 
-def test_a_given_file_is_the_source_as_written_even_with_pretrained_false(tmp_path):
+def test_a_given_file_is_the_source_as_written_and_pretrained_false_beside_it_is_refused(tmp_path):
     given = str(tmp_path / "w.safetensors")
-    for pretrained in (True, False):
-        source = resolve_source("resnet50", pretrained=pretrained, weights=given, device="cpu")
-        assert source.kind == "file" and source.file is given
+    source = resolve_source("resnet50", pretrained=True, weights=given, device="cpu")
+    assert source.kind == "file" and source.file is given
     entry = registry.get_entry("resnet50")
     assert source.entry is entry and source.cfg == ModelConfig.from_entry(entry) and source.cfg.name == "resnet50.cutmix_in1k"
+    with pytest.raises(InvalidArgumentError, match="pretrained=False asks for random weights"):  # two sources asked for at once
+        resolve_source("resnet50", pretrained=False, weights=given, device="cpu")
 
 
 def test_pretrained_false_builds_at_random():
@@ -88,10 +90,12 @@ def test_an_exported_folder_reads_its_own_file_and_config(tmp_path):
     assert resolve_source(folder, pretrained=False).kind == "none"
 
 
-def test_a_bundled_entry_uses_its_packaged_file_even_with_a_revision_or_force():
+def test_a_bundled_entry_uses_its_packaged_file_even_with_force_and_refuses_a_revision():
     entry = registry.get_entry("pyramidnet20_a48.cutmix_shapes")
-    for source in (resolve_source(entry.name, revision="v1"), entry_source(entry, ModelConfig.from_entry(entry), force=True)):
+    for source in (resolve_source(entry.name), entry_source(entry, ModelConfig.from_entry(entry), force=True)):
         assert (source.kind, source.file) == ("bundled", entry.bundled_file)
+    with pytest.raises(InvalidArgumentError, match="bundled with cutmix_zoo and has no Hub revisions"):  # one version only
+        resolve_source(entry.name, revision="v1")
 
 
 def test_nothing_cached_means_a_download_from_the_hub_at_the_revision_asked(tiny_registry):
