@@ -431,7 +431,7 @@ def test_a_server_trickling_its_headers_meets_the_overall_deadline(tiny_registry
         started = time.monotonic()
         with pytest.raises(DownloadError) as e:
             cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
-        assert time.monotonic() - started < 6
+        assert time.monotonic() - started < 10  # the deadline is 2 s; the server would trickle for ever
         with download_lock(get_entry(tiny.FILE_ENTRY), wait=0.5, progress=False):
             pass  # the lock is free again
     assert "\n" not in str(e.value) and "did not arrive within 2 s (CUTMIX_ZOO_DOWNLOAD_TIMEOUT)" in str(e.value)

@@ -144,17 +144,14 @@ def trusted(entry: Entry, path: Path, full: bool = False) -> Path:
 def _check_finite_file(entry: Entry, path: Path) -> None:
     """Refuse a cached safetensors file holding a NaN or an infinity (a Hub copy uploaded broken), in one sentence; checked
     when the file is hashed, so a warm load of an unchanged file does not read its values again."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from ..fastload import check_finite
+    from ..fastload import nonfinite_in_safetensors, refuse_nonfinite
 
     try:
-        state = load_file(path)
-    except SafetensorError as e:
+        bad = nonfinite_in_safetensors(path)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
         raise WeightsError(f"The cached weights of {entry.name} ({path}) are not a readable safetensors file ({e}); "
                            f"run `cutmix-zoo download --force {entry.name}`.") from None
-    check_finite(state, str(path), outcome=f"so they were not loaded; run `cutmix-zoo download --force {entry.name}` or pass weights=FILE")
+    refuse_nonfinite(bad, str(path), f"so they were not loaded; run `cutmix-zoo download --force {entry.name}` or pass weights=FILE")
 
 
 @contextlib.contextmanager

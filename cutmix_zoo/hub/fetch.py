@@ -25,7 +25,7 @@ from typing import cast
 import torch
 
 from ..errors import DownloadError
-from ..fastload import check_finite
+from ..fastload import check_finite, nonfinite_in_safetensors, refuse_nonfinite
 from ..files import WEIGHTS_NAME
 from ..model_config import ModelConfig
 from ..registry import Entry
@@ -49,7 +49,11 @@ def read_weights(source: Source, device: torch.device | str | None = None,
     state = read_state_dict(given, device)
     stamp = _stamp(given)
     if stamp not in _FINITE:
-        check_finite(state, str(given), outcome="so they were not loaded")
+        outcome = "so they were not loaded"
+        if stamp[0].endswith(".safetensors"):
+            refuse_nonfinite(nonfinite_in_safetensors(stamp[0]), str(given), outcome)  # the file's bytes, not its memory map
+        else:
+            check_finite(state, str(given), outcome)
         _FINITE.add(stamp)
     return state, str(given)
 
