@@ -20,7 +20,7 @@ from torchvision.datasets import ImageFolder
 from ..errors import ZooError
 from ..registry import FOLDER, data_config
 from ..reports.folders import class_folders, image_extensions, read_image_tree
-from .dataspec import DataSpec, Inputs, dataset_size, sample_seed
+from .dataspec import DataSpec, Inputs, dataset_size, sample_seed, seeded
 
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10
@@ -179,8 +179,7 @@ class Augmented(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, int]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         img, target = self.base[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
+        with seeded(sample_seed(self.seed, epoch, index)):
             return self.transform(img), target
 
 

@@ -7,8 +7,9 @@ imports :mod:`.gpu_decode`; :mod:`.gpu_decode` imports only this, so the two nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -23,6 +24,23 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     it into a wider integer would give an image the same augmentation in every epoch and under every seed.
     """
     return int.from_bytes(hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=4).digest(), "little")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside the block, torch's default CPU generator starts from ``seed``; after it, the caller's state is back.
+
+    Only the CPU generator: ``torch.manual_seed`` also queues a seed for every CUDA, XPU and MTIA device, each with a
+    formatted stack trace, which cost a loader worker more than the sample's whole augmentation draw. The draws on the
+    CPU are the same as after ``torch.manual_seed``.
+    """
+    generator = torch.random.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
 
 
 def dataset_size(dataset: Dataset) -> int:
