@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +20,7 @@ from cutmix_zoo.train.dataspec import sample_seed, seeded
 from cutmix_zoo.train.gpu_decode import AugmentDraw, collate_encoded, encoded_sample
 from cutmix_zoo.train.headers import image_size
 
+REPO = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -118,3 +124,23 @@ def test_collate_keeps_every_files_bytes_and_the_names():
     assert [bytes(t.numpy()) for t in batch.data] == [b"\xff\xd8ab", b"", b"xyz"]
     assert batch.encoded.numel() == 7 and batch.paths == ["f0", "f1", "f2"] and targets.tolist() == [0, 1, 2]
     assert batch.params == {}
+
+
+@pytest.mark.slow
+def test_quick_cpu_run_prints_every_row_and_the_ratio():
+    """benchmarks/input_pipeline.py --quick on the CPU: every row a positive rate, the verdict, and the bytes path
+    faster than the PIL path per core as its last line (the >= 20x target is for a full run on a quiet machine)."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "input_pipeline.py"), "--device", "cpu", "--quick"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # OpenMP spinning slows 2 threads beside other jobs
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=150, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    rows = {label.strip(): float(rate) for label, rate in (re.match(r"(.+?)\s+([\d.]+) img/s$", line).groups()
+                                                            for line in lines[1:-2])}
+    assert [label[:3] for label in rows if label.startswith("(")] == ["(a)", "(b)", "(c)", "(d)", "(e)", "(e)"]
+    assert len(rows) == 7 and all(rate > 0 for rate in rows.values()), rows
+    assert lines[-2].startswith(("verdict: decode-bound", "verdict: not decode-bound")) and "step/decode" in lines[-2]
+    ratio = re.fullmatch(r"bytes path / PIL path per core: ([\d.]+)", lines[-1])
+    assert ratio and float(ratio.group(1)) > 1, lines[-1]
+    per_core = [rate for label, rate in rows.items() if label.startswith(("(a)", "(b)"))]
+    assert float(ratio.group(1)) == pytest.approx(per_core[1] / per_core[0], abs=0.06)  # printed to one decimal

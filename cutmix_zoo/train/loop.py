@@ -42,6 +42,7 @@ from .config import (
     ModelSpec,
     check_free_space,
     check_output,
+    compile_step,
     describe_run,
     resolve,
     resumed_args,
@@ -139,11 +140,11 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
 
     # Where it starts: the first step, or where the resumed checkpoint stopped (weights, momentum, mixing, RNG states)
     start_epoch, start_step, best, partial = restore(resume_state, module, optimizer, mixer, ranks)
-    model = parallel(module, ranks, args.compile)
+    model = parallel(module, ranks, compiled := compile_step(args.compile, ranks.device.type, (recipe.epochs - start_epoch) * steps - start_step))
 
     # The run, and its log's first line
     training = Run(args=args, recipe=recipe, spec=spec, name=name, method=method, output=output, init=init, inputs=inputs,
-                   ranks=ranks, bf16=bf16, channels_last=channels_last,
+                   ranks=ranks, bf16=bf16, channels_last=channels_last, compiled=compiled,
                    data=data, sampler=sampler, train_loader=train_loader, val_loader=val_loader, steps=steps,
                    model=model, module=module, optimizer=optimizer, mixer=mixer, dropblock=dropblock, frozen=frozen,
                    log=MetricsLog(output, ranks.is_main), start_epoch=start_epoch, start_step=start_step, best=best,
@@ -223,7 +224,8 @@ def restore(resume_state: dict[str, Any] | None, module: nn.Module, optimizer: t
 
 
 def parallel(module: nn.Module, ranks: Ranks, compile_model: bool) -> nn.Module:
-    """What the steps call: ``module`` in DistributedDataParallel on several ranks, compiled with ``--compile``."""
+    """What the steps call: ``module`` in DistributedDataParallel on several ranks, compiled when ``compile_model``
+    (:func:`.config.compile_step`'s rule)."""
     model = module
     if ranks.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
@@ -243,7 +245,7 @@ def start_log(run: Run, resumed: bool) -> None:
             ckpt.carry_run_files(Path(args.resume), run.output)
         run.log.write({"event": "start", "name": run.name, "init": args.init, "resumed_from": str(args.resume) if args.resume else None,
                        "epoch": run.start_epoch, "step": run.start_step, "world_size": ranks.world_size, "device": str(ranks.device),
-                       "bf16": run.bf16, "channels_last": run.channels_last, "recipe": dataclasses.asdict(run.recipe)})
+                       "bf16": run.bf16, "channels_last": run.channels_last, "compiled": run.compiled, "recipe": dataclasses.asdict(run.recipe)})
 
 
 def begin_epoch(run: Run, epoch: int) -> float:
