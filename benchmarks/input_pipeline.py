@@ -178,9 +178,8 @@ class Sizes:
 
 
 def sizes(args: argparse.Namespace, gpu: bool) -> Sizes:
-    """The run's sizes: the flags given, else those of the device (and of --quick)."""
-    quick = args.quick and not gpu
-    default = Sizes(16, 1, 8, 2, 1, 1, 0.3) if quick else Sizes(1024, default_workers(), 64, 256, 30, 10, 2.0) if gpu \
+    """The run's sizes: the flags given, else those of --quick or of the device."""
+    default = Sizes(16, 1, 8, 2, 1, 1, 0.3) if args.quick else Sizes(1024, default_workers(), 64, 256, 30, 10, 2.0) if gpu \
         else Sizes(64, default_workers(), 16, 4, 2, 1, 1.0)
     pick = {k: getattr(args, k) for k in ("images", "workers", "batch", "step_batch", "steps", "warmup") if getattr(args, k) is not None}
     return Sizes(**{**default.__dict__, **pick})
@@ -210,7 +209,7 @@ def measure(tmp: str, s: Sizes, device: torch.device, step: float | None, compil
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
-    p.add_argument("--quick", action="store_true", help="tiny sizes on the CPU: a check that every row runs (the tests run it)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, no compile: a check that every row runs (the tests run it on the CPU)")
     p.add_argument("--images", type=int, help="generated JPEGs (default 1024 on cuda, 64 on cpu, 16 with --quick)")
     p.add_argument("--workers", type=int, help="DataLoader processes (default: the trainer's, min(4, CPUs))")
     p.add_argument("--batch", type=int, help="loader batch of the per-core and device rows (default 64 on cuda, 16 on cpu)")
@@ -218,13 +217,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="timed steps (default 30 on cuda, 2 on cpu)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default 10 on cuda, 1 on cpu)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the step (default: on for cuda, as the trainer does for long runs; off on cpu)")
+                   help="torch.compile the step (default: on for cuda without --quick, as the trainer does for long runs; off on cpu)")
     p.add_argument("--step-rate", type=float, help="img/s of the step measured elsewhere, instead of timing it alone here")
     args = p.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     gpu = device.type == "cuda"
     s = sizes(args, gpu)
-    compile_model = args.compile if args.compile is not None else gpu
+    compile_model = args.compile if args.compile is not None else gpu and not args.quick
     with tempfile.TemporaryDirectory() as tmp:
         write_jpegs(Path(tmp), s.images)
         kib = sum(f.stat().st_size for f in Path(tmp, "train").rglob("*.jpg")) / s.images / 1024
