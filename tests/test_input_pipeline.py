@@ -57,7 +57,8 @@ def test_header_size_is_pils(kind):
 
 
 @pytest.mark.parametrize("data", [b"", b"\xff\xd8", b"\xff\xd8\xff\xe0\x00\x10JFIF", b"not an image", b"\x89PNG\r\n\x1a\n\x00",
-                                  _encoded((8, 8), "BMP"), b"\xff\xd8\xff\xda\x00\x02"], ids=repr)
+                                  _encoded((8, 8), "BMP"), b"\xff\xd8\xff\xda\x00\x02"],
+                         ids=["empty", "soi-only", "app0-cut-short", "text", "png-without-ihdr", "bmp", "scan-before-frame"])
 def test_header_size_is_none_where_it_cannot_be_read(data):
     assert image_size(data) is None
 
