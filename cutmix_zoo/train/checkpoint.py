@@ -31,10 +31,11 @@ def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, settings: str = "args") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, settings: str | None = None) -> dict[str, Any]:
     """A checkpoint written by :func:`save_atomic` (a folder means its ``checkpoint.pt``) that holds a run's ``settings``
-    (``"args"``: the classification trainer's; ``"run"``: the detection trainer's); anything else is one sentence."""
-    trainer = "cutmix_zoo.train" if settings == "args" else "the detection trainer"
+    (``"args"``: the classification trainer's; ``"run"``: the detection trainer's; None: either); anything else is one
+    sentence."""
+    trainer = "the detection trainer" if settings == "run" else "cutmix_zoo.train"
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -46,7 +47,8 @@ def load_checkpoint(path: str | os.PathLike, settings: str = "args") -> dict[str
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200].rstrip(".")
         raise WeightsError(f"Could not read the checkpoint {path} ({reason}): resume from a checkpoint.pt that "
                            "cutmix_zoo.train wrote.") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(settings), dict):
+    wanted = (settings,) if settings else ("args", "run")
+    if not isinstance(checkpoint, dict) or not any(isinstance(checkpoint.get(key), dict) for key in wanted):
         kind = "a weights file" if not_a_checkpoint(path) == "a safetensors file" else "a file"
         raise WeightsError(f"{path} is {kind} with no {trainer} run's settings, not a checkpoint that {trainer} wrote "
                            "(a weights file starts a new run with --init).")
