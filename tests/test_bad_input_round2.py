@@ -224,15 +224,19 @@ def test_info_with_a_torn_conversion_record_shows_the_model(tiny_registry, isola
     assert shown["name"] == tiny.FILE_ENTRY and "downloaded_sha256" not in json.dumps(shown)
 
 
-@pytest.mark.parametrize("variable, value, says", [
-    ("HF_ENDPOINT", "http://[::1", "HF_ENDPOINT='http://[::1' is not a URL"),
-    ("CUTMIX_ZOO_HUB_ORG", "../../x", "CUTMIX_ZOO_HUB_ORG='../../x' is not a Hub organisation name"),
-    ("CUTMIX_ZOO_HUB_ORG", "a b", "CUTMIX_ZOO_HUB_ORG='a b' is not a Hub organisation name"),
-])
-def test_an_environment_the_hub_cannot_take_is_one_sentence(tmp_path, variable, value, says):
+@pytest.mark.parametrize("value", ["../../x", "a b"])
+def test_a_hub_organisation_the_hub_cannot_name_is_one_sentence(tiny_registry, isolated_env, monkeypatch, capsys, value):
+    monkeypatch.setenv("CUTMIX_ZOO_HUB_ORG", value)
+    assert main(["download", tiny.FILE_ENTRY, "--quiet"]) == 2
+    assert f"CUTMIX_ZOO_HUB_ORG={value!r} is not a Hub organisation name" in one_error_line(capsys)
+    assert files_under(isolated_env / "zoo-cache") == []
+
+
+@pytest.mark.slow
+def test_an_hf_endpoint_that_is_no_url_is_one_sentence(tmp_path):
     """In a subprocess: huggingface_hub reads HF_ENDPOINT once, when it is first imported."""
-    result = _cli(["download", tiny.FILE_ENTRY, "--quiet"], env={variable: value, "CUTMIX_ZOO_CACHE": str(tmp_path / "cache")})
-    assert result.returncode == 2 and says in _one_line(result)
+    result = _cli(["download", tiny.FILE_ENTRY, "--quiet"], env={"HF_ENDPOINT": "http://[::1", "CUTMIX_ZOO_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2 and "HF_ENDPOINT='http://[::1' is not a URL" in _one_line(result)
     assert files_under(tmp_path / "cache") == []
 
 
