@@ -25,6 +25,8 @@ from .models import FAMILIES
 from .models.classifier import ClassifierMixin
 from .models.resnet import check_output_stride
 
+MAX_CLASSES = 1_000_000  # a 2048-feature head of a million classes is 8 GB of float32 already
+
 
 def load(
     name: str | os.PathLike,
@@ -50,7 +52,7 @@ def load(
     ``output_stride`` 16 or 8 dilates a ResNet's last stages for dense prediction (the same
     weights; ``feature_info.reduction()`` reports the real strides); 32 is the undilated network.
     """
-    _check_load_arguments(name, num_classes, device, dtype)
+    _check_load_arguments(name, num_classes, device, dtype, weights)
     source = resolve_source(name, pretrained=pretrained, weights=weights, revision=revision, device=device)
     cfg = _dilated(source.cfg, output_stride)
     if features_only and num_classes is not None:
@@ -139,12 +141,17 @@ def _unmeasured(pretrained_cfg: dict[str, Any], num_classes: int) -> dict[str, A
     return dict(config_of(pretrained_cfg).unmeasured(num_classes=num_classes).to_dict(), source=source)
 
 
-def _check_load_arguments(name: Any, num_classes: Any, device: Any, dtype: Any) -> None:
+def _check_load_arguments(name: Any, num_classes: Any, device: Any, dtype: Any, weights: Any) -> None:
     """Refuse arguments of the wrong kind before anything is read or fetched, each in one sentence."""
     if not isinstance(name, (str, os.PathLike)) or not str(name):
         raise InvalidArgumentError(f"name must be a registry name such as 'resnet50' or an exported folder, not {name!r}.")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise InvalidArgumentError(f"weights must be the path of a weights file or an exported folder, not {weights!r}.")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
         raise InvalidArgumentError(f"num_classes must be a non-negative integer (0 for pooled embeddings), not {num_classes!r}.")
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise InvalidArgumentError(f"num_classes={num_classes} is more classes than a classifier here can hold (at most "
+                                   f"{MAX_CLASSES:,}): its weights alone would not fit in memory.")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise InvalidArgumentError(f"dtype must be a floating torch dtype such as torch.bfloat16, not {dtype!r}.")
     if device is not None:

@@ -28,6 +28,10 @@ class DownloadError(ZooError, OSError):
     """A file that could not be fetched (HTTP error, truncated transfer, wrong checksum, offline)."""
 
 
+class OutputError(ZooError, OSError):
+    """A file or folder that cannot be written: a path under a file or onto a folder, a read-only or full disk, no permission."""
+
+
 class TrainingError(ZooError, RuntimeError):
     """A training run that cannot start or go on: an --output it cannot write, a loss or weights that became non-finite."""
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import InvalidArgumentError, ZooError
 from .common import Subparsers
 
+MAX_PER_CLASS = 10_000  # 100,000 images of a split at most, CIFAR's size twice over: minutes to write, not days
 NAME = "shapes"
 HELP = "write generated images as an ImageFolder tree, or detection scenes as COCO (data to try train, transfer, detect on)"
 
@@ -35,6 +36,12 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _check_new_folder(output: Path) -> None:
+    """Refuse a DIR that exists as something other than a folder (a file, a link to one), in one sentence."""
+    if output.exists() and not output.is_dir():
+        raise InvalidArgumentError(f"{output} exists and is not a folder: choose a new folder for the generated images.")
+
+
 def _scenes(args: argparse.Namespace) -> int:
     """Write the detection scenes of ``--scenes`` into ``args.output`` (checked new or empty)."""
     from ..detection.scenes import write_scenes
@@ -43,6 +50,7 @@ def _scenes(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("--train-images and --val-images must be at least 1.")
     if args.size < 32:
         raise InvalidArgumentError(f"--size must be at least 32 pixels (a canvas holds shapes of radius 5 to 14), not {args.size}.")
+    _check_new_folder(args.output)
     if args.output.exists() and any(args.output.iterdir()):
         raise InvalidArgumentError(f"{args.output} is not empty: choose a new folder for the generated scenes.")
     try:
@@ -62,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         return _scenes(args)
     if args.train_per_class < 1 or args.val_per_class < 1:
         raise InvalidArgumentError("--train-per-class and --val-per-class must be at least 1.")
+    if max(args.train_per_class, args.val_per_class) > MAX_PER_CLASS:
+        raise InvalidArgumentError(f"--train-per-class and --val-per-class take at most {MAX_PER_CLASS:,} images a class, not "
+                                   f"{max(args.train_per_class, args.val_per_class):,}.")
+    _check_new_folder(args.output)
     if args.output.exists() and any(args.output.iterdir()):
         raise InvalidArgumentError(f"{args.output} is not empty: choose a new folder for the generated images.")
     try:

@@ -19,6 +19,7 @@ from ..builder import config_of, count_parameters, is_exported_folder, meta_mode
 from ..model_config import ModelConfig
 from ..models import FAMILIES
 from ..recipes import recipe_for, recipe_text
+from .cache import check_hub_endpoint
 
 HUB_REPO_PLACEHOLDER = "<owner>/cutmix-zoo"
 _GPUS = {"imagenet-1k": 4, "cifar-100": 2, "cifar-10": 2}
@@ -31,6 +32,7 @@ def _acc(err: float | None) -> float | None:
 def front_matter(cfg: ModelConfig, source_url: str | None = None, base_model: str | None = None) -> str:
     """The card's YAML front matter: license, library, tags, datasets and, where a result was measured on a Hub
     dataset, the model-index (``source_url`` names where the numbers come from)."""
+    check_hub_endpoint()
     from huggingface_hub import EvalResult, ModelCardData
 
     data = registry.DATASETS.get(cfg.dataset)

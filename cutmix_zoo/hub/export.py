@@ -15,7 +15,7 @@ from torch import nn
 
 from ..builder import config_of, meta_model
 from ..categories import categories
-from ..files import CONFIG_NAME, WEIGHTS_NAME, write_text_atomic
+from ..files import CONFIG_NAME, WEIGHTS_NAME, unwritable, write_text_atomic
 from ..model_config import ModelConfig
 from ..models import FAMILIES
 from ..registry import CODE_URL, DATASETS, LIBRARY_NAME
@@ -79,7 +79,10 @@ def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, cfg: ModelConf
     config = config_of(cfg if cfg is not None else model)
     values = hub_config(config)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unwritable(out, e) from None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_safetensors(state, out / WEIGHTS_NAME, {"format": "pt", "name": config.name, **(metadata or {})})
     write_text_atomic(out / CONFIG_NAME, json.dumps(values, indent=2) + "\n")

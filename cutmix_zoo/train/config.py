@@ -38,6 +38,7 @@ _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3,
                   101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True), 200: ([3, 24, 36, 3], True)}
 RECIPE_FIELDS = [f.name for f in dataclasses.fields(Recipe)]
 EXIT_INTERRUPTED = 143
+MAX_INPUT_SIZE = 4096  # pixels a side: a 4096-pixel crop is 200 MB of float32 activations per image at the stem already
 # What a run writes into its --output folder.
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -222,6 +223,8 @@ def model_spec(model: str | None, depth: int | None, alpha: float | None, bottle
 
 def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
     """The recipe, the model, the run's name and its method (registry spelling) from parsed flags."""
+    if args.init is not None and not args.init.strip():
+        raise InvalidArgumentError("--init needs a registry name, an exported folder or a weights file, not an empty string.")
     if args.recipe is None and args.model is None and args.init is None:
         raise InvalidArgumentError("Pass --recipe NAME (e.g. pyramidnet200_a240.cutmix_c100), --model ARCH or --init NAME to say what "
                                    "to train.")
@@ -410,6 +413,8 @@ def check_recipe(recipe: Recipe) -> None:
         (recipe.backbone_lr_mult <= 0, f"--backbone-lr-mult must be positive (freeze layers with --freeze-stages), not {recipe.backbone_lr_mult}"),
         (recipe.freeze_stages < 0, f"--freeze-stages must be 0 or more, not {recipe.freeze_stages}"),
         (recipe.input_size != 0 and recipe.input_size < 8, f"--input-size must be at least 8 pixels, not {recipe.input_size}"),
+        (recipe.input_size > MAX_INPUT_SIZE, f"--input-size must be at most {MAX_INPUT_SIZE} pixels (a batch of larger crops would not "
+                                             f"fit in memory), not {recipe.input_size}"),
         (recipe.dataset == "shapes" and recipe.input_size not in (0, 32), f"Shapes-10 images are 32x32, so --input-size takes 32 on "
                                                                            f"--dataset shapes, not {recipe.input_size}"),
         (any(not 0 < m < 1 for m in recipe.lr_milestones), f"--lr-milestones are fractions of the run in (0, 1), not {recipe.lr_milestones}"),

@@ -64,7 +64,7 @@ from .state import Run
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say; returns 0 when done, 143 when interrupted with a checkpoint saved."""
     # Setup: a resumed run takes its checkpoint's settings; a dry run prints them and stops
-    resume_state = ckpt.load_checkpoint(args.resume) if args.resume else None
+    resume_state = ckpt.load_checkpoint(args.resume, settings="args") if args.resume else None
     if resume_state is not None:
         args = resumed_args(resume_state["args"], args)
     if args.dry_run:
