@@ -24,6 +24,7 @@ from .finetune import Init
 from .metrics_log import MetricsLog
 from .mixing import BatchMixer, DropBlock
 from .ranks import Ranks
+from .streams import ShardStream
 
 
 @dataclass(kw_only=True)
@@ -58,7 +59,7 @@ class Run:
     channels_last: bool
     # The data
     data: DataSpec
-    sampler: EpochSampler
+    sampler: EpochSampler | ShardStream
     train_loader: DataLoader
     val_loader: DataLoader
     steps: int

@@ -1,0 +1,194 @@
+"""WebDataset tar shards: the index a shard folder carries, shard lists from brace patterns, and reading one shard.
+
+A shard folder (what ``cutmix-zoo shard`` writes, :mod:`.shard_writer`) holds ``train-000000.tar ...`` and
+``val-000000.tar ...``, each sample a key, its image's bytes as they were (``jpg``, ``png``, ...) and its class index
+(``cls``), and ``dataset.json``: the classes, and each shard's name, sample count and sha256. ``--data`` may also be a
+brace pattern (``train-{000000..000099}.tar``) of local paths, ``http(s)://`` URLs or ``pipe:`` commands, which the
+``webdataset`` library streams (curl for URLs, the command's stdout for ``pipe:``) without copying a shard to disk.
+A pattern's sample counts come from a ``dataset.json`` beside its shards where there is one, else from reading each
+shard once before training.
+
+Every failure of a shard (missing, unreachable, not a tar, cut short) is a :class:`~.dataspec.DataError` in one
+sentence naming the shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidArgumentError
+from ..files import sha256_file
+from .dataspec import DataError
+
+INDEX_NAME = "dataset.json"
+INDEX_FORMAT = "cutmix-zoo webdataset shards"
+# The sample fields that are not the image: the class and webdataset's own bookkeeping.
+_NOT_IMAGE = ("cls", "__key__", "__url__", "__local_path__")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard: where it is (a path, a URL or a ``pipe:`` command), how many samples it holds, its sha256 if known,
+    and (counted without an index) the highest class index in it."""
+
+    url: str
+    count: int
+    sha256: str | None = None
+    max_class: int = -1
+
+
+# Reads one shard: its (key, image bytes, class) samples in order, or a DataError naming it.
+ShardReader = Callable[[str], Generator[tuple[str, bytes, int], None, None]]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A streamed dataset: its training and validation shards, its class names, and the function that reads a shard."""
+
+    train: list[Shard]
+    val: list[Shard]
+    classes: list[str]
+    read: ShardReader
+
+
+def webdataset() -> Any:
+    """The ``webdataset`` module, or a one-sentence error saying how to install it."""
+    try:
+        import webdataset as wds
+    except ImportError:
+        raise InvalidArgumentError("Reading or writing tar shards needs the webdataset library: pip install 'cutmix-zoo[scale]'.") from None
+    return wds
+
+
+def is_pattern(data: str) -> bool:
+    """Whether ``--data`` names tar shards directly: a brace pattern, a URL or a ``pipe:`` command, or a ``.tar`` path."""
+    return data.startswith(("http://", "https://", "pipe:")) or ("{" in data and ".." in data) or data.endswith(".tar")
+
+
+def expand(pattern: str) -> list[str]:
+    """The shard names of a brace pattern (``a-{000..009}.tar``, ``{a,b}``), in order (webdataset's own expansion)."""
+    from braceexpand import braceexpand  # a dependency of webdataset
+
+    webdataset()
+    return list(braceexpand(pattern))
+
+
+def read_index(folder: str) -> dict[str, Any]:
+    """A shard folder's ``dataset.json``, or a DataError in one sentence when it is missing or not an index."""
+    path = os.path.join(folder, INDEX_NAME)
+    try:
+        with open(path) as f:
+            index = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{folder} holds no {INDEX_NAME}: it is not a finished shard folder (rerun cutmix-zoo shard to finish it).") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} cannot be read as a shard index ({e}).") from None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        raise DataError(f"{path} is not a shard index written by cutmix-zoo shard.")
+    return index
+
+
+def index_shards(folder: str, index: dict[str, Any], split: str) -> list[Shard]:
+    """The shards of ``split`` in a local shard folder, after checking each against the index's sha256, so that a
+    changed, missing or cut-short shard is refused in one sentence before training rather than found mid-epoch."""
+    entries = index["splits"].get(split, {}).get("shards", [])
+    shards = []
+    for entry in entries:
+        path = os.path.join(folder, entry["name"])
+        if not os.path.isfile(path):
+            raise DataError(f"The shard {path}, listed in {os.path.join(folder, INDEX_NAME)}, is missing.")
+        if sha256_file(path) != entry["sha256"]:
+            raise DataError(f"The shard {path} does not match the sha256 in {os.path.join(folder, INDEX_NAME)}: it changed since "
+                            "it was written; rewrite the folder with cutmix-zoo shard.")
+        shards.append(Shard(path, int(entry["count"]), entry["sha256"]))
+    return shards
+
+
+def pattern_shards(pattern: str) -> tuple[list[Shard], list[str] | None]:
+    """The shards of a brace pattern with their sample counts, and the classes if an index was found beside them.
+
+    The counts come from ``dataset.json`` in the shards' folder (a local one, or the same URL folder) where it lists
+    them; otherwise each shard is read once now (only its tar headers matter, but a remote shard is fetched whole)."""
+    urls = expand(pattern)
+    index = _index_beside(urls[0])
+    counts: dict[str, int] = {}
+    if index is not None:
+        counts = {entry["name"]: int(entry["count"]) for split in index["splits"].values() for entry in split["shards"]}
+    shards = [Shard(url, counts[_name(url)]) if _name(url) in counts else count_samples(url) for url in urls]
+    return shards, (index["classes"] if index is not None else None)
+
+
+def _name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1].split()[0]
+
+
+def _index_beside(url: str) -> dict[str, Any] | None:
+    """The ``dataset.json`` in the folder of a local or http(s) shard, None where there is none (or for ``pipe:``)."""
+    if url.startswith("pipe:"):
+        return None
+    if url.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            reply = requests.get(url.rsplit("/", 1)[0] + "/" + INDEX_NAME, timeout=30)
+            index = reply.json() if reply.ok else None
+        except (requests.RequestException, ValueError):
+            return None
+    else:
+        try:
+            with open(os.path.join(os.path.dirname(url), INDEX_NAME)) as f:
+                index = json.load(f)
+        except (OSError, ValueError):
+            return None
+    return index if isinstance(index, dict) and index.get("format") == INDEX_FORMAT else None
+
+
+def count_samples(url: str) -> Shard:
+    """One shard with its sample count and highest class, by reading it through (a DataError naming it if it cannot be read)."""
+    labels = [label for _, _, label in tar_samples(url, decode=False)]
+    return Shard(url, len(labels), max_class=max(labels, default=-1))
+
+
+def shard_failure(url: str, error: BaseException) -> DataError:
+    """The one-sentence error of a shard that cannot be read, from what the tar reader or the opener raised."""
+    text = str(error.args[0]) if isinstance(error, tarfile.ReadError) and error.args else ""
+    if isinstance(error, FileNotFoundError):
+        reason = "is missing"
+    elif text == "empty file":
+        reason = "is empty or unreachable (nothing came from it)"
+    elif text == "unexpected end of data":
+        reason = "is cut short (truncated)"
+    elif isinstance(error, tarfile.ReadError):
+        reason = f"is not a tar file ({text or 'unreadable header'})"
+    else:
+        reason = f"cannot be read ({(str(error).strip() or type(error).__name__).splitlines()[0]})"
+    return DataError(f"The shard {url} {reason}.")
+
+
+def tar_samples(url: str, decode: bool = True) -> Generator[tuple[str, bytes, int], None, None]:
+    """The ``(key, image bytes, class)`` samples of one tar shard in its order, read by webdataset; ``decode=False``
+    leaves the bytes empty (to count them). A shard that fails is a DataError naming it."""
+    wds = webdataset()
+    samples = wds.WebDataset(url, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
+    try:
+        for sample in samples:
+            data = image_bytes(url, sample)
+            yield sample["__key__"], data if decode else b"", int(sample["cls"])
+    except (OSError, tarfile.TarError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise shard_failure(url, e) from None
+
+
+def image_bytes(url: str, sample: dict[str, Any]) -> bytes:
+    """The image field of a shard's sample (``jpg``, ``png``, ...), a DataError naming the shard and key if it has none
+    or no class."""
+    images = [k for k in sample if k not in _NOT_IMAGE]
+    if not images or "cls" not in sample:
+        raise DataError(f"The sample {sample['__key__']} of the shard {url} has no {'image' if not images else 'cls'} field.")
+    return bytes(sample[images[0]])
