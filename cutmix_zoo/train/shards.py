@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -154,14 +155,18 @@ def count_samples(url: str) -> Shard:
     return Shard(url, len(labels), max_class=max(labels, default=-1))
 
 
-def shard_failure(url: str, error: BaseException) -> DataError:
-    """The one-sentence error of a shard that cannot be read, from what the tar reader or the opener raised."""
-    text = str(error.args[0]) if isinstance(error, tarfile.ReadError) and error.args else ""
+def shard_failure(url: str, error: BaseException, started: bool = False) -> DataError:
+    """The one-sentence error of a shard that cannot be read, from what the tar reader or the opener raised (``started``:
+    after some of its samples were read, where any tar error means the shard was cut short)."""
+    text = str(error.args[0]).split(" @ ")[0] if isinstance(error, tarfile.ReadError) and error.args else ""  # webdataset adds " @ stream"
+    status = re.search(r"\): exit (\d+)", str(error.args[0])) if error.args else None  # webdataset's Pipe: the reader's exit status
     if isinstance(error, FileNotFoundError):
         reason = "is missing"
+    elif status:
+        reason = f"is unreachable (the command reading it, curl for a URL, exited with status {status.group(1)})"
     elif text == "empty file":
         reason = "is empty or unreachable (nothing came from it)"
-    elif text == "unexpected end of data":
+    elif text in ("unexpected end of data", "empty header") or (started and isinstance(error, tarfile.ReadError)):
         reason = "is cut short (truncated)"
     elif isinstance(error, tarfile.ReadError):
         reason = f"is not a tar file ({text or 'unreadable header'})"
@@ -175,14 +180,16 @@ def tar_samples(url: str, decode: bool = True) -> Generator[tuple[str, bytes, in
     leaves the bytes empty (to count them). A shard that fails is a DataError naming it."""
     wds = webdataset()
     samples = wds.WebDataset(url, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
+    started = False
     try:
         for sample in samples:
             data = image_bytes(url, sample)
+            started = True
             yield sample["__key__"], data if decode else b"", int(sample["cls"])
     except (OSError, tarfile.TarError, ValueError) as e:
         if isinstance(e, DataError):
             raise
-        raise shard_failure(url, e) from None
+        raise shard_failure(url, e, started) from None
 
 
 def image_bytes(url: str, sample: dict[str, Any]) -> bytes:

@@ -191,13 +191,16 @@ class ShardStream(IterableDataset):
                 skip, take = max(lo - at, 0), min(hi, at + self.shards[s].count) - max(lo, at)
                 if take <= 0:
                     continue
-                url = self.shards[s].url
+                url, member = self.shards[s].url, 0
                 with contextlib.closing(self.read(url)) as samples:
-                    for member, (key, data, label) in enumerate(samples):
-                        if member >= skip + take:
+                    for member, (key, data, label) in enumerate(samples, 1):
+                        if member > skip:
+                            yield url, key, data, label, self.offsets[s] + member - 1
+                        if member == skip + take:
                             break
-                        if member >= skip:
-                            yield url, key, data, label, self.offsets[s] + member
+                if member < skip + take:  # a tar cut at a block boundary reads as a shorter one: only the count tells
+                    raise DataError(f"The shard {url} is cut short (truncated): it ended after {member} of its "
+                                    f"{self.shards[s].count} samples.")
 
     def shuffled(self, samples: Iterator[Any], lane: int) -> Iterator[Any]:
         """``samples`` through a buffer of :data:`SHUFFLE_BUFFER`, its draws seeded from (seed, epoch, rank, lane)."""
