@@ -389,8 +389,8 @@ def test_an_undecodable_image_stops_the_run_naming_its_key_and_shard(tree, tmp_p
     (broken / "train" / "class1" / "03.jpg").write_bytes(b"\xff\xd8 this is no jpeg")
     folder = tmp_path / "shards"
     write_shards(broken, folder, 8_000)
-    key = next(s["__key__"] for e in _index(folder)["splits"]["train"]["shards"]
-               for s in wds.WebDataset(str(folder / e["name"]), shardshuffle=False, empty_check=False) if s.get("jpg", b"").startswith(b"\xff\xd8 this"))
+    names = [str(folder / e["name"]) for e in _index(folder)["splits"]["train"]["shards"]]
+    key = next(s["__key__"] for s in wds.WebDataset(names, shardshuffle=False, empty_check=False) if s.get("jpg", b"").startswith(b"\xff\xd8 this"))
     out = tmp_path / "out"
     with pytest.raises(DataError) as e:
         train_main([*RUN, "--data", str(folder), "--epochs", "1", "--workers", "1", "--output", str(out)])
