@@ -397,3 +397,31 @@ def test_an_undecodable_image_stops_the_run_naming_its_key_and_shard(tree, tmp_p
     message = str(e.value)
     assert message.startswith(f"The image {key} of the shard {folder}/train-") and "cannot be read" in message
     assert "\n" not in message and (out / "checkpoint.pt").is_file()
+
+
+@pytest.mark.slow
+def test_the_device_pipeline_trains_on_shards(shards, tmp_path, monkeypatch):
+    """--decode gpu on the CPU (the cuda guard lifted): the workers send each sample's bytes and parameters, the device
+    decodes and augments them, and the epoch still takes every image."""
+    from cutmix_zoo.train import loop
+
+    monkeypatch.setattr(loop, "check_gpu_decode", lambda *args: None)
+    assert train_main([*RUN, "--data", str(shards), "--decode", "gpu", "--epochs", "1", "--workers", "1", "--output", str(tmp_path)]) == 0
+    epoch = _records(tmp_path, "epoch")[0]
+    assert epoch["train_samples"] == TRAIN and np.isfinite(epoch["train_loss"]) and 0 <= epoch["val_top1_err"] <= 100
+
+
+def test_device_parameters_are_the_cpu_pipelines_draws(shards, monkeypatch):
+    """A shard sample's parameters under --decode gpu are the draws the PIL pipeline makes for it (same seed, same objects)."""
+    from cutmix_zoo.train.data import Augmented, build_transforms
+
+    train_tf, _ = build_transforms("imagenet", 32, (0.5,) * 3, (0.25,) * 3, 36, fit=True)
+    url = str(shards / "train-000000.tar")
+    key, data, label = next(iter(tar_samples(url)))
+    _, params, name, got_label = streams.EncodedSamples(5, train_tf)(url, key, data, label, 2, 7)
+    assert name == f"{key} of the shard {url}" and got_label == label
+    crop = train_tf.transforms[0]
+    seen, original = {}, type(crop).get_params
+    monkeypatch.setattr(type(crop), "get_params", staticmethod(lambda img, scale, ratio: seen.setdefault("box", original(img, scale, ratio))))
+    streams.PilSamples(train_tf, 5, Augmented)(url, key, data, label, 2, 7)
+    assert params["crop"].tolist() == list(seen["box"])
