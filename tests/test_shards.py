@@ -355,6 +355,18 @@ def test_a_bad_shard_is_one_sentence_naming_it(shards, tmp_path, damage, said):
     assert "\n" not in str(e.value)
 
 
+def test_without_the_scale_extra_shards_and_parquet_say_how_to_get_it(shards, monkeypatch):
+    from cutmix_zoo.errors import InvalidArgumentError
+    from cutmix_zoo.train.parquet import columns
+
+    monkeypatch.setitem(sys.modules, "webdataset", None)  # import webdataset now raises ImportError
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(InvalidArgumentError, match=r"needs the webdataset library: pip install 'cutmix-zoo\[scale\]'\.$"):
+        list(tar_samples(str(shards / "train-000000.tar")))
+    with pytest.raises(InvalidArgumentError, match=r"needs the datasets library: pip install 'cutmix-zoo\[scale\]'\.$"):
+        columns("any.parquet")
+
+
 def test_an_unreachable_shard_is_one_sentence_naming_it():
     with http_file_server({}) as server:
         url = f"{server.url}/gone/train-000000.tar"
@@ -393,7 +405,7 @@ def test_an_undecodable_image_stops_the_run_naming_its_key_and_shard(tree, tmp_p
     key = next(s["__key__"] for s in wds.WebDataset(names, shardshuffle=False, empty_check=False) if s.get("jpg", b"").startswith(b"\xff\xd8 this"))
     out = tmp_path / "out"
     with pytest.raises(DataError) as e:
-        train_main([*RUN, "--data", str(folder), "--epochs", "1", "--workers", "1", "--output", str(out)])
+        train_main([*RUN, "--data", str(folder), "--epochs", "1", "--workers", "0", "--output", str(out)])
     message = str(e.value)
     assert message.startswith(f"The image {key} of the shard {folder}/train-") and "cannot be read" in message
     assert "\n" not in message and (out / "checkpoint.pt").is_file()

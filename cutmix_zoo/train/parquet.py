@@ -41,9 +41,8 @@ def _datasets() -> Any:
 
 def columns(path: str) -> tuple[str, str, list[str]]:
     """The image column, the label column and the class names of a Parquet file, from its features (``datasets``)."""
-    import pyarrow.parquet as pq
-
     datasets = _datasets()
+    import pyarrow.parquet as pq  # a dependency of datasets
     try:
         features = datasets.Features.from_arrow_schema(pq.read_schema(path))
     except (OSError, ValueError) as e:
@@ -79,14 +78,14 @@ def parquet_rows(path: str) -> Generator[tuple[str, bytes, int], None, None]:
 def parquet_source(folder: str) -> Source:
     """The :class:`~.streams.Source` of a folder of Parquet files: its train and validation files, each counted from its
     metadata, and the class names of the training files' features."""
-    import pyarrow.parquet as pq
-
     train = parquet_files(folder, "train")
     val = next((found for split in VAL_SPLITS if (found := parquet_files(folder, split))), [])
     if not train or not val:
         raise DataError(f"{folder} holds no {'train' if not train else 'validation, val or test'} Parquet files "
                         "(data/train-*.parquet and data/validation-*.parquet, as the Hub stores them).")
     _, _, classes = columns(train[0])
+    import pyarrow.parquet as pq  # there: columns() has checked that datasets (and so pyarrow) is installed
+
     try:
         shards = [[Shard(path, pq.ParquetFile(path).metadata.num_rows) for path in files] for files in (train, val)]
     except OSError as e:
