@@ -64,6 +64,18 @@ def test_a_run_trains_on_the_parquet_files(hub_folder, tmp_path):
     assert epochs[-1]["val_top1_err"] < 50  # two colours: learnt (chance is 50%)
 
 
+@pytest.mark.slow
+def test_val_split_holds_out_of_the_training_files_alone(hub_folder, tmp_path):
+    train_only = tmp_path / "train-only"
+    (train_only / "data").mkdir(parents=True)
+    for path in (hub_folder / "data").glob("train-*.parquet"):
+        (train_only / "data" / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "run"
+    assert train_main([*RUN, "--data", str(train_only), "--val-split", "0.25", "--epochs", "1", "--output", str(out)]) == 0
+    (epoch,) = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["event"] == "epoch"]
+    assert epoch["train_samples"] == 16  # 24 rows, a quarter of each class held out (6), in whole batches of 8
+
+
 def test_a_folder_without_validation_files_or_labels_is_one_sentence(hub_folder, tmp_path):
     (tmp_path / "data").mkdir()
     train = next((hub_folder / "data").glob("train-*.parquet"))

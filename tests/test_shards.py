@@ -80,6 +80,8 @@ def test_shards_read_back_by_webdataset_hold_every_file_as_it_was(tree, shards):
         assert read == files  # the bytes as they were, each with its class
         assert sum("png" in s for s in samples) == sum(p.suffix == ".png" for p in (tree / split).rglob("*"))
         assert len({int(s["cls"]) for s in samples[:count // 2]}) == 2  # shuffled: classes mixed within the first half
+        labels = [k for e in entries for k in e["labels"]]  # the index lists each sample's class, in shard order
+        assert labels == [int(s["cls"]) for s in samples]
     counts = [e["count"] for e in index["splits"]["train"]["shards"]]
     assert len(set(counts)) > 1  # uneven shards, which the split must handle
 
@@ -193,6 +195,23 @@ def test_a_real_dataloader_takes_the_batches_in_the_emulated_order(monkeypatch):
     assert real == _loader_order(stream, 3, monkeypatch)
 
 
+def test_val_split_holds_a_share_of_each_class_out_of_the_training_shards(shards):
+    from cutmix_zoo.train.streams import held_out
+
+    source = open_source(str(shards), None)
+    split = held_out(source, 0.25, 4, str(shards))
+    whole = [(s.url, m) for s in source.train for m in range(s.count)]
+    train = [(s.url, m) for s in split.train for m in s.members]
+    val = [(s.url, m) for s in split.val for m in s.members]
+    assert sorted(train + val) == sorted(whole) and not set(train) & set(val)
+    labels = {(s.url, m): s.labels[m] for s in source.train for m in range(s.count)}
+    assert sorted(labels[k] for k in val) == [0, 0, 0, 0, 1, 1, 1, 1]  # a quarter of each class's 16
+    stream = ShardStream(split.val, tar_samples, lambda shard, key, *rest: (shard, key), 4, train=False)
+    keys = {(shard, key) for shard, key in stream}
+    assert len(keys) == len(val) == 8
+    assert held_out(source, 0.25, 5, str(shards)).val != split.val  # another seed, another draw
+
+
 # --- training ---------------------------------------------------------------------------------
 
 def _resumable(shards: Path) -> list[str]:
@@ -244,7 +263,7 @@ def test_pipe_shards_without_an_index_are_counted_and_read_as_local_ones(shards,
         shutil.copy(p, tmp_path / p.name)  # no dataset.json beside them
     n = len(list(tmp_path.glob("train-*.tar")))
     found, classes = pattern_shards(f"pipe:cat {_pattern(str(tmp_path), 'train', n)}")
-    assert classes is None and sum(s.count for s in found) == TRAIN and max(s.max_class for s in found) == 1
+    assert classes is None and sum(s.count for s in found) == TRAIN and {k for s in found for k in s.labels} == {0, 1}
     local = [sample for k in range(n) for sample in tar_samples(str(shards / f"train-{k:06d}.tar"))]
     piped = [sample for s in found for sample in tar_samples(s.url)]
     assert piped == local

@@ -75,19 +75,26 @@ def parquet_rows(path: str) -> Generator[tuple[str, bytes, int], None, None]:
         raise DataError(f"The Parquet file {path} cannot be read at row {row} ({str(e).strip() or type(e).__name__}).") from None
 
 
-def parquet_source(folder: str) -> Source:
-    """The :class:`~.streams.Source` of a folder of Parquet files: its train and validation files, each counted from its
-    metadata, and the class names of the training files' features."""
+def parquet_source(folder: str, with_labels: bool = False) -> Source:
+    """The :class:`~.shards.Source` of a folder of Parquet files: its train and validation files, each counted from its
+    metadata, and the class names of the training files' features; ``with_labels`` (``--val-split``: no validation
+    files needed) reads each training file's label column too."""
     train = parquet_files(folder, "train")
     val = next((found for split in VAL_SPLITS if (found := parquet_files(folder, split))), [])
-    if not train or not val:
+    if not train or not (val or with_labels):
         raise DataError(f"{folder} holds no {'train' if not train else 'validation, val or test'} Parquet files "
                         "(data/train-*.parquet and data/validation-*.parquet, as the Hub stores them).")
-    _, _, classes = columns(train[0])
+    _, label, classes = columns(train[0])
     import pyarrow.parquet as pq  # there: columns() has checked that datasets (and so pyarrow) is installed
 
+    def shard(path: str, labels: bool) -> Shard:
+        if labels:
+            column = tuple(int(k) for k in pq.read_table(path, columns=[label]).column(0).to_pylist())
+            return Shard(path, len(column), labels=column)
+        return Shard(path, pq.ParquetFile(path).metadata.num_rows)
+
     try:
-        shards = [[Shard(path, pq.ParquetFile(path).metadata.num_rows) for path in files] for files in (train, val)]
+        shards = [[shard(path, with_labels) for path in train], [shard(path, False) for path in val]]
     except OSError as e:
         raise DataError(f"A Parquet file of {folder} cannot be read ({str(e).strip() or type(e).__name__}).") from None
     return Source(shards[0], shards[1], classes, parquet_rows)

@@ -4,7 +4,7 @@ Each split's images are shuffled once (a fixed seed, so a rerun writes the same 
 ``ShardWriter`` as ``DIR/train-000000.tar ...``: per sample a key, the file's bytes as they are (``jpg`` for a JPEG,
 ``png`` for a PNG, else the file's extension) and ``cls``, its class index. Shuffling here matters: a reader streams a
 shard in its order, so shards written class by class would train on one class at a time. The index,
-``DIR/dataset.json`` (classes, counts, and each shard's name, count and sha256), is written last and atomically: a
+``DIR/dataset.json`` (classes, counts, and each shard's name, count, sha256 and classes), is written last and atomically: a
 folder without one is unfinished, and rerunning the command rewrites it from the start.
 """
 
@@ -47,15 +47,17 @@ def image_field(path: str, data: bytes) -> str:
 
 def write_split(samples: list[tuple[str, int]], output: Path, split: str, shard_size: int) -> list[dict[str, Any]]:
     """Write one split's ``(path, class)`` samples, shuffled with a fixed seed, as ``split-NNNNNN.tar`` shards of at most
-    about ``shard_size`` bytes; returns each shard's name, sample count and sha256."""
+    about ``shard_size`` bytes; returns each shard's name, sample count, sha256 and its samples' classes in order."""
     wds = webdataset()
     order = list(samples)
     random.Random(f"shards:{split}").shuffle(order)
     written: list[dict[str, Any]] = []
+    labels: list[int] = []
     writer: Any = None
 
     def done(fname: str) -> None:
-        written.append({"name": os.path.basename(fname), "count": writer.count, "sha256": sha256_file(fname)})
+        written.append({"name": os.path.basename(fname), "count": writer.count, "sha256": sha256_file(fname),
+                        "labels": labels[len(labels) - writer.count:]})
 
     writer = wds.ShardWriter(str(output / f"{split}-%06d.tar"), maxcount=10**9, maxsize=shard_size, post=done, verbose=0)
     with writer:
@@ -66,6 +68,7 @@ def write_split(samples: list[tuple[str, int]], output: Path, split: str, shard_
             except OSError as e:
                 raise DataError(f"The image {path} cannot be read ({e.strerror or e}): replace or remove it.") from None
             writer.write({"__key__": f"{split}{number:08d}", image_field(path, data): data, "cls": str(label).encode()})
+            labels.append(label)
     return written
 
 

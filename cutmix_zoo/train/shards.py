@@ -35,12 +35,14 @@ _NOT_IMAGE = ("cls", "__key__", "__url__", "__local_path__")
 @dataclass(frozen=True)
 class Shard:
     """One shard: where it is (a path, a URL or a ``pipe:`` command), how many samples it holds, its sha256 if known,
-    and (counted without an index) the highest class index in it."""
+    its samples' classes if known (the index lists them; ``--val-split`` needs them), and ``members``: the positions in
+    the shard of the samples read from it (None: all; a ``--val-split`` train or validation share: some)."""
 
     url: str
     count: int
     sha256: str | None = None
-    max_class: int = -1
+    labels: tuple[int, ...] | None = None
+    members: frozenset[int] | None = None
 
 
 # Reads one shard: its (key, image bytes, class) samples in order, or a DataError naming it.
@@ -112,7 +114,7 @@ def index_shards(folder: str, index: dict[str, Any], split: str) -> list[Shard]:
         if digest != entry["sha256"]:
             raise DataError(f"The shard {path} does not match the sha256 in {os.path.join(folder, INDEX_NAME)}: it changed since "
                             "it was written; rewrite the folder with cutmix-zoo shard.")
-        shards.append(Shard(path, int(entry["count"]), entry["sha256"]))
+        shards.append(Shard(path, int(entry["count"]), entry["sha256"], _labels(entry)))
     return shards
 
 
@@ -123,15 +125,20 @@ def pattern_shards(pattern: str) -> tuple[list[Shard], list[str] | None]:
     them; otherwise each shard is read once now (only its tar headers matter, but a remote shard is fetched whole)."""
     urls = expand(pattern)
     index = _index_beside(urls[0])
-    counts: dict[str, int] = {}
+    listed: dict[str, dict[str, Any]] = {}
     if index is not None:
-        counts = {entry["name"]: int(entry["count"]) for split in index["splits"].values() for entry in split["shards"]}
-    shards = [Shard(url, counts[_name(url)]) if _name(url) in counts else count_samples(url) for url in urls]
+        listed = {entry["name"]: entry for split in index["splits"].values() for entry in split["shards"]}
+    shards = [Shard(url, int(listed[_name(url)]["count"]), labels=_labels(listed[_name(url)])) if _name(url) in listed
+              else count_samples(url) for url in urls]
     return shards, (index["classes"] if index is not None else None)
 
 
 def _name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1].split()[0]
+
+
+def _labels(entry: dict[str, Any]) -> tuple[int, ...] | None:
+    return tuple(entry["labels"]) if "labels" in entry else None
 
 
 def _index_beside(url: str) -> dict[str, Any] | None:
@@ -156,9 +163,9 @@ def _index_beside(url: str) -> dict[str, Any] | None:
 
 
 def count_samples(url: str) -> Shard:
-    """One shard with its sample count and highest class, by reading it through (a DataError naming it if it cannot be read)."""
-    labels = [label for _, _, label in tar_samples(url, decode=False)]
-    return Shard(url, len(labels), max_class=max(labels, default=-1))
+    """One shard with its sample count and classes, by reading it through (a DataError naming it if it cannot be read)."""
+    labels = tuple(label for _, _, label in tar_samples(url, decode=False))
+    return Shard(url, len(labels), labels=labels)
 
 
 def shard_failure(url: str, error: BaseException, started: bool = False) -> DataError:

@@ -20,6 +20,7 @@ the bytes and the augmentation's parameters, decoded and augmented on the device
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import os
@@ -51,23 +52,52 @@ def is_stream(data: str) -> bool:
     return os.path.isdir(data) and (os.path.isfile(os.path.join(data, INDEX_NAME)) or bool(parquet_files(data, "train")))
 
 
-def open_source(data: str, val_data: str | None) -> Source:
+def open_source(data: str, val_data: str | None, split_off: bool = False) -> Source:
     """The shards of ``--data`` (and ``--val-data`` for a pattern): a shard folder's index, checked against its sha256s;
-    a pattern's shards with their counts; or a folder of Parquet files."""
+    a pattern's shards with their counts; or a folder of Parquet files. ``split_off``: validation is held out of the
+    training shards (``--val-split``), so none need be given, and each sample's class is read."""
     if not is_pattern(data):
         if os.path.isfile(os.path.join(data, INDEX_NAME)):
             index = read_index(data)
             return Source(index_shards(data, index, "train"), index_shards(data, index, "val"), list(index["classes"]), tar_samples)
         from .parquet import parquet_source
 
-        return parquet_source(data)
-    if val_data is None:
-        raise InvalidArgumentError(f"--data {data} names training shards only: give the validation shards with --val-data.")
-    (train, classes), (val, _) = pattern_shards(data), pattern_shards(val_data)
+        return parquet_source(data, with_labels=split_off)
+    if val_data is None and not split_off:
+        raise InvalidArgumentError(f"--data {data} names training shards only: give the validation shards with --val-data "
+                                   "(or hold some out with --val-split).")
+    train, classes = pattern_shards(data)
+    val = pattern_shards(val_data)[0] if val_data is not None else []
     if classes is None:  # no index beside them: the classes are the class indices seen
-        seen = max((s.max_class for s in (*train, *val)), default=-1)
+        seen = max((max(s.labels, default=-1) for s in (*train, *val) if s.labels), default=-1)
         classes = [str(k) for k in range(seen + 1)]
     return Source(train, val, classes, tar_samples)
+
+
+def held_out(source: Source, fraction: float, seed: int, data: str) -> Source:
+    """``source`` with its validation split held out of its training shards: ``fraction`` of each class drawn with
+    ``seed``, as ``--val-split`` holds out of a folder (:func:`cutmix_zoo.reports.transfer.split_per_class`); each
+    shard is read by both splits, each taking its own samples."""
+    from ..reports.transfer import split_per_class
+
+    if any(s.labels is None for s in source.train):
+        raise DataError(f"--val-split needs each sample's class, which the index of {data} does not list: rewrite it with "
+                        "cutmix-zoo shard.")
+    targets = torch.tensor([label for s in source.train for label in s.labels or ()])
+    counts = torch.bincount(targets, minlength=len(source.classes)).tolist()
+    for label, count in enumerate(counts):
+        if count < 2:
+            raise DataError(f"The class {source.classes[label]!r} of {data} has {count} sample(s); --val-split needs at least "
+                            "two per class (one to train on, one to validate).")
+    off = set(split_per_class(targets, fraction, seed)[1].tolist())
+    train, val, start = [], [], 0
+    for shard in source.train:
+        kept = frozenset(m for m in range(shard.count) if start + m not in off)
+        split = frozenset(range(shard.count)) - kept
+        train.append(dataclasses.replace(shard, count=len(kept), members=kept))
+        val.append(dataclasses.replace(shard, count=len(split), members=split))
+        start += shard.count
+    return Source([s for s in train if s.count], [s for s in val if s.count], source.classes, source.read)
 
 
 def decoded_image(shard: str, key: str, data: bytes) -> Any:
@@ -191,16 +221,22 @@ class ShardStream(IterableDataset):
                 skip, take = max(lo - at, 0), min(hi, at + self.shards[s].count) - max(lo, at)
                 if take <= 0:
                     continue
-                url, member = self.shards[s].url, 0
-                with contextlib.closing(self.read(url)) as samples:
-                    for member, (key, data, label) in enumerate(samples, 1):
-                        if member > skip:
-                            yield url, key, data, label, self.offsets[s] + member - 1
-                        if member == skip + take:
-                            break
-                if member < skip + take:  # a tar cut at a block boundary reads as a shorter one: only the count tells
-                    raise DataError(f"The shard {url} is cut short (truncated): it ended after {member} of its "
-                                    f"{self.shards[s].count} samples.")
+                yield from self.share(s, skip, take)
+
+    def share(self, s: int, skip: int, take: int) -> Iterator[tuple[str, str, bytes, int, int]]:
+        """Shard ``s``'s samples (its ``members`` only, where it lists them) after the first ``skip``, ``take`` of them."""
+        shard, kept = self.shards[s], 0
+        with contextlib.closing(self.read(shard.url)) as samples:
+            for member, (key, data, label) in enumerate(samples):
+                if shard.members is not None and member not in shard.members:
+                    continue
+                kept += 1
+                if kept > skip:
+                    yield shard.url, key, data, label, self.offsets[s] + kept - 1
+                if kept == skip + take:
+                    break
+        if kept < skip + take:  # a tar cut at a block boundary reads as a shorter one: only the count tells
+            raise DataError(f"The shard {shard.url} is cut short (truncated): it ended after {kept} of its {shard.count} samples.")
 
     def shuffled(self, samples: Iterator[Any], lane: int) -> Iterator[Any]:
         """``samples`` through a buffer of :data:`SHUFFLE_BUFFER`, its draws seeded from (seed, epoch, rank, lane)."""
@@ -231,11 +267,11 @@ class ShardStream(IterableDataset):
 def stream_data(data: str, val_data: str | None, val_split: float | None, decode: str, seed: int, train_tf: Callable,
                 val_tf: Callable, registry_dataset: str, augmented: Callable[[Any, Callable, int], Dataset]) -> DataSpec:
     """The DataSpec of streamed ``--data``: training and validation :class:`ShardStream` s decoded by PIL with the run's
-    transforms (``augmented``: the folders' seeded wrapper) or, with ``decode="gpu"``, on the device."""
+    transforms (``augmented``: the folders' seeded wrapper) or, with ``decode="gpu"``, on the device; ``val_split``
+    holds the validation samples out of the training shards (:func:`held_out`)."""
+    source = open_source(data, val_data, split_off=val_split is not None)
     if val_split is not None:
-        raise InvalidArgumentError(f"--val-split holds images out of one ImageFolder tree; {data} carries its own validation "
-                                   "split (its val shards or Parquet files, or --val-data), so drop --val-split.")
-    source = open_source(data, val_data)
+        source = held_out(source, val_split, seed, data)
     if len(source.classes) < 2:
         raise DataError(f"{data} holds {len(source.classes)} class(es); a classifier needs at least two.")
     if not source.train or not source.val:
