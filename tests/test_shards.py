@@ -267,6 +267,8 @@ def test_pipe_shards_without_an_index_are_counted_and_read_as_local_ones(shards,
     local = [sample for k in range(n) for sample in tar_samples(str(shards / f"train-{k:06d}.tar"))]
     piped = [sample for s in found for sample in tar_samples(s.url)]
     assert piped == local
+    indexed, classes = pattern_shards(f"pipe:cat {_pattern(str(shards), 'train', n)}")  # the command fetches dataset.json too
+    assert classes == ["class0", "class1"] and [s.count for s in indexed] == [s.count for s in found]
 
 
 def _keys_script(tmp_path: Path) -> Path:

@@ -107,6 +107,8 @@ def index_shards(folder: str, index: dict[str, Any], split: str) -> list[Shard]:
     for path in paths:
         if not os.path.isfile(path):
             raise DataError(f"The shard {path}, listed in {os.path.join(folder, INDEX_NAME)}, is missing.")
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # one rank per node hashes; its refusal ends the others (torchrun)
+        return [Shard(path, int(entry["count"]), entry["sha256"], _labels(entry)) for entry, path in zip(entries, paths)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         digests = list(pool.map(sha256_file, paths))
     shards = []
@@ -134,7 +136,8 @@ def pattern_shards(pattern: str) -> tuple[list[Shard], list[str] | None]:
 
 
 def _name(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1].split()[0]
+    """A shard's file name: the last path part of a path or URL, or of the first word after it in a ``pipe:`` command."""
+    return url.removeprefix("pipe:").split(".tar")[0].rsplit("/", 1)[-1].split()[-1] + ".tar"
 
 
 def _labels(entry: dict[str, Any]) -> tuple[int, ...] | None:
@@ -142,10 +145,17 @@ def _labels(entry: dict[str, Any]) -> tuple[int, ...] | None:
 
 
 def _index_beside(url: str) -> dict[str, Any] | None:
-    """The ``dataset.json`` in the folder of a local or http(s) shard, None where there is none (or for ``pipe:``)."""
+    """The ``dataset.json`` in the folder of a shard, None where there is none: a local file, the same URL folder, or for
+    ``pipe:CMD`` the output of CMD with the shard's name replaced by ``dataset.json`` (``aws s3 cp s3://b/dataset.json -``)."""
     if url.startswith("pipe:"):
-        return None
-    if url.startswith(("http://", "https://")):
+        import subprocess
+
+        try:  # the user's own command, run by the shell as webdataset runs it for the shards
+            done = subprocess.run(url[5:].replace(_name(url), INDEX_NAME), shell=True, capture_output=True, timeout=300)
+            index = json.loads(done.stdout) if done.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            return None
+    elif url.startswith(("http://", "https://")):
         import requests
 
         try:
