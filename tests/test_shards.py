@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from cutmix_zoo.cli import main as cli_main
+from cutmix_zoo.errors import InvalidArgumentError
 from cutmix_zoo.train import streams, train_main
 from cutmix_zoo.train.checkpoint import load_checkpoint
 from cutmix_zoo.train.config import EXIT_INTERRUPTED
@@ -189,10 +190,10 @@ def test_a_real_dataloader_takes_the_batches_in_the_emulated_order(monkeypatch):
     from torch.utils.data import DataLoader
 
     stream = _fake([13, 15, 4, 9, 7])
-    stream.split(1, 0, 4, 3)
-    stream.set_position(1, 5 * 4)
-    real = [b.tolist() for b in DataLoader(stream, batch_size=4, num_workers=3, drop_last=True)]
-    assert real == _loader_order(stream, 3, monkeypatch)
+    stream.split(1, 0, 4, 2)
+    stream.set_position(1, 5 * 4)  # resumed at step 5: the first batch is the second worker's
+    real = [b.tolist() for b in DataLoader(stream, batch_size=4, num_workers=2, drop_last=True)]
+    assert real == _loader_order(stream, 2, monkeypatch) and len(real) == 48 // 4 - 5
 
 
 def test_val_split_holds_a_share_of_each_class_out_of_the_training_shards(shards):
@@ -354,6 +355,8 @@ def test_a_changed_or_missing_shard_is_refused_before_training(shards, tmp_path)
         train_main([*RUN, "--data", str(folder), "--epochs", "1", "--workers", "0", "--output", str(tmp_path / "out")])
     assert "train-000001.tar" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
+    with pytest.raises(InvalidArgumentError, match="--val-data goes with --data a pattern"):
+        open_source(str(folder), str(folder))
     (folder / "train-000001.tar").unlink()
     with pytest.raises(DataError, match="listed in .*dataset.json, is missing") as e:
         open_source(str(folder), None)
@@ -377,7 +380,6 @@ def test_a_bad_shard_is_one_sentence_naming_it(shards, tmp_path, damage, said):
 
 
 def test_without_the_scale_extra_shards_and_parquet_say_how_to_get_it(shards, monkeypatch):
-    from cutmix_zoo.errors import InvalidArgumentError
     from cutmix_zoo.train.parquet import columns
 
     monkeypatch.setitem(sys.modules, "webdataset", None)  # import webdataset now raises ImportError

@@ -57,6 +57,8 @@ def open_source(data: str, val_data: str | None, split_off: bool = False) -> Sou
     a pattern's shards with their counts; or a folder of Parquet files. ``split_off``: validation is held out of the
     training shards (``--val-split``), so none need be given, and each sample's class is read."""
     if not is_pattern(data):
+        if val_data is not None:
+            raise InvalidArgumentError(f"--val-data goes with --data a pattern of tar shards; {data} holds its own validation split.")
         if os.path.isfile(os.path.join(data, INDEX_NAME)):
             index = read_index(data)
             return Source(index_shards(data, index, "train"), index_shards(data, index, "val"), list(index["classes"]), tar_samples)
