@@ -33,6 +33,7 @@ from . import (
     publish,
     robustness,
     shapes,
+    shard,
     train,
     transfer,
     verify,
@@ -41,7 +42,7 @@ from .common import UsageError, run_command
 
 # Every command, in the order `cutmix-zoo --help` lists them.
 COMMANDS = (listing, info, download, convert, cache, verify, cards, export, publish, shapes,
-            train, evaluate, demo, predict, cam, robustness, localize, transfer, detect)
+            shard, train, evaluate, demo, predict, cam, robustness, localize, transfer, detect)
 
 
 def _version() -> str:

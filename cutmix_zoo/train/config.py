@@ -46,7 +46,7 @@ BEST_WEIGHTS = "best.safetensors"
 EXPORT_DIR = "export"
 # Flags a resumed run may change: where files are and how this process runs, not what is trained.
 RESOLVED_FLAGS = (*RECIPE_FIELDS, "recipe", "model", "depth", "alpha", "bottleneck", "dataset", "init")  # flags resolve() reads
-RESUMABLE_FLAGS = ("epochs", "output", "data", "device", "workers", "decode", "quiet", "log_interval", "compile",
+RESUMABLE_FLAGS = ("epochs", "output", "data", "val_data", "device", "workers", "decode", "quiet", "log_interval", "compile",
                    "precision", "channels_last", "export", "download", "dry_run")
 
 # A cuda run compiles its step by default from this many steps left to train: the compiled ResNet-50 step is 1.45x
@@ -120,7 +120,11 @@ def _data_flags(g: argparse._ArgumentGroup) -> None:
     """Which data, where it is and how it is read."""
     g.add_argument("--dataset", choices=TRAINER_DATASETS,
                    help="default: the recipe's, else cifar100 (shapes: the generated Shapes-10, --data is not used)")
-    g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
+    g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, a shard folder "
+                                                       "(cutmix-zoo shard), a folder of Parquet files (data/train-*.parquet), "
+                                                       "tar shards as a pattern (train-{000000..000099}.tar: paths, http(s):// "
+                                                       "URLs or pipe: commands), or 'synthetic' (default)")
+    g.add_argument("--val-data", metavar="SHARDS", help="with --data a pattern of tar shards: the validation shards' pattern")
     g.add_argument("--val-split", type=float, metavar="F", help="--data is one ImageFolder tree (a folder per class): hold out this "
                                                                  "fraction of each class's images, drawn with --seed, for validation")
     g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")

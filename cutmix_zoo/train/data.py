@@ -17,10 +17,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.datasets import ImageFolder
 
-from ..errors import ZooError
 from ..registry import FOLDER, data_config
 from ..reports.folders import class_folders, image_extensions, read_image_tree
-from .dataspec import DataSpec, Inputs, dataset_size, sample_seed, seeded
+from .dataspec import DataError, DataSpec, Inputs, dataset_size, sample_seed, seeded
 
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10
@@ -29,22 +28,6 @@ if TYPE_CHECKING:
 _EIGVAL = (0.2175, 0.0188, 0.0045)
 _EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-
-
-class DataError(ZooError, OSError):
-    """A data folder that is missing, unreadable or not in the layout the chosen dataset needs, or an image in it that
-    cannot be read.
-
-    Raised in a DataLoader worker, it reaches the training process rebuilt from the worker's whole traceback
-    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."); only its own sentence, the
-    traceback's last line, is kept, so it stays one line wherever it was raised.
-    """
-
-    def __init__(self, message: str) -> None:
-        lines = str(message).strip().splitlines()
-        if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
-            message = lines[-1].split(": ", 1)[-1]
-        super().__init__(message)
 
 
 class Lighting:
@@ -335,11 +318,12 @@ def _folders(data: str, dataset: str, val_split: float | None, seed: int, val_tf
 
 def training_data(dataset: str, data: str, transforms: str, seed: int, download: bool = False,
                   synthetic_size: int = 0, decode: str = "cpu", inputs: Inputs | None = None,
-                  val_split: float | None = None) -> DataSpec:
+                  val_split: float | None = None, val_data: str | None = None) -> DataSpec:
     """The train and validation sets of a run (train augmentation keyed by epoch and index).
 
     ``inputs`` (default: the dataset's) sets the crop size and normalisation, e.g. those of the model a run starts from.
     ``val_split`` holds out that fraction of each class of a single ImageFolder tree for validation.
+    Shards and Parquet files (a folder of them, or a pattern of tar shards with ``val_data``'s) are streamed: :mod:`.streams`.
     ``decode="gpu"`` (ImageFolder trees only): workers read the files' bytes and draw the augmentation's
     parameters; decoding and augmenting happen on the device (see :mod:`.gpu_decode`).
     """
@@ -365,6 +349,10 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
     if dataset in _CIFAR_FOLDERS:
         cifar_train = _cifar(dataset, data, True, download)
         return DataSpec(Augmented(cifar_train, train_tf, seed), _cifar(dataset, data, False, download, transform=val_tf), cfg.num_classes, name)
+    from .streams import is_stream, stream_data
+
+    if is_stream(data):
+        return stream_data(data, val_data, val_split, decode, seed, train_tf, val_tf, name, Augmented)
     base_train, val_set, classes = _folders(data, dataset, val_split, seed, val_tf)
     if len(classes) < 2:
         raise DataError(f"{data} holds {len(classes)} class folder(s); a classifier needs at least two.")
@@ -390,11 +378,12 @@ def eval_data(data: str, cfg: Mapping[str, Any]) -> CIFAR10 | ImageFolder:
     return _image_folder(root, transform=transform)
 
 
-def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, pin_memory: bool,
+def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler | None, workers: int, pin_memory: bool,
                 drop_last: bool, collate_fn: Callable | None = None) -> DataLoader:
-    """A DataLoader with its own generator (so it never consumes the global RNG) and persistent workers."""
+    """A DataLoader with its own generator (so it never consumes the global RNG) and persistent workers; a streamed
+    dataset (no ``sampler``) gets fresh workers each epoch, which take the epoch's position set on it."""
     kwargs: dict[str, Any] = {}
     if workers > 0:
-        kwargs = {"persistent_workers": True, "prefetch_factor": 4}
+        kwargs = {"persistent_workers": sampler is not None, "prefetch_factor": 4}
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                       drop_last=drop_last, collate_fn=collate_fn, generator=torch.Generator().manual_seed(0), **kwargs)

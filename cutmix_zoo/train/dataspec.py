@@ -16,6 +16,24 @@ from typing import Any, cast
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import ZooError
+
+
+class DataError(ZooError, OSError):
+    """A data folder that is missing, unreadable or not in the layout the chosen dataset needs, or an image in it that
+    cannot be read.
+
+    Raised in a DataLoader worker, it reaches the training process rebuilt from the worker's whole traceback
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."); only its own sentence, the
+    traceback's last line, is kept, so it stays one line wherever it was raised.
+    """
+
+    def __init__(self, message: str) -> None:
+        lines = str(message).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+            message = lines[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """The seed of one sample's random augmentation: the same in any worker, rank or resumed run.

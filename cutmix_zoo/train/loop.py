@@ -59,6 +59,7 @@ from .metrics_log import MetricsLog
 from .mixing import BatchMixer, DropBlock
 from .ranks import Ranks, all_sum, autocast, average_buffers, setup_ranks
 from .state import Run
+from .streams import ShardStream
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,8 +117,8 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
         raise InvalidArgumentError(f"--batch-size {recipe.batch_size} does not split evenly over {ranks.world_size} ranks.")
     per_rank_batch = recipe.batch_size // ranks.world_size
     data = training_data(recipe.dataset, args.data, recipe.transforms, args.seed, args.download, args.synthetic_size, args.decode,
-                         inputs, args.val_split)
-    sampler = EpochSampler(data.train, ranks.world_size, ranks.rank, args.seed)
+                         inputs, args.val_split, args.val_data)
+    sampler = epoch_sampler(data, ranks, args.seed, per_rank_batch, args.workers)
     train_loader, val_loader = make_loaders(data, sampler, per_rank_batch, args.workers, ranks)
     steps = len(sampler) // per_rank_batch
     if steps == 0:
@@ -167,12 +168,25 @@ def set_numerics(args: argparse.Namespace, device: torch.device) -> tuple[bool, 
     return bf16, channels_last
 
 
-def make_loaders(data: DataSpec, sampler: EpochSampler, per_rank_batch: int, workers: int, ranks: Ranks) -> tuple[DataLoader, DataLoader]:
+def epoch_sampler(data: DataSpec, ranks: Ranks, seed: int, per_rank_batch: int, workers: int) -> EpochSampler | ShardStream:
+    """What orders this rank's share of each epoch and can start it part-way: an :class:`~.data.EpochSampler` over a
+    dataset, or a streamed dataset itself (:class:`~.streams.ShardStream`, split here over the ranks and workers)."""
+    if isinstance(data.train, ShardStream) and isinstance(data.val, ShardStream):
+        data.train.split(ranks.world_size, ranks.rank, per_rank_batch, workers)
+        data.val.split(ranks.world_size, ranks.rank, per_rank_batch, workers)
+        return data.train
+    return EpochSampler(data.train, ranks.world_size, ranks.rank, seed)
+
+
+def make_loaders(data: DataSpec, sampler: EpochSampler | ShardStream, per_rank_batch: int, workers: int,
+                 ranks: Ranks) -> tuple[DataLoader, DataLoader]:
     """This rank's training loader (whole batches in ``sampler``'s order) and validation loader (its shard, every image)."""
     pin = ranks.device.type == "cuda"
-    train_loader = make_loader(data.train, per_rank_batch, sampler, workers, pin, drop_last=True, collate_fn=data.collate)
-    val_loader = make_loader(data.val, per_rank_batch, ShardSampler(dataset_size(data.val), ranks.world_size, ranks.rank), workers, pin,
-                             drop_last=False, collate_fn=data.collate)
+    streamed = isinstance(sampler, ShardStream)  # a stream orders itself: no sampler
+    train_loader = make_loader(data.train, per_rank_batch, sampler if isinstance(sampler, EpochSampler) else None, workers, pin,
+                               drop_last=True, collate_fn=data.collate)
+    val_sampler = None if streamed else ShardSampler(dataset_size(data.val), ranks.world_size, ranks.rank)
+    val_loader = make_loader(data.val, per_rank_batch, val_sampler, workers, pin, drop_last=False, collate_fn=data.collate)
     return train_loader, val_loader
 
 
@@ -346,7 +360,7 @@ def evaluate_epoch(run: Run, epoch: int, lr: float, train_time: float) -> None:
     record = {"event": "epoch", "epoch": epoch, "lr": lr, "train_loss": loss_sum / n, "train_top1_err": 100 * miss1 / n,
               "train_top5_err": 100 * miss5 / n, "val_loss": val["loss"], "val_top1_err": val["top1_err"],
               "val_top5_err": val["top5_err"], "best_top1_err": best["top1_err"], "best_top5_err": best["top5_err"],
-              "best_epoch": best["epoch"], "images_per_s": n / train_time}
+              "best_epoch": best["epoch"], "images_per_s": n / train_time, "train_samples": int(n)}
     run.log.write(record, (epoch + 1) * run.steps)
     if ranks.is_main and not run.args.quiet:
         print(f"epoch {epoch + 1}/{run.recipe.epochs}: train loss {record['train_loss']:.4f}, val top-1/top-5 error "

@@ -24,6 +24,7 @@ from .finetune import Init
 from .metrics_log import MetricsLog
 from .mixing import BatchMixer, DropBlock
 from .ranks import Ranks
+from .streams import ShardStream
 
 
 @dataclass(kw_only=True)
@@ -59,7 +60,7 @@ class Run:
     compiled: bool = False
     # The data
     data: DataSpec
-    sampler: EpochSampler
+    sampler: EpochSampler | ShardStream
     train_loader: DataLoader
     val_loader: DataLoader
     steps: int
