@@ -512,3 +512,49 @@ def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+# --------------------------------------------------------------------------- #
+# A slow Hub: a TCP proxy that holds its first answer
+# --------------------------------------------------------------------------- #
+
+
+def _pipe(source: socket.socket, target: socket.socket, delay: float) -> None:
+    """Copy ``source`` to ``target`` until EOF, waiting ``delay`` seconds before the first bytes go on."""
+    try:
+        while data := source.recv(1 << 16):
+            time.sleep(delay)
+            delay = 0.0
+            target.sendall(data)
+        target.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # either side closed; the other thread sees it too
+
+
+@contextmanager
+def delaying_proxy(target: str, first_delay: float) -> Iterator[str]:
+    """The base URL of a loopback TCP proxy to ``target`` (a base URL such as an olah hub's) whose first connection's
+    answer waits ``first_delay`` seconds: a live server slow to answer its first request (connections complete at
+    once; only the reply is late). Later connections pass straight through."""
+    host, _, port = urlsplit(target).netloc.partition(":")
+    listener = socket.create_server((LOOPBACK, 0))
+    delays = [first_delay]
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed
+            upstream = socket.create_connection((host, int(port)))
+            delay = delays.pop() if delays else 0.0
+            threading.Thread(target=_pipe, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=_pipe, args=(upstream, client, delay), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        thread.join(timeout=5)

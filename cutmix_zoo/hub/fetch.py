@@ -9,7 +9,8 @@ under a file lock so that concurrent processes download once (:mod:`.cache`).
 
 Every failure is bounded in time and one sentence: the Hub is asked once, without huggingface_hub's retries, before
 anything is downloaded from it; a connection that never completes gives up within seconds
-(:data:`.huggingface.HUB_TIMEOUT`, :data:`.original.CONNECT_TIMEOUT`); a download of the original has an overall
+(:data:`.huggingface.HUB_CONNECT_TIMEOUT`, :data:`.original.CONNECT_TIMEOUT`), while a Hub that connects and is slow to
+answer gets huggingface_hub's ten (:data:`.huggingface.HUB_READ_TIMEOUT`); a download of the original has an overall
 deadline (``CUTMIX_ZOO_DOWNLOAD_TIMEOUT``); a zip is unpacked only as far as a checkpoint can be large. Where both
 sources fail, one sentence names both and what to do. Which source a model came from, and why one was skipped, is
 logged (``logging.getLogger("cutmix_zoo.hub")``; the CLI shows it with ``-v``).

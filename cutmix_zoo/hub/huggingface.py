@@ -1,10 +1,12 @@
 """The Hugging Face Hub as a source of weights: ``model.safetensors`` (and its ``config.json``) from an entry's repo.
 
 The Hub is asked once, without huggingface_hub's retries, before anything is downloaded from it (one probe of the
-weights file), so an unreachable Hub, one that silently drops packets, or one answering 5xx costs one connection within
-:data:`HUB_TIMEOUT` seconds (``HF_HUB_ETAG_TIMEOUT`` overrides it) rather than the half-minute and more of
-``hf_hub_download``'s retries. Where the Hub has no such repo or file, or cannot be reached, :func:`from_hub` says why
-in a clause, and the caller falls back to the original release; a pinned revision never falls back.
+weights file). A Hub that cannot be reached, or a network that silently drops packets, costs one connection attempt
+bounded by :data:`HUB_CONNECT_TIMEOUT`; a Hub that accepts the connection has :data:`HUB_READ_TIMEOUT` seconds (as in
+huggingface_hub) to answer, since a slow answer is not an outage (``HF_HUB_ETAG_TIMEOUT`` sets the answer's bound,
+and the connection's where it is shorter). Either way the half-minute and more of ``hf_hub_download``'s retries is not
+spent. Where the Hub has no such repo or file, or cannot be reached, :func:`from_hub` says why in a clause, and the
+caller falls back to the original release; a pinned revision never falls back.
 """
 
 from __future__ import annotations
@@ -23,26 +25,37 @@ from ..registry import LIBRARY_NAME, Entry
 from .cache import hub_cache_dir, read_json
 from .network import network_reason, short_reason
 
-# A network that silently drops packets costs a load HUB_TIMEOUT then the original release's CONNECT_TIMEOUT, about 5 s
-# (recent huggingface_hub releases add up to 3 s of their own, once a process, asking the Hub for their agent registry).
-HUB_TIMEOUT = 3.0  # seconds the Hub has to connect and to answer about a file (HF_HUB_ETAG_TIMEOUT overrides it)
+# A network that silently drops packets costs a load HUB_CONNECT_TIMEOUT then the original release's CONNECT_TIMEOUT,
+# about 5 s (recent huggingface_hub releases add up to 3 s of their own, once a process, asking for their agent registry).
+HUB_CONNECT_TIMEOUT = 3.0  # seconds a connection to the Hub has to complete: nothing answering the SYN is a black hole
+HUB_READ_TIMEOUT = 10.0  # seconds a connected Hub has to answer about a file: huggingface_hub's own default
 logger = logging.getLogger(__name__)
 
 
-def _etag_timeout() -> float:
-    """Seconds to wait for the Hub's answer about a file: ``HF_HUB_ETAG_TIMEOUT`` read at call time (huggingface_hub
-    reads it once, at import), else :data:`HUB_TIMEOUT`.
-
-    ``get_hf_file_metadata`` and ``hf_hub_download`` type it as one float, which their HTTP client applies to
-    connecting and to each read alike; a connect-only timeout would be an object of that client (requests' tuple
-    before huggingface_hub 1.0, httpx's Timeout since), passed where a float is declared. So this one number bounds a
-    connection that never completes. huggingface_hub's default, 10 s, made a network that silently drops packets cost
-    10 s here before the original release was even tried; 3 s still leaves many round trips for the Hub's short answer.
-    """
+def hub_timeouts() -> tuple[float, float]:
+    """(connect, read) seconds for the Hub's answer about a file: ``HF_HUB_ETAG_TIMEOUT`` (read at call time;
+    huggingface_hub reads it once, at import) bounds the answer, and the connection where it is shorter than
+    :data:`HUB_CONNECT_TIMEOUT`; without it, :data:`HUB_CONNECT_TIMEOUT` and :data:`HUB_READ_TIMEOUT`."""
     try:
-        return float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip() or HUB_TIMEOUT)
+        read = float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip() or HUB_READ_TIMEOUT)
     except ValueError:
-        return HUB_TIMEOUT
+        read = HUB_READ_TIMEOUT
+    return min(HUB_CONNECT_TIMEOUT, read), read
+
+
+def _etag_timeout() -> Any:
+    """The Hub's timeouts as huggingface_hub's HTTP client takes them: an httpx (or httpx2) ``Timeout`` with a short
+    connect bound since huggingface_hub 1.0, a requests ``(connect, read)`` tuple before. ``get_hf_file_metadata`` and
+    ``hf_hub_download`` pass the value to that client as it is, so a connection that never completes gives up in
+    seconds while a live Hub that is slow to answer still gets its ten."""
+    connect, read = hub_timeouts()
+    from huggingface_hub.utils import _http
+
+    for client in ("httpx2", "httpx"):
+        module = getattr(_http, client, None)
+        if module is not None:
+            return module.Timeout(read, connect=connect)
+    return connect, read
 
 
 def hub_endpoint() -> str:
