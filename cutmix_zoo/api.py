@@ -19,6 +19,7 @@ from .builder import build_random, build_with_weights, config_of, meta_model, re
 from .builder import count_parameters as _count
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
+from .hub.repo import HubOptions
 from .hub.source import resolve_source
 from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES
@@ -38,8 +39,13 @@ def load(
     dtype: torch.dtype | None = None,
     progress: bool = True,
     output_stride: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
 ) -> nn.Module:
-    """A zoo model by registry name (``"resnet50"``, ``"resnet50.mixup_in1k"``) or exported folder.
+    """A zoo model by registry name (``"resnet50"``, ``"resnet50.mixup_in1k"``), exported folder, or Hub repo id
+    (``"cutmix-zoo/resnet50.cutmix_in1k"``, or a user's ``"org/repo"`` that ``cutmix-zoo publish`` made).
 
     ``features_only=True`` returns a multi-scale feature extractor (``out_indices`` picks levels: a tuple of them, or
     an integer ``n`` for the last ``n``, as in timm);
@@ -49,14 +55,13 @@ def load(
     The model is returned in eval mode on ``device`` (CPU by default) in ``dtype``.
     ``output_stride`` 16 or 8 dilates a ResNet's last stages for dense prediction (the same
     weights; ``feature_info.reduction()`` reports the real strides); 32 is the undilated network.
+    ``cache_dir``, ``force_download``, ``local_files_only`` and ``token`` mean what they mean to ``hf_hub_download``
+    (and ``from_pretrained``) for every file the load takes from the Hub.
     """
-    _check_load_arguments(name, num_classes, device, dtype)
-    source = resolve_source(name, pretrained=pretrained, weights=weights, revision=revision, device=device)
+    _check_load_arguments(name, num_classes, device, dtype, features_only, out_indices)
+    hub = HubOptions(cache_dir, bool(force_download), bool(local_files_only), token)
+    source = resolve_source(name, pretrained=pretrained, weights=weights, revision=revision, device=device, hub=hub)
     cfg = _dilated(source.cfg, output_stride)
-    if features_only and num_classes is not None:
-        raise InvalidArgumentError("num_classes has no meaning with features_only=True, which removes the classifier.")
-    if out_indices is not None and not features_only:
-        raise InvalidArgumentError("out_indices selects feature levels, so it needs features_only=True.")
     head_kept = not features_only and num_classes in (None, cfg.num_classes)
 
     if source.kind == "meta":  # shapes only: no file is read or fetched
@@ -139,10 +144,16 @@ def _unmeasured(pretrained_cfg: dict[str, Any], num_classes: int) -> dict[str, A
     return dict(config_of(pretrained_cfg).unmeasured(num_classes=num_classes).to_dict(), source=source)
 
 
-def _check_load_arguments(name: Any, num_classes: Any, device: Any, dtype: Any) -> None:
-    """Refuse arguments of the wrong kind before anything is read or fetched, each in one sentence."""
+def _check_load_arguments(name: Any, num_classes: Any, device: Any, dtype: Any, features_only: bool, out_indices: Any) -> None:
+    """Refuse arguments of the wrong kind, or that contradict each other, before anything is read or fetched, each in
+    one sentence."""
+    if features_only and num_classes is not None:
+        raise InvalidArgumentError("num_classes has no meaning with features_only=True, which removes the classifier.")
+    if out_indices is not None and not features_only:
+        raise InvalidArgumentError("out_indices selects feature levels, so it needs features_only=True.")
     if not isinstance(name, (str, os.PathLike)) or not str(name):
-        raise InvalidArgumentError(f"name must be a registry name such as 'resnet50' or an exported folder, not {name!r}.")
+        raise InvalidArgumentError(f"name must be a registry name such as 'resnet50', an exported folder or a Hub repo id, "
+                                   f"not {name!r}.")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
         raise InvalidArgumentError(f"num_classes must be a non-negative integer (0 for pooled embeddings), not {num_classes!r}.")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):

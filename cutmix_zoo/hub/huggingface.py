@@ -2,11 +2,12 @@
 
 The Hub is asked once, without huggingface_hub's retries, before anything is downloaded from it (one probe of the
 weights file). A Hub that cannot be reached, or a network that silently drops packets, costs one connection attempt
-bounded by :data:`HUB_CONNECT_TIMEOUT`; a Hub that accepts the connection has :data:`HUB_READ_TIMEOUT` seconds (as in
-huggingface_hub) to answer, since a slow answer is not an outage (``HF_HUB_ETAG_TIMEOUT`` sets the answer's bound,
-and the connection's where it is shorter). Either way the half-minute and more of ``hf_hub_download``'s retries is not
-spent. Where the Hub has no such repo or file, or cannot be reached, :func:`from_hub` says why in a clause, and the
-caller falls back to the original release; a pinned revision never falls back.
+bounded by :data:`.network.HUB_CONNECT_TIMEOUT`; a Hub that accepts the connection has
+:data:`.network.HUB_READ_TIMEOUT` seconds (as in huggingface_hub) to answer, since a slow answer is not an outage
+(``HF_HUB_ETAG_TIMEOUT`` sets the answer's bound, and the connection's where it is shorter). Either way the
+half-minute and more of ``hf_hub_download``'s retries is not spent. Where the Hub has no such repo or file, or cannot
+be reached, :func:`from_hub` says why in a clause, and the caller falls back to the original release; a pinned
+revision never falls back.
 """
 
 from __future__ import annotations
@@ -22,55 +23,20 @@ from ..errors import DownloadError, WeightsError
 from ..files import CONFIG_NAME, WEIGHTS_NAME
 from ..model_config import ModelConfig
 from ..registry import LIBRARY_NAME, Entry
-from .cache import hub_cache_dir, read_json
-from .network import network_reason, short_reason
+from .cache import read_json
+from .network import hub_timeout, network_reason, short_reason
+from .repo import HubOptions, hub_endpoint
 
-# A network that silently drops packets costs a load HUB_CONNECT_TIMEOUT then the original release's CONNECT_TIMEOUT,
-# about 5 s (recent huggingface_hub releases add up to 3 s of their own, once a process, asking for their agent registry).
-HUB_CONNECT_TIMEOUT = 3.0  # seconds a connection to the Hub has to complete: nothing answering the SYN is a black hole
-HUB_READ_TIMEOUT = 10.0  # seconds a connected Hub has to answer about a file: huggingface_hub's own default
 logger = logging.getLogger(__name__)
 
 
-def hub_timeouts() -> tuple[float, float]:
-    """(connect, read) seconds for the Hub's answer about a file: ``HF_HUB_ETAG_TIMEOUT`` (read at call time;
-    huggingface_hub reads it once, at import) bounds the answer, and the connection where it is shorter than
-    :data:`HUB_CONNECT_TIMEOUT`; without it, :data:`HUB_CONNECT_TIMEOUT` and :data:`HUB_READ_TIMEOUT`."""
-    try:
-        read = float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip() or HUB_READ_TIMEOUT)
-    except ValueError:
-        read = HUB_READ_TIMEOUT
-    return min(HUB_CONNECT_TIMEOUT, read), read
-
-
-def _etag_timeout() -> Any:
-    """The Hub's timeouts as huggingface_hub's HTTP client takes them: an httpx (or httpx2) ``Timeout`` with a short
-    connect bound since huggingface_hub 1.0, a requests ``(connect, read)`` tuple before. ``get_hf_file_metadata`` and
-    ``hf_hub_download`` pass the value to that client as it is, so a connection that never completes gives up in
-    seconds while a live Hub that is slow to answer still gets its ten."""
-    connect, read = hub_timeouts()
-    from huggingface_hub.utils import _http
-
-    for client in ("httpx2", "httpx"):
-        module = getattr(_http, client, None)
-        if module is not None:
-            return module.Timeout(read, connect=connect)
-    return connect, read
-
-
-def hub_endpoint() -> str:
-    """The Hub's address as errors name it: ``HF_ENDPOINT``, else huggingface_hub's default."""
-    from huggingface_hub import constants
-
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def _hub_kwargs(entry: Entry, revision: str | None) -> dict[str, Any]:
+def _hub_kwargs(entry: Entry, revision: str | None, hub: HubOptions) -> dict[str, Any]:
     return {
         "repo_id": entry.hub_repo,
         "filename": WEIGHTS_NAME,
         "revision": revision,
-        "cache_dir": hub_cache_dir(),
+        "cache_dir": hub.cache(),
+        "token": hub.token,
         "endpoint": os.environ.get("HF_ENDPOINT") or None,
         "library_name": LIBRARY_NAME,
     }
@@ -103,7 +69,7 @@ def _probe_hub(kwargs: dict[str, Any]) -> None:
 
     url = hf_hub_url(kwargs["repo_id"], WEIGHTS_NAME, revision=kwargs["revision"], endpoint=kwargs["endpoint"])
     try:
-        get_hf_file_metadata(url, timeout=_etag_timeout(), library_name=LIBRARY_NAME)
+        get_hf_file_metadata(url, token=kwargs["token"], timeout=hub_timeout(), library_name=LIBRARY_NAME)
     except HfHubHTTPError:
         raise
     except Exception as e:  # the HTTP client's own connection errors (requests' or httpx's, by huggingface_hub version)
@@ -120,17 +86,19 @@ def _hub_failure(error: BaseException) -> str:
     return f"could not be reached ({error if isinstance(error, _HubUnreachable) else network_reason(error)})"
 
 
-def from_hub(entry: Entry, expected: ModelConfig, revision: str | None, progress: bool, force: bool) -> tuple[Path | None, str]:
+def from_hub(entry: Entry, expected: ModelConfig, revision: str | None, progress: bool, force: bool,
+             hub: HubOptions | None = None) -> tuple[Path | None, str]:
     """The Hub's file, or None and why it was not taken, as a clause after "the Hub (URL)" (the caller falls back).
 
-    A config.json in the repo is checked against ``expected`` (see :func:`check_hub_config`) before the weights come.
+    A config.json in the repo is checked against ``expected`` (see :func:`check_hub_config`) before the weights come;
+    ``hub`` gives the Hub cache folder and the token.
     """
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     error: Exception  # what made the Hub's file unavailable, chained to an error raised below
     try:
         with _progress_bars(progress):
-            kwargs = _hub_kwargs(entry, revision)
+            kwargs = _hub_kwargs(entry, revision, hub or HubOptions())
             _probe_hub(kwargs)
             try:  # config.json first: the Hub counts a model's downloads by it, and it must describe this architecture
                 config = _hub_download(dict(kwargs, filename=CONFIG_NAME), force)
@@ -162,7 +130,7 @@ def _hub_download(kwargs: dict[str, Any], force: bool) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(**kwargs, force_download=force, etag_timeout=_etag_timeout()))
+        return Path(hf_hub_download(**kwargs, force_download=force, etag_timeout=hub_timeout()))
     except ValueError as e:
         if force and isinstance(e.__cause__, Exception):
             raise e.__cause__ from None
