@@ -19,7 +19,7 @@ from .builder import build_random, build_with_weights, config_of, meta_model, re
 from .builder import count_parameters as _count
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
-from .hub.repo import HubOptions
+from .hub.repo import HubOptions, is_repo_id
 from .hub.source import resolve_source
 from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES
@@ -99,31 +99,54 @@ def reset_classifier(model: nn.Module, num_classes: int, device: torch.device | 
 
 
 def transforms(name_or_model: str | os.PathLike | nn.Module | dict[str, Any] | ModelConfig) -> Any:
-    """The eval transform of a model: resize, centre crop, to tensor, normalise (like torchvision's ``weights.transforms()``)."""
+    """The eval transform of a model: resize, centre crop, to a float tensor, normalise (like torchvision's
+    ``weights.transforms()``, it takes a PIL image or an image tensor, uint8 in [0, 255] or float in [0, 1])."""
     if isinstance(name_or_model, (nn.Module, dict, ModelConfig)):
         cfg = config_of(name_or_model)
     else:
-        cfg = resolve_config(name_or_model)
+        cfg = _config_of_name(name_or_model)
     return eval_transform(cfg.input_size[-1], cfg.mean, cfg.std, cfg.interpolation, cfg.resize)
+
+
+class ToFloatImage:
+    """A PIL image or array to a float tensor in [0, 1] (torchvision's ``ToTensor``); an image tensor as
+    ``weights.transforms()`` takes it: uint8 scaled to [0, 1], float kept."""
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        from torchvision.transforms import functional as F
+
+        if isinstance(image, torch.Tensor):
+            return F.convert_image_dtype(image, torch.float32) if not image.is_floating_point() else image
+        return F.to_tensor(image)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear",
                    resize: int | None = None) -> Any:
-    """Resize the shorter side to ``resize`` (default ``size``), centre-crop ``size``, to tensor, normalise: the one eval
-    preprocessing, for loaded models (:func:`transforms`) and for the trainer's validation split alike."""
+    """Resize the shorter side to ``resize`` (default ``size``), centre-crop ``size``, to a float tensor, normalise: the
+    one eval preprocessing, for loaded models (:func:`transforms`) and for the trainer's validation split alike."""
     from torchvision import transforms as T
 
     return T.Compose([
         T.Resize(resize or size, interpolation=T.InterpolationMode(interpolation)),
         T.CenterCrop(size),
-        T.ToTensor(),
+        ToFloatImage(),
         T.Normalize(mean, std),
     ])
 
 
 def count_parameters(name: str | os.PathLike, num_classes: int | None = None) -> int:
     """Number of parameters of a model, counted on the meta device (no memory, no weights)."""
-    return _count(resolve_config(name), num_classes)
+    return _count(_config_of_name(name), num_classes)
+
+
+def _config_of_name(name: str | os.PathLike) -> ModelConfig:
+    """The config of a registry name, an exported folder or a Hub repo id (its config.json only is fetched)."""
+    if is_repo_id(name):
+        return resolve_source(name, pretrained=False).cfg
+    return resolve_config(name)
 
 
 def _dilated(cfg: ModelConfig, output_stride: int | None) -> ModelConfig:
