@@ -302,3 +302,16 @@ def test_pyramidnet_groups_its_blocks_and_final_norm():
     scales = sorted({scale for scale, _, _ in _groups(model)})
     assert len(scales) == 1 + 9 + 1  # the stem, nine blocks, the final BatchNorm with the head
     assert scales[-1] == 1.0 and scales[0] == pytest.approx(0.75 ** 10)
+
+
+def test_transforms_take_image_tensors_as_torchvisions_do():
+    from PIL import Image
+
+    preprocess = cutmix_zoo.transforms("pyramidnet20_a48.cutmix_shapes")
+    pixels = torch.randint(0, 256, (3, 40, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(6))
+    from_uint8 = preprocess(pixels)
+    from_float = preprocess(pixels.float() / 255)
+    from_pil = preprocess(Image.fromarray(pixels.permute(1, 2, 0).numpy()))
+    assert from_uint8.dtype == torch.float32 and from_uint8.shape == from_pil.shape == (3, 32, 32)
+    assert torch.allclose(from_uint8, from_float, atol=1e-2) and torch.allclose(from_uint8, from_pil, atol=0.1)
+    assert torch.equal(preprocess(pixels[None])[0], from_uint8)  # a batch too
