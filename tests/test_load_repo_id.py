@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save
 
 import cutmix_zoo
 from cutmix_zoo.hub.export import save_pretrained
@@ -41,9 +40,14 @@ def _publish(hub, tmp_path: Path, seed: int, repo_id: str | None = None) -> tupl
     return repo_id, state, sha
 
 
-def test_a_registry_repo_id_is_its_registry_entry(env, hub):
-    state = tiny.state_dict(31)
-    make_hub_repo(hub.mirrors, f"{env}/{tiny.FILE_ENTRY}", {"model.safetensors": save(state)})
+def _registry_repo(hub, org: str, tmp_path: Path, seed: int) -> tuple[str, dict]:
+    """The tiny entry's own Hub repo holding its export (weights and config.json), as the registry's repos do."""
+    _, state, _ = _publish(hub, tmp_path, seed, repo_id=f"{org}/{tiny.FILE_ENTRY}")
+    return f"{org}/{tiny.FILE_ENTRY}", state
+
+
+def test_a_registry_repo_id_is_its_registry_entry(env, hub, tmp_path):
+    _, state = _registry_repo(hub, env, tmp_path, 31)
     model = cutmix_zoo.load(f"{env}/{tiny.FILE_ENTRY}", progress=False)
     assert model.pretrained_cfg["name"] == tiny.FILE_ENTRY and model.pretrained_cfg["top1_err"] == 12.0
     assert torch.equal(_logits(model), tiny.logits(state, X))
@@ -58,6 +62,7 @@ def test_a_published_fine_tune_loads_by_repo_id(tiny_registry, hub, tmp_path, mo
     assert cutmix_zoo.load(repo_id, device="meta").fc.weight.is_meta
 
 
+@pytest.mark.slow
 def test_revision_pins_a_commit_of_a_users_repo(tiny_registry, hub, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     repo_id, first, sha = _publish(hub, tmp_path, seed=33)
@@ -69,12 +74,11 @@ def test_revision_pins_a_commit_of_a_users_repo(tiny_registry, hub, tmp_path, mo
     assert _one_sentence(str(e.value))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("registry_repo", [False, True], ids=["user-repo", "registry-repo"])
 def test_cache_dir_local_files_only_and_force_download(env, hub, tmp_path, monkeypatch, registry_repo):
     if registry_repo:
-        state = tiny.state_dict(35)
-        repo_id = f"{env}/{tiny.FILE_ENTRY}"
-        make_hub_repo(hub.mirrors, repo_id, {"model.safetensors": save(state)})
+        repo_id, state = _registry_repo(hub, env, tmp_path, 35)
     else:
         repo_id, state, _ = _publish(hub, tmp_path, seed=35)
     cache = tmp_path / "my-cache"
@@ -97,6 +101,7 @@ def test_cache_dir_local_files_only_and_force_download(env, hub, tmp_path, monke
         assert len(proxy.requests) == asked and torch.equal(_logits(offline), tiny.logits(state, X))
 
 
+@pytest.mark.slow
 def test_token_is_sent_as_hf_hub_download_sends_it(tiny_registry, hub, tmp_path, monkeypatch):
     repo_id, _, _ = _publish(hub, tmp_path, seed=36)
     monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")
@@ -122,3 +127,19 @@ def test_an_existing_path_with_one_slash_is_a_folder_not_a_repo(tiny_registry, t
     monkeypatch.chdir(tmp_path)
     assert cutmix_zoo.load("org/repo").pretrained_cfg["source"] == "org/repo"
     assert folder.is_dir()
+
+
+def test_an_unreachable_hub_fails_fast_or_serves_the_cached_snapshot(tiny_registry, hub, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    repo_id, state, _ = _publish(hub, tmp_path, seed=37)
+    cutmix_zoo.load(repo_id, progress=False)  # cached now
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    started = time.monotonic()
+    model = cutmix_zoo.load(repo_id)  # the cached snapshot, as hf_hub_download falls back to it
+    assert time.monotonic() - started < 3 and torch.equal(_logits(model), tiny.logits(state, X))
+    started = time.monotonic()
+    with pytest.raises(cutmix_zoo.DownloadError, match="could not be reached \\(the connection was refused\\)") as e:
+        cutmix_zoo.load("someone/never-cached")
+    assert time.monotonic() - started < 3 and _one_sentence(str(e.value))  # no half-minute of retries

@@ -24,7 +24,7 @@ from ..files import CONFIG_NAME, WEIGHTS_NAME
 from ..model_config import ModelConfig
 from ..registry import LIBRARY_NAME, Entry
 from .cache import read_json
-from .network import hub_timeout, network_reason, short_reason
+from .network import HubUnreachable, hub_timeout, network_reason, probe_hub_file, short_reason
 from .repo import HubOptions, hub_endpoint
 
 logger = logging.getLogger(__name__)
@@ -56,24 +56,9 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
             enable_progress_bars()
 
 
-class _HubUnreachable(OSError):
-    """The Hub did not answer (no connection, no name, no answer in time); the message says why in a few words."""
-
-
 def _probe_hub(kwargs: dict[str, Any]) -> None:
-    """Ask the Hub about the weights file once, within the etag timeout and with no retry: hf_hub_download retries an
-    unreachable Hub (or one answering 5xx) for half a minute and more before it gives up; this fails in the time one
-    connection takes. The Hub's own errors (no such repo, file or revision; HTTP 5xx) are raised as they are."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import HfHubHTTPError
-
-    url = hf_hub_url(kwargs["repo_id"], WEIGHTS_NAME, revision=kwargs["revision"], endpoint=kwargs["endpoint"])
-    try:
-        get_hf_file_metadata(url, token=kwargs["token"], timeout=hub_timeout(), library_name=LIBRARY_NAME)
-    except HfHubHTTPError:
-        raise
-    except Exception as e:  # the HTTP client's own connection errors (requests' or httpx's, by huggingface_hub version)
-        raise _HubUnreachable(network_reason(e)) from e
+    """Ask the Hub about the weights file once, without retries (see :func:`.network.probe_hub_file`)."""
+    probe_hub_file(kwargs["repo_id"], WEIGHTS_NAME, kwargs["revision"], kwargs["token"], kwargs["endpoint"])
 
 
 def _hub_failure(error: BaseException) -> str:
@@ -83,7 +68,7 @@ def _hub_failure(error: BaseException) -> str:
     if isinstance(status, int):
         phrase = getattr(response, "reason_phrase", None) or getattr(response, "reason", None) or ""
         return f"answered HTTP {status} {phrase}".rstrip()
-    return f"could not be reached ({error if isinstance(error, _HubUnreachable) else network_reason(error)})"
+    return f"could not be reached ({error if isinstance(error, HubUnreachable) else network_reason(error)})"
 
 
 def from_hub(entry: Entry, expected: ModelConfig, revision: str | None, progress: bool, force: bool,

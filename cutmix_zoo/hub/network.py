@@ -82,3 +82,27 @@ def hub_timeout() -> Any:
         if module is not None:
             return module.Timeout(read, connect=connect)
     return connect, read
+
+
+class HubUnreachable(OSError):
+    """The Hub did not answer (no connection, no name, no answer in time); the message says why in a few words."""
+
+
+def probe_hub_file(repo_id: str, filename: str, revision: str | None, token: str | bool | None,
+                   endpoint: str | None) -> None:
+    """Ask the Hub about one file once, within :func:`hub_timeout` and with no retry: ``hf_hub_download`` retries an
+    unreachable Hub (or one answering 5xx) for half a minute and more before it gives up; this fails in the time one
+    connection takes (:class:`HubUnreachable`). The Hub's own errors (no such repo, file or revision; HTTP 5xx) are
+    raised as they are."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from ..registry import LIBRARY_NAME
+
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
+    try:
+        get_hf_file_metadata(url, token=token, timeout=hub_timeout(), library_name=LIBRARY_NAME)
+    except HfHubHTTPError:
+        raise
+    except Exception as e:  # the HTTP client's own connection errors (requests' or httpx's, by huggingface_hub version)
+        raise HubUnreachable(network_reason(e)) from e

@@ -20,7 +20,7 @@ from ..errors import DownloadError, UnknownModelError
 from ..files import CONFIG_NAME, WEIGHTS_NAME
 from ..registry import LIBRARY_NAME, get_entry, is_registry_name
 from .cache import hub_cache_dir, is_offline
-from .network import hub_timeout
+from .network import HubUnreachable, hub_timeout, probe_hub_file
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -61,12 +61,14 @@ def registry_name_of(repo_id: str) -> str | None:
 
 def repo_file(repo_id: str, filename: str, revision: str | None, options: HubOptions) -> Path:
     """One file of a user's Hub repo through ``hf_hub_download`` (cached, or downloaded), or one sentence saying why not."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     endpoint = hub_endpoint()
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, **hub_download_kwargs(options)))
+        return _download(repo_id, filename, revision, options)
+    except HubUnreachable as e:
+        raise DownloadError(f"{filename} of the Hub repo {repo_id} is not in the Hub cache ({options.cache() or 'default'}) "
+                            f"and the Hub ({endpoint}) could not be reached ({e}).") from e
     except RevisionNotFoundError as e:
         raise DownloadError(f"The Hub repo {repo_id} has no revision {revision!r}.") from e
     except RepositoryNotFoundError as e:
@@ -83,6 +85,27 @@ def repo_file(repo_id: str, filename: str, revision: str | None, options: HubOpt
     except (HfHubHTTPError, OSError) as e:
         raise DownloadError(f"Could not fetch {filename} of the Hub repo {repo_id} from {endpoint}: "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}.") from e
+
+
+def _download(repo_id: str, filename: str, revision: str | None, options: HubOptions) -> Path:
+    """``hf_hub_download``, after one probe of the file without retries where the Hub may be asked: a Hub that cannot be
+    reached gives the cached file, as ``hf_hub_download`` would, without its half-minute of retries first
+    (:class:`.network.HubUnreachable` where nothing is cached, or with ``force_download``)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    kwargs = dict(hub_download_kwargs(options), revision=revision)
+    if not options.offline():
+        try:
+            probe_hub_file(repo_id, filename, revision, options.token, kwargs["endpoint"])
+        except HubUnreachable as unreachable:
+            if options.force_download:
+                raise
+            try:
+                return Path(hf_hub_download(repo_id, filename, **dict(kwargs, local_files_only=True)))
+            except LocalEntryNotFoundError:
+                raise unreachable from None  # not cached either: the probe's error says why
+    return Path(hf_hub_download(repo_id, filename, **kwargs))
 
 
 def hub_endpoint() -> str:
