@@ -20,7 +20,7 @@ from ..errors import DownloadError, UnknownModelError
 from ..files import CONFIG_NAME, WEIGHTS_NAME
 from ..registry import LIBRARY_NAME, get_entry, is_registry_name
 from .cache import hub_cache_dir, is_offline
-from .network import HubUnreachable, hub_timeout, probe_hub_file
+from .network import HubUnreachable, hub_timeout, probe_hub_file, short_reason
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -67,8 +67,9 @@ def repo_file(repo_id: str, filename: str, revision: str | None, options: HubOpt
     try:
         return _download(repo_id, filename, revision, options)
     except HubUnreachable as e:
-        raise DownloadError(f"{filename} of the Hub repo {repo_id} is not in the Hub cache ({options.cache() or 'default'}) "
-                            f"and the Hub ({endpoint}) could not be reached ({e}).") from e
+        cached = "" if options.force_download else f", and the Hub cache ({options.cache() or 'default'}) has no copy"
+        raise DownloadError(f"Could not fetch {filename} of the Hub repo {repo_id}: the Hub ({endpoint}) could not be "
+                            f"reached ({e}){cached}.") from e
     except RevisionNotFoundError as e:
         raise DownloadError(f"The Hub repo {repo_id} has no revision {revision!r}.") from e
     except RepositoryNotFoundError as e:
@@ -83,8 +84,7 @@ def repo_file(repo_id: str, filename: str, revision: str | None, options: HubOpt
         raise DownloadError(f"The Hub repo {repo_id} has no {filename}, so it is not a model that cutmix_zoo.save_pretrained "
                             "or `cutmix-zoo publish` made.") from e
     except (HfHubHTTPError, OSError) as e:
-        raise DownloadError(f"Could not fetch {filename} of the Hub repo {repo_id} from {endpoint}: "
-                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}.") from e
+        raise DownloadError(f"Could not fetch {filename} of the Hub repo {repo_id} from {endpoint}: {short_reason(e)}.") from e
 
 
 def _download(repo_id: str, filename: str, revision: str | None, options: HubOptions) -> Path:
