@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(format="cutmix-zoo: %(message)s")
         logging.getLogger("cutmix_zoo").setLevel(logging.INFO)
         argv = argv[1:]
+    if not argv:  # no command: the command list, as `cutmix-zoo --help` shows it, and the usage error's exit code
+        print(build_parser(only="").format_help(), end="", file=sys.stderr)
+        return 2
     return run_command(_run, argv)
 
 

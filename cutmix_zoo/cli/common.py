@@ -8,12 +8,13 @@ Nothing here imports torch: every command module imports this one, and ``cutmix-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..errors import ZooError, exit_code
+from ..errors import InvalidArgumentError, ZooError, exit_code
 
 Subparsers = argparse._SubParsersAction  # what add_subparsers returns; every command's add_parser adds its sub-parser to it
 
@@ -70,13 +71,18 @@ def cached_files() -> list[dict[str, Any]]:
     return rows
 
 
-def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True) -> str:
-    """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder."""
+def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True, repo_id: str | None = None) -> str:
+    """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder, its card
+    loading ``repo_id`` (where it will be published) or else the folder ``out``."""
     from ..api import load
     from ..hub.cards import render_card
     from ..hub.export import save_pretrained
     from ..model_config import pretrained_cfg_of
 
+    try:  # before the weights are fetched: a folder that cannot be made is one sentence, not a traceback after the download
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise InvalidArgumentError(f"The output folder {out} cannot be created ({e.strerror or e}).") from None
     model = load(name, revision=revision, progress=progress)
-    save_pretrained(model, out, card=render_card(pretrained_cfg_of(model)))
+    save_pretrained(model, out, card=render_card(pretrained_cfg_of(model), target=out, repo_id=repo_id))
     return out

@@ -29,7 +29,7 @@ DETECT_LIGHT = dict(rpn_pre_nms_top_n_train=200, rpn_pre_nms_top_n_test=100, rpn
 
 def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     """Add ``demo`` to the ``cutmix-zoo`` parser."""
-    p = subparsers.add_parser(NAME, help=HELP, description=__doc__.split("\n\n")[0].strip("`"))
+    p = subparsers.add_parser(NAME, help=HELP, description=__doc__.split("\n\n")[0].replace("``", ""))
     p.add_argument("--train-images", type=int, default=1024, help="images in the quick training run (default 1024)")
     p.add_argument("--skip-train", action="store_true", help="skip the quick training run")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")

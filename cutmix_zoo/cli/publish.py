@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="cutmix-zoo-publish-") as tmp:
-        folder = args.name if os.path.isdir(args.name) else export_folder(args.name, tmp, progress=not args.quiet)
+        folder = args.name if os.path.isdir(args.name) else export_folder(args.name, tmp, progress=not args.quiet, repo_id=args.repo_id)
         files = sorted(f for f in os.listdir(folder) if not f.startswith("."))
         listing = [{"file": f, "bytes": os.path.getsize(os.path.join(folder, f))} for f in files]
         if args.dry_run:

@@ -74,13 +74,14 @@ def original_file(entry: Entry) -> Path:
     return cache_dir() / entry.name / WEIGHTS_NAME
 
 
-def cached_hub_files(entry: Entry, revision: str | None = None) -> tuple[Path, Path | None] | None:
+def cached_hub_files(entry: Entry, revision: str | None = None,
+                     folder: str | None = None) -> tuple[Path, Path | None] | None:
     """The Hub cache's weights file of ``entry`` and its config.json (None where that is not cached), with no network
-    call; None where the weights are not cached."""
+    call; None where the weights are not cached. ``folder`` is the Hub cache (None: huggingface_hub's)."""
     check_hub_endpoint()
     from huggingface_hub import try_to_load_from_cache
 
-    folder = hub_cache_dir()
+    folder = folder or hub_cache_dir()
     found = try_to_load_from_cache(entry.hub_repo, WEIGHTS_NAME, cache_dir=folder, revision=revision)
     if not (isinstance(found, str) and os.path.isfile(found)):
         return None
