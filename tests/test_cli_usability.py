@@ -38,7 +38,7 @@ def test_demo_help_begins_with_plain_text():
 def test_export_to_a_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert cli_main(["export", "pyramidnet20_a48.cutmix_shapes", "-o", str(blocker / "out"), "--quiet"]) == 2
+    assert cli_main(["export", "pyramidnet20_a48.cutmix_shapes", "-o", str(blocker / "out"), "--quiet"]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and err.startswith(f"cutmix-zoo: error: The output folder {blocker / 'out'} cannot be created (")
+    assert out == "" and err.startswith(f"cutmix-zoo: error: Could not write {blocker / 'out'} (")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

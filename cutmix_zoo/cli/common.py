@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import registry
-from ..errors import InvalidArgumentError, ZooError, exit_code
+from ..errors import ZooError, exit_code
+from ..files import unwritable
 
 Subparsers = argparse._SubParsersAction  # what add_subparsers returns; every command's add_parser adds its sub-parser to it
 
@@ -82,7 +83,7 @@ def export_folder(name: str, out: str, revision: str | None = None, progress: bo
     try:  # before the weights are fetched: a folder that cannot be made is one sentence, not a traceback after the download
         os.makedirs(out, exist_ok=True)
     except OSError as e:
-        raise InvalidArgumentError(f"The output folder {out} cannot be created ({e.strerror or e}).") from None
+        raise unwritable(out, e) from None
     model = load(name, revision=revision, progress=progress)
     save_pretrained(model, out, card=render_card(pretrained_cfg_of(model), target=out, repo_id=repo_id))
     return out
