@@ -9,6 +9,7 @@ entry (and every future one) gets its recipe from these two small tables.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from .errors import InvalidArgumentError
 from .registry import data_config, get_entry
 
 FEATURE_MIX_MODES = ("feature_cutmix", "manifold_mixup")
+CROPS = ("none", "pad", "resized")  # the training crops of an image folder or CIFAR (``--crop``)
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,10 @@ class Recipe:
 
     ``input_size`` 0 trains at the model's (or dataset's) own size; ``backbone_lr_mult`` scales the learning rate of
     every layer but the classifier; ``freeze_stages`` K freezes the first K feature levels (the stem is the first).
+    ``lr_schedule`` is ``step`` (the original's per-epoch drops) or ``cosine`` (per step, to zero at the run's end), after a
+    linear warm-up over ``warmup`` of the run's steps. ``hflip`` and ``crop`` choose the training
+    augmentation (``crop`` ``""``: the transform set's own; ``none``, ``pad`` or ``resized``); ``head_init`` ``probe``
+    starts an ``--init`` run's new head from a linear probe on the training images, ``random`` from torch's init.
     """
 
     dataset: str = "cifar100"
@@ -48,18 +54,41 @@ class Recipe:
     input_size: int = 0
     backbone_lr_mult: float = 1.0
     freeze_stages: int = 0
+    lr_schedule: str = "step"
+    warmup: float = 0.0
+    hflip: bool = True
+    crop: str = ""
+    head_init: str = "random"
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch``, stepped per epoch exactly as the original's ``adjust_learning_rate``.
 
         With ``lr_step`` the rate drops every ``lr_step`` epochs (ImageNet); otherwise it drops at
-        each fraction in ``lr_milestones`` of the run (CIFAR: 50% and 75%).
+        each fraction in ``lr_milestones`` of the run (CIFAR: 50% and 75%). A ``cosine`` schedule gives the rate of the
+        epoch's first step as if an epoch had many steps (what ``--dry-run`` shows); the loop asks :meth:`lr_at_step`.
         """
+        if self.lr_schedule == "cosine":
+            return self.lr_at_step(epoch * 1000, 1000)
         if self.lr_step:
             drops = epoch // self.lr_step
         else:
             drops = sum(int(epoch // (self.epochs * m)) for m in self.lr_milestones)
         return self.lr * self.lr_gamma**drops
+
+    def lr_at_step(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of the run's ``step``-th optimisation step (from 0), with ``steps_per_epoch`` steps an epoch.
+
+        It rises linearly to the schedule's rate over the first ``warmup`` of the run's steps; after that, ``cosine`` is
+        half a cosine that reaches zero after the last step, so a run of one or two epochs spends its steps at a useful
+        rate, and ``step`` is the epoch's rate (:meth:`lr_at`).
+        """
+        total = self.epochs * steps_per_epoch
+        warm = min(round(self.warmup * total), total - 1)
+        if self.lr_schedule == "cosine":
+            rate = self.lr * 0.5 * (1 + math.cos(math.pi * max(0, step - warm) / (total - warm)))
+        else:
+            rate = self.lr_at(step // steps_per_epoch)
+        return rate * (step + 1) / (warm + 1) if step < warm else rate
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -109,8 +138,8 @@ FINETUNE = "finetune"
 # - CutMix with beta 1.0 on half of the batches: the original's CIFAR setting (the paper's Table 5 recipe).
 # - 30 epochs and batch 64: this package's choice for small datasets (a tenth of the original's 300 epochs); set
 #   --epochs and --batch-size for yours.
-_FINETUNE = Recipe(epochs=30, batch_size=64, lr=0.1, lr_milestones=(0.5, 0.75), lr_step=0, mix="cutmix", beta=1.0, mix_prob=0.5,
-                   backbone_lr_mult=0.1, dropblock_size=4)
+_FINETUNE = Recipe(epochs=30, batch_size=64, lr=0.1, lr_milestones=(), lr_step=0, lr_schedule="cosine", warmup=0.1, mix="none",
+                   beta=1.0, mix_prob=0.5, backbone_lr_mult=0.1, dropblock_size=4, hflip=False, crop="none", head_init="probe")
 
 
 def finetune_recipe(dataset: str, epochs: int | None = None, input_size: int = 0) -> Recipe:
@@ -153,8 +182,10 @@ def recipe_text(recipe: Recipe, where: str) -> str:
 
     ``where`` says what it ran on ("global batch 64 on 2 GPUs", "on 1 rank(s), seed 0").
     """
-    schedule = (f"x{recipe.lr_gamma} every {recipe.lr_step} epochs" if recipe.lr_step
-                else f"x{recipe.lr_gamma} at {', '.join(f'{m:.0%}' for m in recipe.lr_milestones)} of training")
+    schedule = ("a cosine to zero over the run" if recipe.lr_schedule == "cosine" else f"x{recipe.lr_gamma} every {recipe.lr_step} epochs"
+                if recipe.lr_step else f"x{recipe.lr_gamma} at {', '.join(f'{m:.0%}' for m in recipe.lr_milestones)} of training")
+    if recipe.warmup:
+        schedule += f", after a linear warm-up over {recipe.warmup:.0%} of the steps"
     if recipe.mix == "none":
         mixing = "none"
     elif recipe.mix == "cutout":
@@ -168,6 +199,12 @@ def recipe_text(recipe: Recipe, where: str) -> str:
         extra.append(f"the first {recipe.freeze_stages} feature level(s) frozen")
     if recipe.input_size:
         extra.append(f"{recipe.input_size}-pixel inputs")
+    if recipe.head_init == "probe":
+        extra.append("the new head started from a linear probe")
+    if not recipe.hflip:
+        extra.append("no horizontal flips")
+    if recipe.crop:
+        extra.append(f"crop: {recipe.crop}")
     if recipe.label_smoothing:
         extra.append(f"label smoothing {recipe.label_smoothing}")
     if recipe.dropblock:

@@ -68,8 +68,8 @@ def test_the_backbone_starts_as_the_init_and_the_head_is_fresh_even_with_as_many
 
 def test_the_finetune_recipe_and_the_backbone_learning_rate(novel, tmp_path):
     recipe = finetune_recipe("folder", None, 32)
-    assert (recipe.lr, recipe.backbone_lr_mult, recipe.epochs, recipe.mix, recipe.mix_prob, recipe.transforms) == \
-        (0.1, 0.1, 30, "cutmix", 0.5, "cifar")
+    assert (recipe.lr, recipe.backbone_lr_mult, recipe.epochs, recipe.mix, recipe.lr_schedule, recipe.transforms) == \
+        (0.1, 0.1, 30, "none", "cosine", "cifar")
     assert finetune_recipe("folder", None, 224).transforms == "imagenet"
     run = setup(_args("--init", EMBEDDED, "--data", str(novel), "--output", str(tmp_path / "out"), "--epochs", "4"))
     backbone, head = run.optimizer.param_groups
@@ -254,7 +254,7 @@ def test_finetune_without_a_start_or_a_model_is_one_sentence(novel, tmp_path):
 
 @pytest.mark.slow
 def test_fine_tuning_the_embedded_model_beats_training_from_scratch_over_seeds(tmp_path_factory):
-    """The same budget (6 epochs of 200 Novel-Shapes images, the finetune recipe's batch schedule and CutMix), three
+    """The same budget (6 epochs of 200 Novel-Shapes images, the finetune recipe's batch and schedule), three
     seeds: from the embedded CutMix model against from random weights at the full rate everywhere (the scratch run's
     best setting: a 0.1 backbone multiplier would only slow it). The gap must clear twice its spread over the seeds
     by 10 points, not one lucky run (measured: gaps of 40-56 points, fine-tuned 32-47% against 82-88% top-1 error)."""

@@ -20,7 +20,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from .dataspec import DataSpec, dataset_size
 from .evaluation import evaluate, topk_errors
 from .export import export_config
 from .failures import StopFlag
-from .finetune import Init, freeze_levels, load_init, param_groups, resolve_init
+from .finetune import Init, freeze_levels, load_init, param_groups, probe_head, resolve_init
 from .gpu_decode import check_gpu_decode
 from .metrics_log import MetricsLog
 from .mixing import BatchMixer, DropBlock
@@ -115,13 +115,10 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
         raise InvalidArgumentError(f"--batch-size {recipe.batch_size} does not split evenly over {ranks.world_size} ranks.")
     per_rank_batch = recipe.batch_size // ranks.world_size
     data = training_data(recipe.dataset, args.data, recipe.transforms, args.seed, args.download, args.synthetic_size, args.decode,
-                         inputs, args.val_split)
+                         inputs, args.val_split, recipe.hflip, recipe.crop)
     sampler = EpochSampler(data.train, ranks.world_size, ranks.rank, args.seed)
     train_loader, val_loader = make_loaders(data, sampler, per_rank_batch, args.workers, ranks)
-    steps = len(sampler) // per_rank_batch
-    if steps == 0:
-        raise InvalidArgumentError(f"The training set ({dataset_size(data.train)} images) is smaller than one per-rank batch "
-                                   f"of {per_rank_batch}.")
+    steps = steps_per_epoch(data, sampler, per_rank_batch)
 
     # The model: the same initial weights on every rank (one seed), then each rank's own draws (a seed per rank)
     torch.manual_seed(args.seed)
@@ -132,6 +129,8 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
     mixer, dropblock = attach_mixing(module, spec.family, recipe, ranks.device, args.seed)
     # Module.to's stubs have no overload for device and memory_format together, which it takes at run time.
     module.to(device=ranks.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
+    if init is not None and resume_state is None and recipe.head_init == "probe":  # the new head starts as a linear probe
+        probe_head(module, device_batches(data, train_loader, ranks.device, channels_last), data.num_classes)
     optimizer = torch.optim.SGD(param_groups(module, spec.family, recipe.lr, recipe.backbone_lr_mult), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     if ranks.is_main:
@@ -166,6 +165,15 @@ def set_numerics(args: argparse.Namespace, device: torch.device) -> tuple[bool, 
     return bf16, channels_last
 
 
+def steps_per_epoch(data: DataSpec, sampler: EpochSampler, per_rank_batch: int) -> int:
+    """The steps of an epoch: whole per-rank batches of this rank's share; a training set smaller than one batch is refused."""
+    steps = len(sampler) // per_rank_batch
+    if steps == 0:
+        raise InvalidArgumentError(f"The training set ({dataset_size(data.train)} images) is smaller than one per-rank batch "
+                                   f"of {per_rank_batch}.")
+    return steps
+
+
 def make_loaders(data: DataSpec, sampler: EpochSampler, per_rank_batch: int, workers: int, ranks: Ranks) -> tuple[DataLoader, DataLoader]:
     """This rank's training loader (whole batches in ``sampler``'s order) and validation loader (its shard, every image)."""
     pin = ranks.device.type == "cuda"
@@ -173,6 +181,13 @@ def make_loaders(data: DataSpec, sampler: EpochSampler, per_rank_batch: int, wor
     val_loader = make_loader(data.val, per_rank_batch, ShardSampler(dataset_size(data.val), ranks.world_size, ranks.rank), workers, pin,
                              drop_last=False, collate_fn=data.collate)
     return train_loader, val_loader
+
+
+def device_batches(data: DataSpec, loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``loader``'s batches on ``device`` as a training step receives them (decoded, in the run's memory format)."""
+    for x, y in loader:
+        x = data.train_to_device(x, device)
+        yield (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y.to(device)
 
 
 def initial_network(spec: ModelSpec, init: Init | None, num_classes: int, resumed: bool) -> nn.Module:
@@ -246,11 +261,18 @@ def start_log(run: Run, resumed: bool) -> None:
                        "bf16": run.bf16, "channels_last": run.channels_last, "recipe": dataclasses.asdict(run.recipe)})
 
 
-def begin_epoch(run: Run, epoch: int) -> float:
-    """Set ``epoch``'s learning rate (scaled per parameter group) and put the model in training mode; returns the rate."""
-    lr = run.recipe.lr_at(epoch)
+def set_rate(run: Run, step: int) -> float:
+    """Set the learning rate of the run's ``step``-th step (scaled per parameter group); returns the unscaled rate."""
+    lr = run.recipe.lr_at_step(step, run.steps)
     for group in run.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)  # the backbone's multiplier (checkpoints from before it have none)
+    return lr
+
+
+def begin_epoch(run: Run, epoch: int) -> float:
+    """Set the learning rate of ``epoch``'s first step (its resumed step in a resumed epoch) and put the model in training
+    mode; returns the rate."""
+    lr = set_rate(run, epoch * run.steps + (run.start_step if epoch == run.start_epoch else 0))
     run.model.train()
     for module in run.frozen:  # frozen levels keep their pretrained BatchNorm statistics
         module.eval()
@@ -287,6 +309,7 @@ def train_steps(run: Run, epoch: int, lr: float, stop: StopFlag) -> float | None
                 x = x.contiguous(memory_format=torch.channels_last)
             if run.dropblock is not None:
                 run.dropblock.progress = (epoch * steps + step) / total_steps
+            lr = set_rate(run, epoch * steps + step)  # a warm-up or a cosine moves it every step
             train_step(run.model, run.optimizer, run.mixer, x, y, cast, run.partial)
             step += 1
             bar.update(1)
