@@ -24,9 +24,11 @@ from cutmix_zoo.train.loop import begin_epoch, setup, train_steps
 CUTMIX, BASELINE = "pyramidnet20_a48.cutmix_shapes", "pyramidnet20_a48.baseline_shapes"
 KINDS, BUDGETS, SEEDS = ("novel", "glyphs"), (1, 2, 6), (0, 1, 2)
 TRAIN, VAL, BATCH = 2, 3, 10  # images a class, and the batch: two steps an epoch, every combination in about half a minute
-# Measured with these sizes (mean top-1 error over the three seeds, per kind and budget): fine-tuned 1-6 points above or
-# below the probe, never more than MARGIN_MEASURED above it; from scratch 84-90%, fine-tuned CutMix 25-50%.
-PROBE_MARGIN = 12.0
+# Measured with these sizes (mean top-1 error over the three seeds, for each kind and budget, on 30 validation images):
+# fine-tuned CutMix 28.9-54.4%, between 6.7 points below and 0.0 points above its linear probe (35.6% on Novel-Shapes,
+# 54.4% on Glyphs); from scratch 84.4-92.2%; the baseline init 35.6-58.9%, 5.5 points behind CutMix on average.
+# The margins leave room for one or two validation images (3.3 points each) beyond the worst case measured.
+PROBE_MARGIN = 7.0
 SCRATCH_GAP = 20.0
 
 pytestmark = pytest.mark.usefixtures("one_thread")
