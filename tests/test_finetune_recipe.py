@@ -154,3 +154,36 @@ def test_glyph_classes_are_one_anothers_mirror_images():
         assert torch.equal(masks[k].flip(-1), masks[k + 1]) and not torch.equal(masks[k], masks[k + 1]), GLYPHS[k]
     images, labels = make_shapes(20, seed=3, glyphs=True)
     assert images.shape == (20, 3, 32, 32) and labels.bincount().tolist() == [2] * 10
+
+
+def test_the_shapes_command_writes_glyphs(tmp_path, capsys):
+    from cutmix_zoo.cli import main
+
+    assert main(["shapes", str(tmp_path / "g"), "--glyphs", "--train-per-class", "1", "--val-per-class", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "g" / "train").iterdir()) == sorted(n.replace(" ", "_") for n in GLYPHS)
+    assert main(["shapes", str(tmp_path / "h"), "--glyphs", "--shapes10"]) == 2
+    assert "--glyphs and --shapes10 name two different datasets" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--decode", "gpu"], "--decode gpu augments as the ImageNet recipe does"),
+    (["--lr-schedule", "cosine", "--lr-step", "3"], "the cosine schedule has none"),
+    (["--warmup", "1.5"], "--warmup is a fraction of the run's steps in [0, 1)"),
+    (["--dataset", "shapes", "--crop", "pad"], "generated images are not cropped"),
+], ids=["gpu-decode", "cosine-drops", "warmup", "shapes-crop"])
+def test_recipe_flags_that_cannot_work_are_one_sentence(folders, argv, message):
+    from cutmix_zoo.errors import InvalidArgumentError
+    from cutmix_zoo.train.config import resolve
+
+    args = train_parser().parse_args(["--init", CUTMIX, "--data", str(folders["novel", 0]), *argv])
+    with pytest.raises(InvalidArgumentError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")) as caught:
+        resolve(args)
+    assert "\n" not in str(caught.value)
+
+
+def test_drops_asked_for_select_the_step_schedule(folders):
+    from cutmix_zoo.train.config import resolve
+
+    args = train_parser().parse_args(["--init", CUTMIX, "--data", str(folders["novel", 0]), "--epochs", "4", "--lr-milestones", "0.5"])
+    recipe = resolve(args)[0]
+    assert recipe.lr_schedule == "step" and [recipe.lr_at(e) for e in range(4)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
