@@ -187,3 +187,14 @@ def test_drops_asked_for_select_the_step_schedule(folders):
     args = train_parser().parse_args(["--init", CUTMIX, "--data", str(folders["novel", 0]), "--epochs", "4", "--lr-milestones", "0.5"])
     recipe = resolve(args)[0]
     assert recipe.lr_schedule == "step" and [recipe.lr_at(e) for e in range(4)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
+
+
+def test_a_probe_head_from_one_image_a_class_fits_them():
+    from cutmix_zoo.train.finetune import SINGLE_IMAGE_L2, probe_head
+
+    model = cutmix_zoo.load(CUTMIX)
+    model.reset_classifier(3)
+    x, y = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2])
+    assert probe_head(model, [(x, y)], 3) == SINGLE_IMAGE_L2  # nothing to hold out: the fixed strength
+    with torch.no_grad():
+        assert model.eval()(x).argmax(1).tolist() == [0, 1, 2]

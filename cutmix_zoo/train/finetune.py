@@ -24,6 +24,7 @@ from ..models.classifier import ClassifierMixin, base_model_of
 from ..registry import is_registry_name
 
 PROBE_IMAGES = 10_000  # the most training images the head's linear probe reads: enough for a stable head, seconds on a GPU
+SINGLE_IMAGE_L2 = 1e-2  # the probe's strength where no class has two images to hold one out: the middle of transfer's grid
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,9 @@ def probe_head(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Ten
     fits its probe (:func:`cutmix_zoo.reports.transfer.select_l2` chooses the strength on held-out training images) and
     written into the classifier. Fine-tuning then starts from a head that already separates the classes, so its first
     steps do not send a random head's large gradients into the pretrained layers (Kumar et al., "Fine-Tuning can Distort
-    Pretrained Features and Underperform Out-of-Distribution", ICLR 2022: linear probing, then fine-tuning).
+    Pretrained Features and Underperform Out-of-Distribution", ICLR 2022: linear probing, then fine-tuning). With one
+    image a class nothing can be held out, and the strength is ``SINGLE_IMAGE_L2``. On several ranks each fits on its own
+    share of the images; DistributedDataParallel then gives every rank rank 0's head.
     """
     from ..reports.inference import eval_mode
     from ..reports.transfer import fit_logistic, select_l2, standardise
@@ -121,9 +124,13 @@ def probe_head(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Ten
             if seen >= limit:
                 break
     x_all, y_all = torch.cat(features)[:limit], torch.cat(labels)[:limit]
-    l2, _, _, _, start = select_l2(x_all, y_all, num_classes)
     x_std, = standardise(x_all)
-    w, b = fit_logistic(x_std, y_all, num_classes, l2, start=start)
+    if int(y_all.bincount().max()) >= 2:  # some class can lend an image to the held-out part that chooses the strength
+        l2, _, _, _, start = select_l2(x_all, y_all, num_classes)
+        w, b = fit_logistic(x_std, y_all, num_classes, l2, start=start)
+    else:
+        l2 = SINGLE_IMAGE_L2
+        w, b = fit_logistic(x_std, y_all, num_classes, l2)
     mean, std = x_all.mean(dim=0), x_all.std(dim=0, correction=0)
     std = torch.where(std > 1e-6, std, torch.ones_like(std))  # as standardise: the probe's weights on the raw features
     head = cast(nn.Linear, net.get_classifier())
