@@ -23,6 +23,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--train-per-class", type=int, default=20, help="training images per class (default 20: a small-data task)")
     p.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
     p.add_argument("--shapes10", action="store_true", help="Shapes-10 (the embedded models' own classes) instead of Novel-Shapes")
+    p.add_argument("--glyphs", action="store_true", help="Glyphs instead of Novel-Shapes: ten arrow- and letter-like classes, each "
+                                                         "the mirror image of another (data on which a flip changes the class)")
     p.add_argument("--seed", type=int, default=0, help="which draw (default 0)")
     scenes = p.add_argument_group("detection scenes (--scenes)")
     scenes.add_argument("--scenes", action="store_true",
@@ -74,10 +76,13 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--train-per-class and --val-per-class take at most {MAX_PER_CLASS:,} images a class, not "
                                    f"{max(args.train_per_class, args.val_per_class):,}.")
     _check_new_folder(args.output)
+    if args.glyphs and args.shapes10:
+        raise InvalidArgumentError("--glyphs and --shapes10 name two different datasets: pass one of them.")
     if args.output.exists() and any(args.output.iterdir()):
         raise InvalidArgumentError(f"{args.output} is not empty: choose a new folder for the generated images.")
     try:
-        root = write_folder(args.output, args.train_per_class, args.val_per_class, novel=not args.shapes10, seed=args.seed)
+        root = write_folder(args.output, args.train_per_class, args.val_per_class, novel=not args.shapes10, seed=args.seed,
+                            glyphs=args.glyphs)
     except OSError as e:
         raise ZooError(f"Could not write the images into {args.output} ({e.strerror or e}).") from None
     classes = sorted(p.name for p in (root / "train").iterdir())

@@ -28,7 +28,7 @@ from ..errors import InvalidArgumentError, TrainingError, UnknownModelError
 from ..fastload import build_on_meta
 from ..model_config import ModelConfig
 from ..models import level_children
-from ..recipes import FEATURE_MIX_MODES, FINETUNE, Recipe, base_recipe, finetune_recipe, method_settings, recipe_for
+from ..recipes import CROPS, FEATURE_MIX_MODES, FINETUNE, Recipe, base_recipe, finetune_recipe, method_settings, recipe_for
 from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, DataConfig, data_config, get_entry, is_registry_name, run_suffix
 from .dataspec import Inputs
 from .finetune import Init, resolve_init
@@ -147,6 +147,11 @@ def _schedule_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--lr-step", type=int,
                    help="drop lr every N epochs instead of at milestones (ImageNet, as the original: 75 for 300 epochs, else 30)")
     g.add_argument("--lr-gamma", type=float)
+    g.add_argument("--lr-schedule", choices=["step", "cosine"], help="step: x--lr-gamma at milestones or every --lr-step epochs (the "
+                                                                      "original's); cosine: per step, a linear warm-up then a cosine to "
+                                                                      "zero over the run (finetune's)")
+    g.add_argument("--warmup", type=float, metavar="F", help="the fraction of the run's steps over which the rate rises linearly "
+                                                             "to the schedule's (finetune: 0.1; the original recipes: 0)")
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
 
@@ -172,6 +177,15 @@ def _finetune_flags(g: argparse._ArgumentGroup) -> None:
                                                                       "(finetune: 0.1)")
     g.add_argument("--freeze-stages", type=int, metavar="K", help="freeze the first K feature levels, the stem being the first "
                                                                   "(no gradients, BatchNorm statistics kept); default 0")
+    g.add_argument("--head-init", choices=["probe", "random"], help="the new head of an --init run: probe (finetune's default) starts "
+                                                                    "it from a linear probe on the training images' features, random "
+                                                                    "from torch's initialisation")
+    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips in training (finetune: off, since a mirrored digit, letter or arrow is another "
+                        "class; the original recipes: on)")
+    g.add_argument("--crop", choices=CROPS, help="training crop of an image folder or CIFAR: pad (pad 4 pixels, crop at random), "
+                                                 "resized (a random-resized crop), none (resize and centre-crop as in evaluation); "
+                                                 "default: pad for small inputs, resized for the ImageNet recipe, none for finetune")
 
 
 def _run_flags(g: argparse._ArgumentGroup) -> None:
@@ -259,6 +273,11 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
         overrides["lr_milestones"] = ()
     if args.lr_milestones is not None and args.lr_step is None:
         overrides["lr_step"] = 0
+    drops = args.lr_milestones is not None or args.lr_step is not None
+    if drops and getattr(args, "lr_schedule", None) == "cosine":
+        raise InvalidArgumentError("--lr-milestones and --lr-step place the drops of --lr-schedule step; the cosine schedule has none.")
+    if drops:
+        overrides["lr_schedule"] = "step"  # drops asked for: the step schedule, whatever the recipe's
     recipe = recipe.replace(**overrides)
     spec = init_spec(init, args) if init else model_spec(args.model or arch, args.depth, args.alpha, args.bottleneck, recipe.dataset)
     if args.mix is not None or method is None:
@@ -273,6 +292,9 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
         name = f"{spec.label}.{method}_{run_suffix(recipe.dataset)}"
     check_recipe(recipe)
     check_run_flags(args)
+    if args.decode == "gpu" and (not recipe.hflip or recipe.crop not in ("", "resized")):
+        raise InvalidArgumentError("--decode gpu augments as the ImageNet recipe does (random-resized crops and flips): add --hflip "
+                                   "--crop resized, or decode on the cpu.")
     check_model(spec, recipe.dataset, recipe.freeze_stages)
     return recipe, spec, name, method
 
@@ -398,7 +420,7 @@ def check_recipe(recipe: Recipe) -> None:
     floats = {"--lr": recipe.lr, "--backbone-lr-mult": recipe.backbone_lr_mult,
               "--lr-gamma": recipe.lr_gamma, "--momentum": recipe.momentum, "--weight-decay": recipe.weight_decay,
               "--beta": recipe.beta, "--mix-prob": recipe.mix_prob, "--label-smoothing": recipe.label_smoothing,
-              "--dropblock": recipe.dropblock, **{f"--lr-milestones ({m})": m for m in recipe.lr_milestones}}
+              "--dropblock": recipe.dropblock, "--warmup": recipe.warmup, **{f"--lr-milestones ({m})": m for m in recipe.lr_milestones}}
     problems = [(not math.isfinite(value), f"{flag} must be a finite number, not {value}") for flag, value in floats.items()]
     problems += [
         (recipe.epochs < 1, f"--epochs must be at least 1, not {recipe.epochs}"),
@@ -422,6 +444,9 @@ def check_recipe(recipe: Recipe) -> None:
         (recipe.dataset == "shapes" and recipe.input_size not in (0, 32), f"Shapes-10 images are 32x32, so --input-size takes 32 on "
                                                                            f"--dataset shapes, not {recipe.input_size}"),
         (any(not 0 < m < 1 for m in recipe.lr_milestones), f"--lr-milestones are fractions of the run in (0, 1), not {recipe.lr_milestones}"),
+        (not 0 <= recipe.warmup < 1, f"--warmup is a fraction of the run's steps in [0, 1), not {recipe.warmup}"),
+        (recipe.transforms == "tensor" and recipe.crop not in ("", "none"), f"--crop {recipe.crop} crops image folders and CIFAR; "
+                                                                             f"{recipe.dataset}'s generated images are not cropped"),
     ]
     for bad, message in problems:
         if bad:

@@ -20,7 +20,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ from .dataspec import DataSpec, dataset_size
 from .evaluation import evaluate, topk_errors
 from .export import export_config
 from .failures import StopFlag
-from .finetune import Init, freeze_levels, load_init, param_groups, resolve_init
+from .finetune import Init, freeze_levels, load_init, param_groups, probe_head, resolve_init
 from .gpu_decode import check_gpu_decode
 from .metrics_log import MetricsLog
 from .mixing import BatchMixer, DropBlock
@@ -117,13 +117,10 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
         raise InvalidArgumentError(f"--batch-size {recipe.batch_size} does not split evenly over {ranks.world_size} ranks.")
     per_rank_batch = recipe.batch_size // ranks.world_size
     data = training_data(recipe.dataset, args.data, recipe.transforms, args.seed, args.download, args.synthetic_size, args.decode,
-                         inputs, args.val_split, args.val_data)
+                         inputs, args.val_split, args.val_data, recipe.hflip, recipe.crop)
     sampler = epoch_sampler(data, ranks, args.seed, per_rank_batch, args.workers)
     train_loader, val_loader = make_loaders(data, sampler, per_rank_batch, args.workers, ranks)
-    steps = len(sampler) // per_rank_batch
-    if steps == 0:
-        raise InvalidArgumentError(f"The training set ({dataset_size(data.train)} images) is smaller than one per-rank batch "
-                                   f"of {per_rank_batch}.")
+    steps = steps_per_epoch(data, sampler, per_rank_batch)
 
     # The model: the same initial weights on every rank (one seed), then each rank's own draws (a seed per rank)
     torch.manual_seed(args.seed)
@@ -134,6 +131,8 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
     mixer, dropblock = attach_mixing(module, spec.family, recipe, ranks.device, args.seed)
     # Module.to's stubs have no overload for device and memory_format together, which it takes at run time.
     module.to(device=ranks.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
+    if init is not None and resume_state is None and recipe.head_init == "probe":  # the new head starts as a linear probe
+        probe_head(module, device_batches(data, train_loader, ranks.device, channels_last), data.num_classes)
     optimizer = torch.optim.SGD(param_groups(module, spec.family, recipe.lr, recipe.backbone_lr_mult), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     if ranks.is_main:
@@ -178,6 +177,15 @@ def epoch_sampler(data: DataSpec, ranks: Ranks, seed: int, per_rank_batch: int, 
     return EpochSampler(data.train, ranks.world_size, ranks.rank, seed)
 
 
+def steps_per_epoch(data: DataSpec, sampler: EpochSampler | ShardStream, per_rank_batch: int) -> int:
+    """The steps of an epoch: whole per-rank batches of this rank's share; a training set smaller than one batch is refused."""
+    steps = len(sampler) // per_rank_batch
+    if steps == 0:
+        raise InvalidArgumentError(f"The training set ({dataset_size(data.train)} images) is smaller than one per-rank batch "
+                                   f"of {per_rank_batch}.")
+    return steps
+
+
 def make_loaders(data: DataSpec, sampler: EpochSampler | ShardStream, per_rank_batch: int, workers: int,
                  ranks: Ranks) -> tuple[DataLoader, DataLoader]:
     """This rank's training loader (whole batches in ``sampler``'s order) and validation loader (its shard, every image)."""
@@ -188,6 +196,13 @@ def make_loaders(data: DataSpec, sampler: EpochSampler | ShardStream, per_rank_b
     val_sampler = None if streamed else ShardSampler(dataset_size(data.val), ranks.world_size, ranks.rank)
     val_loader = make_loader(data.val, per_rank_batch, val_sampler, workers, pin, drop_last=False, collate_fn=data.collate)
     return train_loader, val_loader
+
+
+def device_batches(data: DataSpec, loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``loader``'s batches on ``device`` as a training step receives them (decoded, in the run's memory format)."""
+    for x, y in loader:
+        x = data.train_to_device(x, device)
+        yield (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y.to(device)
 
 
 def initial_network(spec: ModelSpec, init: Init | None, num_classes: int, resumed: bool) -> nn.Module:
@@ -262,11 +277,18 @@ def start_log(run: Run, resumed: bool) -> None:
                        "bf16": run.bf16, "channels_last": run.channels_last, "compiled": run.compiled, "recipe": dataclasses.asdict(run.recipe)})
 
 
-def begin_epoch(run: Run, epoch: int) -> float:
-    """Set ``epoch``'s learning rate (scaled per parameter group) and put the model in training mode; returns the rate."""
-    lr = run.recipe.lr_at(epoch)
+def set_rate(run: Run, step: int) -> float:
+    """Set the learning rate of the run's ``step``-th step (scaled per parameter group); returns the unscaled rate."""
+    lr = run.recipe.lr_at_step(step, run.steps)
     for group in run.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)  # the backbone's multiplier (checkpoints from before it have none)
+    return lr
+
+
+def begin_epoch(run: Run, epoch: int) -> float:
+    """Set the learning rate of ``epoch``'s first step (its resumed step in a resumed epoch) and put the model in training
+    mode; returns the rate."""
+    lr = set_rate(run, epoch * run.steps + (run.start_step if epoch == run.start_epoch else 0))
     run.model.train()
     for module in run.frozen:  # frozen levels keep their pretrained BatchNorm statistics
         module.eval()
@@ -303,6 +325,7 @@ def train_steps(run: Run, epoch: int, lr: float, stop: StopFlag) -> float | None
                 x = x.contiguous(memory_format=torch.channels_last)
             if run.dropblock is not None:
                 run.dropblock.progress = (epoch * steps + step) / total_steps
+            lr = set_rate(run, epoch * steps + step)  # a warm-up or a cosine moves it every step
             train_step(run.model, run.optimizer, run.mixer, x, y, cast, run.partial)
             step += 1
             bar.update(1)
