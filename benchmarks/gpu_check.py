@@ -2,10 +2,11 @@
 
 Sections (``--sections`` runs a subset, in this order):
   train_step    benchmarks/train_step.py's loops (original-style, timm-style, ours, ours without mixing, and with
-                --compile ours under torch.compile) on ResNet-50: img/s and the ratios; bf16 autocast + channels_last
-                on cuda, fp32 on cpu. CutMix's share of our step, as the difference with the unmixed step and as the
+                --compile ours under torch.compile) on ResNet-50: steady-state img/s and the ratios, and apart from
+                them the compile time (the first compiled step less a steady one) and the steps that repay it; bf16
+                autocast + channels_last on cuda, fp32 on cpu. CutMix's share of our step, as the difference with the unmixed step and as the
                 mixer timed alone.
-  decode        benchmarks/decode.py: PIL decoding in CPU workers against ``--decode gpu`` (nvjpeg + augmentation on
+  decode        benchmarks/input_pipeline.py: PIL decoding in CPU workers against ``--decode gpu`` (nvjpeg + augmentation on
                 the device), against the step rate of train_step (timed here when that section is not run).
   forward       the forward of every registry architecture (--quick: ResNet-50 and PyramidNet-20, one per family) with
                 random weights: channels_last fp32 and bf16 autocast + channels_last logits against the fp32
@@ -64,7 +65,7 @@ from cutmix_zoo.train import config, evaluation, loop, train_main  # noqa: E402
 from cutmix_zoo.train.data import Augmented, TensorTransform, make_loader, training_data  # noqa: E402
 from cutmix_zoo.train.mixing import BatchMixer  # noqa: E402
 
-import decode as decode_bench  # noqa: E402
+import input_pipeline as pipeline_bench  # noqa: E402
 import train_step as step_bench  # noqa: E402
 
 FP32_REL_TOL = 1e-3  # max abs logit diff / max abs fp32 logit: channels_last fp32 against contiguous fp32
@@ -189,10 +190,15 @@ def section_train_step(ctx: Context) -> Figures:
                  f"ours: {prec}, channels_last, device CutMix",
     }
     built: dict[str, Callable[[], None]] = {}
+    first: dict[str, float] = {}
     for name, make in loops.items():
         try:
             step = make()
-            for _ in range(s.warmup):  # the compiled step compiles here
+            start = time.perf_counter()
+            step()  # the compiled step compiles here
+            step_bench._sync(device)
+            first[name] = time.perf_counter() - start
+            for _ in range(s.warmup - 1):
                 step()
             built[name] = step
         except Exception as error:  # timm not installed, or torch.compile failing, costs those rows only
@@ -207,6 +213,10 @@ def section_train_step(ctx: Context) -> Figures:
         if "timm" in seconds:
             row["vs_timm"] = seconds["timm"] / sec
         figures[name] = row
+    if "ours + torch.compile" in seconds:  # the compile time apart from the steady-state rate above
+        compiled, eager = seconds["ours + torch.compile"], seconds["ours"]
+        figures["torch.compile s (first compiled step - a steady one)"] = compile_s = first["ours + torch.compile"] - compiled
+        figures["compiled steps to repay the compile"] = compile_s / (eager - compiled) if eager > compiled else None
     ours, none = seconds["ours"], seconds["ours, no mixing"]
     figures["CutMix share of our step % (ours - no mixing)"] = 100 * (ours - none) / ours
     mixer = BatchMixer("cutmix", beta=1.0, prob=1.0, cutout_size=112, device=device, seed=0)
@@ -224,23 +234,26 @@ def section_train_step(ctx: Context) -> Figures:
 def section_decode(ctx: Context) -> Figures:
     s, device = ctx.sizes, ctx.device
     with tempfile.TemporaryDirectory() as tmp:
-        decode_bench.write_jpegs(Path(tmp), s.decode_images)
+        pipeline_bench.write_jpegs(Path(tmp), s.decode_images)
         kib = sum(f.stat().st_size for f in Path(tmp, "train").rglob("*.jpg")) / s.decode_images / 1024
-        cpu_one, cpu_all = decode_bench.cpu_rates(training_data("imagenet", tmp, "imagenet", seed=0),
-                                                  s.decode_workers, s.decode_batch)
-        dev_only, dev_all = decode_bench.gpu_rates(training_data("imagenet", tmp, "imagenet", seed=0, decode="gpu"),
-                                                   s.decode_workers, s.decode_batch, device)
+        cpu_one, cpu_all = pipeline_bench.cpu_rates(training_data("imagenet", tmp, "imagenet", seed=0),
+                                                    s.decode_workers, s.decode_batch)
+        encoded = training_data("imagenet", tmp, "imagenet", seed=0, decode="gpu")
+        bytes_one = pipeline_bench.worker_rate(encoded.train, encoded.collate, s.decode_batch, min_s=0.3)
+        dev_only, dev_all = pipeline_bench.gpu_rates(encoded, s.decode_workers, s.decode_batch, device)
     step_figures = ctx.results.get("train_step", {}).get("figures", {})
     if isinstance(step_figures.get("ours"), dict):
         step, source = step_figures["ours"]["img_s"], f"train_step section ({s.image_size}px)"
     else:
-        step, source = decode_bench.step_rate(device, s.step_batch, s.steps, s.warmup), "timed here (224px)"
+        step, source = pipeline_bench.step_rate(device, s.step_batch, s.steps, s.warmup), "timed here (224px)"
     shared = 1 / (1 / step + 1 / dev_only)  # the step and the device decode take turns on one device
     w = s.decode_workers
     return {
         "setup": f"{s.decode_images} JPEGs of 500x375 ({kib:.0f} KiB each), {os.cpu_count()} CPUs, loader batch {s.decode_batch}",
         "CPU decode+augment, 1 worker img/s": cpu_one,
         f"CPU decode+augment, {w} workers img/s": cpu_all,
+        "bytes+parameters (--decode gpu workers), 1 worker img/s": bytes_one,
+        "bytes path / PIL path per core (x)": bytes_one / cpu_one,
         f"device decode+augment on {device.type}, device only img/s": dev_only,
         f"device decode+augment on {device.type}, {w} workers end to end img/s": dev_all,
         "train step img/s (ours, ResNet-50, CutMix)": step,
@@ -332,7 +345,7 @@ def section_decode_train(ctx: Context) -> Figures:
     s = ctx.sizes
     with tempfile.TemporaryDirectory() as tmp:
         data, output = Path(tmp, "data"), Path(tmp, "run")
-        decode_bench.write_jpegs(data, s.train_images)
+        pipeline_bench.write_jpegs(data, s.train_images)
         argv = [*s.train_model, "--dataset", "folder", "--data", str(data), "--decode", "gpu", "--device", ctx.device.type,
                 "--epochs", "1", "--batch-size", str(s.train_batch), "--workers", str(s.train_workers), "--quiet",
                 "--output", str(output)]
@@ -467,6 +480,12 @@ def verdicts(results: dict[str, dict[str, Any]], device: torch.device) -> list[s
             check(f"{loop_name} vs original {row['vs_original']:.2f}x >= 3x{note}", row["vs_original"] >= 3)
             if "vs_timm" in row:
                 check(f"{loop_name} vs timm {row['vs_timm']:.2f}x >= 1.1x{note}", row["vs_timm"] >= 1.1)
+    compile_s = step.get("torch.compile s (first compiled step - a steady one)")
+    if compile_s is not None:
+        repay = step["compiled steps to repay the compile"]
+        lines.append(f"INFO: torch.compile took {compile_s:.1f} s; the compiled step repays it after "
+                     f"{'never (no faster)' if repay is None else f'{repay:.0f} steps'} (the trainer compiles cuda runs "
+                     f"of at least {config.COMPILE_MIN_STEPS} steps by default)")
     share = step.get("CutMix share of our step % (ours - no mixing)")
     if share is not None:
         check(f"CutMix {share:.2f}% of our step <= 1% (alone: {step['CutMix alone % of our step']:.2f}%){note}", share <= 1)

@@ -110,23 +110,29 @@ def timm_style(x: torch.Tensor, y: torch.Tensor, device: torch.device, bf16: boo
     return step
 
 
-def ours(x: torch.Tensor, y: torch.Tensor, device: torch.device, bf16: bool, mix: str, compile_model: bool) -> Callable[[], None]:
-    """The trainer's own step (cutmix_zoo.train.loop.train_step)."""
+def trainer_step(device: torch.device, bf16: bool, mix: str, compile_model: bool) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """The trainer's own step (cutmix_zoo.train.loop.train_step) on a ResNet-50, for any batch it is given."""
     model = _model(device, channels_last=True)
     optimizer = _sgd(model)
     if compile_model:
         model = torch.compile(model)
     mixer = BatchMixer(mix, beta=1.0, prob=1.0, cutout_size=112, device=device, seed=0)
     metrics = torch.zeros(4, device=device)
-    inp = x.contiguous(memory_format=torch.channels_last)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    def step() -> None:
-        train_step(model, optimizer, mixer, inp, y, autocast, metrics)
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        train_step(model, optimizer, mixer, x.contiguous(memory_format=torch.channels_last), y, autocast, metrics)
 
     return step
+
+
+def ours(x: torch.Tensor, y: torch.Tensor, device: torch.device, bf16: bool, mix: str, compile_model: bool) -> Callable[[], None]:
+    """The trainer's own step on the fixed batch ``x``, ``y``."""
+    step = trainer_step(device, bf16, mix, compile_model)
+    inp = x.contiguous(memory_format=torch.channels_last)
+    return lambda: step(inp, y)
 
 
 def main() -> None:

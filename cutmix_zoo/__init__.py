@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import DownloadError, InvalidArgumentError, UnknownModelError, WeightsError, ZooError
+from .errors import DownloadError, InvalidArgumentError, OutputError, UnknownModelError, WeightsError, ZooError
 from .registry import get_entry, list_models, model_info
 
 __version__ = "0.1.0"
@@ -27,7 +27,7 @@ _LAZY = {
 __all__ = [
     "load", "list_models", "model_info", "get_entry", "transforms", "count_parameters", "reset_classifier",
     "predict", "cam", "localize", "detection_backbone", "load_detector", "save_pretrained",
-    "ZooError", "UnknownModelError", "InvalidArgumentError", "WeightsError", "DownloadError",
+    "ZooError", "UnknownModelError", "InvalidArgumentError", "WeightsError", "DownloadError", "OutputError",
 ]
 
 if TYPE_CHECKING:

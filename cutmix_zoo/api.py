@@ -19,11 +19,14 @@ from .builder import build_random, build_with_weights, config_of, meta_model, re
 from .builder import count_parameters as _count
 from .errors import InvalidArgumentError
 from .features import FeatureListNet
+from .hub.repo import HubOptions, is_repo_id
 from .hub.source import resolve_source
 from .model_config import ModelConfig, pretrained_cfg_of, set_pretrained_cfg
 from .models import FAMILIES
 from .models.classifier import ClassifierMixin
 from .models.resnet import check_output_stride
+
+MAX_CLASSES = 1_000_000  # a 2048-feature head of a million classes is 8 GB of float32 already
 
 
 def load(
@@ -38,8 +41,13 @@ def load(
     dtype: torch.dtype | None = None,
     progress: bool = True,
     output_stride: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
 ) -> nn.Module:
-    """A zoo model by registry name (``"resnet50"``, ``"resnet50.mixup_in1k"``) or exported folder.
+    """A zoo model by registry name (``"resnet50"``, ``"resnet50.mixup_in1k"``), exported folder, or Hub repo id
+    (``"cutmix-zoo/resnet50.cutmix_in1k"``, or a user's ``"org/repo"`` that ``cutmix-zoo publish`` made).
 
     ``features_only=True`` returns a multi-scale feature extractor (``out_indices`` picks levels: a tuple of them, or
     an integer ``n`` for the last ``n``, as in timm);
@@ -50,14 +58,13 @@ def load(
     The model is returned in eval mode on ``device`` (CPU by default) in ``dtype``.
     ``output_stride`` 16 or 8 dilates a ResNet's last stages for dense prediction (the same
     weights; ``feature_info.reduction()`` reports the real strides); 32 is the undilated network.
+    ``cache_dir``, ``force_download``, ``local_files_only`` and ``token`` mean what they mean to ``hf_hub_download``
+    (and ``from_pretrained``) for every file the load takes from the Hub.
     """
-    _check_load_arguments(name, num_classes, device, dtype)
-    source = resolve_source(name, pretrained=pretrained, weights=weights, revision=revision, device=device)
+    _check_load_arguments(name, num_classes, device, dtype, weights, features_only, out_indices)
+    hub = HubOptions(cache_dir, bool(force_download), bool(local_files_only), token)
+    source = resolve_source(name, pretrained=pretrained, weights=weights, revision=revision, device=device, hub=hub)
     cfg = _dilated(source.cfg, output_stride)
-    if features_only and num_classes is not None:
-        raise InvalidArgumentError("num_classes has no meaning with features_only=True, which removes the classifier.")
-    if out_indices is not None and not features_only:
-        raise InvalidArgumentError("out_indices selects feature levels, so it needs features_only=True.")
     head_kept = not features_only and num_classes in (None, cfg.num_classes)
 
     if source.kind == "meta":  # shapes only: no file is read or fetched
@@ -95,31 +102,54 @@ def reset_classifier(model: nn.Module, num_classes: int, device: torch.device | 
 
 
 def transforms(name_or_model: str | os.PathLike | nn.Module | dict[str, Any] | ModelConfig) -> Any:
-    """The eval transform of a model: resize, centre crop, to tensor, normalise (like torchvision's ``weights.transforms()``)."""
+    """The eval transform of a model: resize, centre crop, to a float tensor, normalise (like torchvision's
+    ``weights.transforms()``, it takes a PIL image or an image tensor, uint8 in [0, 255] or float in [0, 1])."""
     if isinstance(name_or_model, (nn.Module, dict, ModelConfig)):
         cfg = config_of(name_or_model)
     else:
-        cfg = resolve_config(name_or_model)
+        cfg = _config_of_name(name_or_model)
     return eval_transform(cfg.input_size[-1], cfg.mean, cfg.std, cfg.interpolation, cfg.resize)
+
+
+class ToFloatImage:
+    """A PIL image or array to a float tensor in [0, 1] (torchvision's ``ToTensor``); an image tensor as
+    ``weights.transforms()`` takes it: uint8 scaled to [0, 1], float kept."""
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        from torchvision.transforms import functional as F
+
+        if isinstance(image, torch.Tensor):
+            return F.convert_image_dtype(image, torch.float32) if not image.is_floating_point() else image
+        return F.to_tensor(image)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bilinear",
                    resize: int | None = None) -> Any:
-    """Resize the shorter side to ``resize`` (default ``size``), centre-crop ``size``, to tensor, normalise: the one eval
-    preprocessing, for loaded models (:func:`transforms`) and for the trainer's validation split alike."""
+    """Resize the shorter side to ``resize`` (default ``size``), centre-crop ``size``, to a float tensor, normalise: the
+    one eval preprocessing, for loaded models (:func:`transforms`) and for the trainer's validation split alike."""
     from torchvision import transforms as T
 
     return T.Compose([
         T.Resize(resize or size, interpolation=T.InterpolationMode(interpolation)),
         T.CenterCrop(size),
-        T.ToTensor(),
+        ToFloatImage(),
         T.Normalize(mean, std),
     ])
 
 
 def count_parameters(name: str | os.PathLike, num_classes: int | None = None) -> int:
     """Number of parameters of a model, counted on the meta device (no memory, no weights)."""
-    return _count(resolve_config(name), num_classes)
+    return _count(_config_of_name(name), num_classes)
+
+
+def _config_of_name(name: str | os.PathLike) -> ModelConfig:
+    """The config of a registry name, an exported folder or a Hub repo id (its config.json only is fetched)."""
+    if is_repo_id(name):
+        return resolve_source(name, pretrained=False).cfg
+    return resolve_config(name)
 
 
 def _dilated(cfg: ModelConfig, output_stride: int | None) -> ModelConfig:
@@ -140,12 +170,24 @@ def _unmeasured(pretrained_cfg: dict[str, Any], num_classes: int) -> dict[str, A
     return dict(config_of(pretrained_cfg).unmeasured(num_classes=num_classes).to_dict(), source=source)
 
 
-def _check_load_arguments(name: Any, num_classes: Any, device: Any, dtype: Any) -> None:
-    """Refuse arguments of the wrong kind before anything is read or fetched, each in one sentence."""
+def _check_load_arguments(name: Any, num_classes: Any, device: Any, dtype: Any, weights: Any, features_only: bool,
+                          out_indices: Any) -> None:
+    """Refuse arguments of the wrong kind, or that contradict each other, before anything is read or fetched, each in
+    one sentence."""
+    if features_only and num_classes is not None:
+        raise InvalidArgumentError("num_classes has no meaning with features_only=True, which removes the classifier.")
+    if out_indices is not None and not features_only:
+        raise InvalidArgumentError("out_indices selects feature levels, so it needs features_only=True.")
     if not isinstance(name, (str, os.PathLike)) or not str(name):
-        raise InvalidArgumentError(f"name must be a registry name such as 'resnet50' or an exported folder, not {name!r}.")
+        raise InvalidArgumentError(f"name must be a registry name such as 'resnet50', an exported folder or a Hub repo id, "
+                                   f"not {name!r}.")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise InvalidArgumentError(f"weights must be the path of a weights file or an exported folder, not {weights!r}.")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0):
         raise InvalidArgumentError(f"num_classes must be a non-negative integer (0 for pooled embeddings), not {num_classes!r}.")
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise InvalidArgumentError(f"num_classes={num_classes} is more classes than a classifier here can hold (at most "
+                                   f"{MAX_CLASSES:,}): its weights alone would not fit in memory.")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise InvalidArgumentError(f"dtype must be a floating torch dtype such as torch.bfloat16, not {dtype!r}.")
     if device is not None:

@@ -36,17 +36,21 @@ def is_exported_folder(name: str | os.PathLike) -> bool:
 def resolve_name(name: str | os.PathLike) -> tuple[Entry | None, ModelConfig]:
     """The registry entry (None for an exported folder) and the config of a registry name or exported folder."""
     if is_exported_folder(name):
-        path = os.path.join(name, CONFIG_NAME)
-        try:
-            with open(path) as f:
-                values = json.load(f)
-        except (OSError, ValueError) as e:
-            raise WeightsError(f"{path} is not a readable JSON config ({e}); export the folder again.") from e
-        if not isinstance(values, dict):
-            raise WeightsError(f"{path} is not a JSON object, so it describes no cutmix_zoo model.")
-        return None, ModelConfig.from_dict(values, where=path)
+        return None, read_config(os.path.join(name, CONFIG_NAME))
     entry = get_entry(str(name))
     return entry, ModelConfig.from_entry(entry)
+
+
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    """The config an export's ``config.json`` at ``path`` states (an exported folder's, or a Hub repo's)."""
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{path} is not a readable JSON config ({e}); export the folder again.") from e
+    if not isinstance(values, dict):
+        raise WeightsError(f"{path} is not a JSON object, so it describes no cutmix_zoo model.")
+    return ModelConfig.from_dict(values, where=str(path))
 
 
 def resolve_config(name: str | os.PathLike) -> ModelConfig:

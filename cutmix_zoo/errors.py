@@ -28,12 +28,13 @@ class DownloadError(ZooError, OSError):
     """A file that could not be fetched (HTTP error, truncated transfer, wrong checksum, offline)."""
 
 
+class OutputError(ZooError, OSError):
+    """A file or folder that cannot be written (a path under a file or onto a folder, a read-only or full disk, no
+    permission), or an output folder that another process is writing now (one writer per folder)."""
+
+
 class TrainingError(ZooError, RuntimeError):
     """A training run that cannot start or go on: an --output it cannot write, a loss or weights that became non-finite."""
-
-
-class OutputError(ZooError, OSError):
-    """An output folder that cannot be written, or that another process is writing now (one writer per folder)."""
 
 
 EXIT_FAILURE = 1  # a failure while working: data, files, weights, downloads

@@ -102,6 +102,26 @@ def check_out_indices(out_indices: Sequence[int] | int | None, num_levels: int) 
     return tuple(sorted(indices))
 
 
+def feature_take_indices(num_levels: int, indices: int | Sequence[int] | None = None) -> tuple[list[int], int]:
+    """The absolute levels ``forward_intermediates`` takes, and the last of them, as timm's ``feature_take_indices``: every
+    level when None, the last ``n`` for an integer ``n``, else each index of a list (negatives count from the end)."""
+    if indices is None:
+        indices = num_levels
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 0 < indices <= num_levels:
+            raise InvalidArgumentError(f"indices={indices} asks for the last {indices} feature levels, but this model has "
+                                       f"{num_levels}: give 1 to {num_levels}, or a list of levels such as [1, 2, 3].")
+        taken = list(range(num_levels - indices, num_levels))
+    elif isinstance(indices, Sequence) and not isinstance(indices, (str, bytes)) and len(indices) > 0:
+        if any(isinstance(i, bool) or not isinstance(i, int) or not -num_levels <= i < num_levels for i in indices):
+            raise InvalidArgumentError(f"indices {list(indices)} is out of range: this model has {num_levels} feature "
+                                       f"levels, so each index must be between {-num_levels} and {num_levels - 1}.")
+        taken = [i % num_levels for i in indices]
+    else:
+        raise InvalidArgumentError(f"indices must be None, a number of last levels or a list of levels, not {indices!r}.")
+    return taken, max(taken)
+
+
 class FeatureListNet(nn.ModuleDict):
     """A backbone's children up to its last requested level; ``forward`` returns a list of maps."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -43,24 +44,65 @@ def current_umask() -> int:
     return mask
 
 
+# What a write answers when the disk, not the data, is the problem: full, over a size limit or a quota, read-only.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
+
+
+def unwritable(path: str | os.PathLike, error: BaseException) -> OutputError:
+    """The one-sentence error of a ``path`` that could not be written; its ``strerror`` is the reason alone, for callers
+    that catch OSError and name the reason in their own sentence."""
+    reason = (getattr(error, "strerror", None) or str(error).strip() or type(error).__name__).splitlines()[0].rstrip(".")
+    if isinstance(error, (FileExistsError, NotADirectoryError, IsADirectoryError)):
+        reason, fix = f"{reason}; {_blocker(Path(path))} is in the way", "choose another path"
+    elif isinstance(error, OSError) and error.errno not in DISK_ERRNOS:
+        fix = "choose a folder this user can write"
+    else:  # the disk's refusal, or a writer library's report of one
+        fix = "free some space (or choose a writable disk) and try again"
+    failure = OutputError(f"Could not write {os.fspath(path)} ({reason}): {fix}.")
+    failure.strerror = reason
+    return failure
+
+
+def _blocker(path: Path) -> str:
+    """What stands where ``path`` (or a folder above it) would go: the nearest of them that exists, named as file or folder."""
+    for part in [path, *path.parents]:
+        if os.path.lexists(part):
+            return f"the {'folder' if part.is_dir() else 'file'} {part}"
+    return os.fspath(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` to write; renamed onto ``path`` when the block succeeds, deleted otherwise.
 
     The file is made readable like any other (mkstemp makes it private) and, with ``fsync``,
     flushed to disk before the rename, so a crash mid-write never leaves a torn file at ``path``.
+    What the file system refuses (a folder under a file, a folder where the file goes, a full or read-only disk) is an
+    :class:`~cutmix_zoo.errors.OutputError` naming ``path``, as is a write in the block that fails for one of
+    :data:`DISK_ERRNOS`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise unwritable(path, e) from None
     os.close(fd)
     try:
-        yield Path(tmp)
-        if fsync:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~current_umask())
-        os.replace(tmp, path)
+        try:
+            yield Path(tmp)
+        except OSError as e:
+            if e.errno in DISK_ERRNOS and not isinstance(e, OutputError):
+                raise unwritable(path, e) from None
+            raise
+        try:
+            if fsync:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o644 & ~current_umask())
+            os.replace(tmp, path)
+        except OSError as e:
+            raise unwritable(path, e) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -143,7 +185,10 @@ def _holder(holder: Path) -> str:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write a text file atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        try:
+            tmp.write_text(text)
+        except OSError as e:
+            raise unwritable(path, e) from None
     return Path(path)
 
 

@@ -10,6 +10,7 @@ and the model cards read it. A loaded model carries ``to_dict()`` as its ``pretr
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 
 def _floats(value: Any) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
+
+
+def _builder_arguments(family: str) -> set[str]:
+    """The keyword arguments the ``family`` builder takes besides ``num_classes``: what ``arch_args`` may hold."""
+    parameters = inspect.signature(FAMILIES[family].build).parameters
+    return set(parameters) - {"self", "num_classes"}
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,17 @@ class ModelConfig:
             problems.append(f"family {self.family!r} is not one of {', '.join(FAMILIES)}")
         if not isinstance(self.arch_args, dict):
             problems.append("arch_args is not a mapping")
+        elif self.family in FAMILIES:
+            unknown = sorted(set(self.arch_args) - _builder_arguments(self.family))
+            if unknown:
+                problems.append(f"arch_args {', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not an argument "
+                                f"of the {self.family} builder")
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
             problems.append(f"num_classes {self.num_classes!r} is not a non-negative integer")
         if len(self.input_size) != 3 or len(self.mean) != 3 or len(self.std) != 3:
             problems.append("input_size, mean and std need three values each")
+        elif min(self.input_size) < 1:
+            problems.append(f"input_size {list(self.input_size)} has a side of no pixels")
         if not 0 < self.crop_pct <= 1:
             problems.append(f"crop_pct {self.crop_pct!r} is not in (0, 1]")
         if problems:

@@ -13,12 +13,13 @@ import dataclasses
 import difflib
 import fnmatch
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UnknownModelError
+from .errors import InvalidArgumentError, UnknownModelError
 
 PAPER = "CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features (Yun et al., ICCV 2019)"
 PAPER_URL = "https://arxiv.org/abs/1905.04899"
@@ -33,6 +34,16 @@ CITATION = """@inproceedings{yun2019cutmix,
 }"""
 ORIGINAL_BASE_URL = "https://www.dropbox.com/"
 DEFAULT_HUB_ORG = "cutmix-zoo"
+
+
+def hub_org() -> str:
+    """The Hub organisation of the zoo's repos: ``CUTMIX_ZOO_HUB_ORG``, else :data:`DEFAULT_HUB_ORG`; a value the Hub
+    cannot name (``a b``, ``../x``) is refused in one sentence rather than made into a repo id or a cache path."""
+    org = os.environ.get("CUTMIX_ZOO_HUB_ORG") or DEFAULT_HUB_ORG
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?", org) or ".." in org or "--" in org:
+        raise InvalidArgumentError(f"CUTMIX_ZOO_HUB_ORG={org!r} is not a Hub organisation name (letters, digits, '-', '_' and '.', "
+                                   "not at either end): set it to one, or unset it for the zoo's own.")
+    return org
 
 
 @dataclass(frozen=True)
@@ -109,8 +120,8 @@ class Entry:
 
     @property
     def hub_repo(self) -> str:
-        """The Hugging Face Hub repo id; the organisation comes from ``CUTMIX_ZOO_HUB_ORG``."""
-        return f"{os.environ.get('CUTMIX_ZOO_HUB_ORG') or DEFAULT_HUB_ORG}/{self.name}"
+        """The Hugging Face Hub repo id; the organisation comes from ``CUTMIX_ZOO_HUB_ORG`` (a Hub name, else one sentence)."""
+        return f"{hub_org()}/{self.name}"
 
     @property
     def original_url(self) -> str | None:

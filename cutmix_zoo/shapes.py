@@ -9,6 +9,10 @@ train on a CPU in minutes, hard enough that regularisation shows, and the same b
 Novel-Shapes draws ten other shapes (star, crescent, ellipse, ...) the same way: a transfer task whose
 classes the embedded models never saw, written as an ImageFolder tree by :func:`write_folder`
 (``cutmix-zoo shapes DIR --novel``) for the fine-tuning and transfer commands.
+
+Glyphs (``glyphs=True``) draws ten orientation-sensitive classes the same way: five arrow- and letter-like shapes and
+their mirror images, each class's horizontal flip being another class (as with text, digits and arrows), the data on
+which a flip augmentation hurts.
 """
 
 from __future__ import annotations
@@ -27,10 +31,16 @@ SIZE = 32
 TRAIN_SIZE, TEST_SIZE = 3000, 2000
 DISTRACTORS = 3
 _SPLIT_SEEDS = {"train": 1, "test": 2}
+# Glyphs: five shapes, each followed by its mirror image (left/right), so flipping an image swaps classes 2k and 2k+1.
+GLYPHS = ("arrow left", "arrow right", "l-glyph", "j-glyph", "b-glyph", "d-glyph", "flag right", "flag left",
+          "seven", "mirrored seven")
 
 
-def _masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor, novel: bool = False) -> torch.Tensor:
+def _masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor, novel: bool = False,
+           glyphs: bool = False) -> torch.Tensor:
     """Boolean masks (N, H, W) of each sample's shape, from offsets to its centre and its radius."""
+    if glyphs:
+        return glyph_masks(dx, dy, r, labels)
     if novel:
         return novel_shape_masks(dx, dy, r, labels)
     dist = (dx**2 + dy**2).sqrt()
@@ -73,7 +83,31 @@ def novel_shape_masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, label
     return shapes[torch.arange(len(labels)), labels]
 
 
-def _layout(num_samples: int, seed: int, novel: bool = False) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
+def _glyph(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, kind: int) -> torch.Tensor:
+    """The mask of the ``kind``-th of the five glyphs in one orientation (its mirror image: the same with ``-dx``)."""
+    thin = 0.28 * r
+    if kind == 0:  # an arrow: a triangular head on the left, a shaft to the right
+        head = (dx < -0.1 * r) & (dx > -r) & (dy.abs() < 0.8 * (dx + r))
+        return head | ((dx >= -0.1 * r) & (dx < r) & (dy.abs() < thin))
+    if kind == 1:  # an L: a bar down the left side, a foot to the right
+        return ((dx > -0.7 * r) & (dx < -0.7 * r + 2 * thin) & (dy.abs() < r)) | ((dy < r) & (dy > r - 2 * thin) & (dx > -0.7 * r) & (dx < 0.8 * r))
+    if kind == 2:  # a b: a tall bar on the left, a ring on its lower right
+        ring = ((dx - 0.25 * r) ** 2 + (dy - 0.35 * r) ** 2).sqrt()
+        return ((dx > -0.75 * r) & (dx < -0.75 * r + 2 * thin) & (dy.abs() < r)) | ((ring < 0.62 * r) & (ring > 0.3 * r))
+    if kind == 3:  # a flag: a pole on the left, a triangle flying to the right from its top
+        pole = (dx > -0.7 * r) & (dx < -0.7 * r + 2 * thin) & (dy.abs() < r)
+        return pole | ((dx >= -0.7 * r) & (dx < 0.9 * r) & (dy > -r) & (dy < -r + 1.1 * r * (1 - (dx + 0.7 * r) / (1.6 * r))))
+    # a 7: a bar along the top, a diagonal from its right end down to the bottom left
+    return ((dy > -r) & (dy < -r + 2 * thin) & (dx.abs() < 0.8 * r)) | (((dx + 0.5 * dy).abs() < thin) & (dy.abs() < r))
+
+
+def glyph_masks(dx: torch.Tensor, dy: torch.Tensor, r: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Masks of the ten Glyphs classes (``GLYPHS``, in that order): glyph ``k // 2``, mirrored for odd ``k``."""
+    shapes = torch.stack([_glyph(sign * dx, dy, r, k) for k in range(5) for sign in (1, -1)], dim=1)
+    return shapes[torch.arange(len(labels)), labels]
+
+
+def _layout(num_samples: int, seed: int, novel: bool = False, glyphs: bool = False) -> tuple[torch.Generator, torch.Tensor, torch.Tensor]:
     """The generator after the first draws, the labels (balanced over the classes) and each shape's mask (N, 1, H, W)."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_samples) % len(CLASSES)
@@ -83,12 +117,13 @@ def _layout(num_samples: int, seed: int, novel: bool = False) -> tuple[torch.Gen
     coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
     dx = coords.view(1, 1, SIZE) - centre[:, 0].view(-1, 1, 1)
     dy = coords.view(1, SIZE, 1) - centre[:, 1].view(-1, 1, 1)
-    return g, labels, _masks(dx, dy, r, labels, novel).unsqueeze(1)
+    return g, labels, _masks(dx, dy, r, labels, novel, glyphs).unsqueeze(1)
 
 
-def make_shapes(num_samples: int, seed: int, novel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num_samples`` uint8 images (N, 3, 32, 32) and their labels, balanced over the ten classes (``novel``: Novel-Shapes')."""
-    g, labels, mask = _layout(num_samples, seed, novel)
+def make_shapes(num_samples: int, seed: int, novel: bool = False, glyphs: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_samples`` uint8 images (N, 3, 32, 32) and their labels, balanced over the ten classes (``novel``: Novel-Shapes',
+    ``glyphs``: the orientation-sensitive Glyphs')."""
+    g, labels, mask = _layout(num_samples, seed, novel, glyphs)
     coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
     background = torch.rand(num_samples, 3, 1, 1, generator=g)
     shift = 0.3 + 0.25 * torch.rand(num_samples, 3, 1, 1, generator=g)
@@ -129,18 +164,19 @@ class Shapes(Dataset):
 
 
 def write_folder(root: str | os.PathLike, train_per_class: int = 20, val_per_class: int = 50, novel: bool = True,
-                 seed: int = 0) -> Path:
+                 seed: int = 0, glyphs: bool = False) -> Path:
     """Write a generated dataset as an ImageFolder tree, ``root/train/<class>/NNNN.png`` and ``root/val/<class>/NNNN.png``.
 
     Novel-Shapes by default, with few training images per class: the small-data transfer task on which a pretrained
-    backbone should beat training from scratch. ``seed`` picks the draw (train and val never share one).
+    backbone should beat training from scratch; ``glyphs``: the Glyphs classes instead, whose mirror images are one
+    another. ``seed`` picks the draw (train and val never share one).
     """
     from PIL import Image
 
     root = Path(root)
-    names = NOVEL_SHAPES if novel else CLASSES
+    names = GLYPHS if glyphs else NOVEL_SHAPES if novel else CLASSES
     for split, per_class, split_seed in (("train", train_per_class, 1000 + 2 * seed), ("val", val_per_class, 1001 + 2 * seed)):
-        images, labels = make_shapes(per_class * len(names), split_seed, novel)
+        images, labels = make_shapes(per_class * len(names), split_seed, novel, glyphs)
         for name in names:
             (root / split / name.replace(" ", "_")).mkdir(parents=True, exist_ok=True)
         for i, (image, label) in enumerate(zip(images, labels.tolist())):

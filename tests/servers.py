@@ -512,3 +512,66 @@ def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+# --------------------------------------------------------------------------- #
+# A slow Hub: a TCP proxy that holds its first answer
+# --------------------------------------------------------------------------- #
+
+
+def _pipe(source: socket.socket, target: socket.socket, delay: float, seen: list[str] | None = None) -> None:
+    """Copy ``source`` to ``target`` until EOF, waiting ``delay`` seconds before the first bytes go on; the request
+    heads that pass (method, path and headers, one string each) are added to ``seen`` where it is given."""
+    try:
+        while data := source.recv(1 << 16):
+            if seen is not None:
+                seen.extend(head.decode("latin-1") for head in data.split(b"\r\n\r\n")
+                            if head.split(b" ", 1)[0] in (b"GET", b"HEAD"))
+            time.sleep(delay)
+            delay = 0.0
+            target.sendall(data)
+        target.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # either side closed; the other thread sees it too
+
+
+@dataclass
+class Proxy:
+    """A running :func:`delaying_proxy`: its base URL and the request heads it passed on, in order."""
+
+    url: str = ""
+    requests: list[str] = field(default_factory=list)
+
+    def count(self, method: str, path_end: str) -> int:
+        """How many ``method`` requests for a path ending in ``path_end`` passed."""
+        return sum(1 for r in self.requests if r.startswith(f"{method} ") and r.split(" ", 2)[1].endswith(path_end))
+
+
+@contextmanager
+def delaying_proxy(target: str, first_delay: float = 0.0) -> Iterator[Proxy]:
+    """A loopback TCP proxy to ``target`` (a base URL such as an olah hub's) that records the requests it passes on and
+    holds its first connection's answer ``first_delay`` seconds: a live server slow to answer its first request
+    (connections complete at once; only the reply is late). Later connections pass straight through."""
+    host, _, port = urlsplit(target).netloc.partition(":")
+    listener = socket.create_server((LOOPBACK, 0))
+    proxy = Proxy(f"http://{LOOPBACK}:{listener.getsockname()[1]}")
+    delays = [first_delay]
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed
+            upstream = socket.create_connection((host, int(port)))
+            delay = delays.pop() if delays else 0.0
+            threading.Thread(target=_pipe, args=(client, upstream, 0.0, proxy.requests), daemon=True).start()
+            threading.Thread(target=_pipe, args=(upstream, client, delay), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        listener.close()
+        thread.join(timeout=5)

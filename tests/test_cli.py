@@ -87,7 +87,7 @@ def _flat(text: str) -> str:
 
 def test_every_command_module_has_the_shape_and_is_listed_with_its_help(capsys):
     names = [c.NAME for c in cli.COMMANDS]
-    assert len(set(names)) == len(names) == 19
+    assert len(set(names)) == len(names) == 20
     for command in cli.COMMANDS:
         assert isinstance(command.NAME, str) and isinstance(command.HELP, str) and command.HELP, command
         assert callable(command.add_parser) and callable(command.run), command

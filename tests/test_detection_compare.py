@@ -110,4 +110,4 @@ def test_the_demos_detection_step_fine_tunes_and_scores_a_detector_in_seconds():
     said: list[str] = []
     found = detection_step(say=said.append)
     assert found["epochs"] == DETECT_EPOCHS and 0 <= found["map"] <= found["map50"] <= 1 and found["seconds"] < 60
-    assert said[0].startswith("6. detect: Faster R-CNN on pyramidnet20_a48.cutmix_shapes") and f"{100 * found['map']:.2f}" in said[1]
+    assert said[0].startswith("4. detect: Faster R-CNN on pyramidnet20_a48.cutmix_shapes") and f"{100 * found['map']:.2f}" in said[1]

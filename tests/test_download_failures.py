@@ -31,11 +31,11 @@ from safetensors.torch import save
 import cutmix_zoo
 from cutmix_zoo.cli import main as cli_main
 from cutmix_zoo.hub import cache as zoo_cache
-from cutmix_zoo.hub import huggingface as hf_source
+from cutmix_zoo.hub import network as hub_network
 from cutmix_zoo.hub import original as original_source
 
 import tiny
-from servers import Reply, http_file_server, serve_http
+from servers import Reply, delaying_proxy, http_file_server, make_hub_repo, serve_http
 
 TESTS = str(Path(__file__).parent)
 
@@ -175,7 +175,7 @@ except cutmix_zoo.DownloadError as e:
 
 @pytest.mark.slow
 def test_a_network_that_drops_packets_fails_within_seconds_naming_both_sources(isolated_env, monkeypatch):
-    """The default timeouts in a fresh process, as a user meets them: HUB_TIMEOUT, CONNECT_TIMEOUT, and what
+    """The default timeouts in a fresh process, as a user meets them: HUB_CONNECT_TIMEOUT, CONNECT_TIMEOUT, and what
     huggingface_hub spends on its own first request (its agent registry, from the same unreachable endpoint)."""
     monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
     monkeypatch.delenv("CUTMIX_ZOO_DOWNLOAD_TIMEOUT", raising=False)
@@ -184,7 +184,7 @@ def test_a_network_that_drops_packets_fails_within_seconds_naming_both_sources(i
         done = subprocess.run([sys.executable, "-c", _LOAD_IN_A_FRESH_PROCESS], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and done.stdout.count("\n") == 2, done.stdout + done.stderr[-3000:]
     elapsed, message = done.stdout.splitlines()
-    assert hf_source.HUB_TIMEOUT + original_source.CONNECT_TIMEOUT <= float(elapsed) < 10, f"{elapsed} s: {message}"
+    assert hub_network.HUB_CONNECT_TIMEOUT + original_source.CONNECT_TIMEOUT <= float(elapsed) < 10, f"{elapsed} s: {message}"
     assert one_sentence(message), message
     assert f"the Hub ({base}) could not be reached (no answer in time)" in message
     assert f"the original release ({base}/" in message and message.count("could not be reached (no answer in time)") == 2
@@ -214,6 +214,24 @@ def test_servers_that_connect_and_never_answer_fail_within_the_timeouts(tiny_reg
     assert 2 <= elapsed < 4, f"{elapsed:.1f} s: {message}"
     assert one_sentence(message), message
     assert f"the Hub ({base}) could not be reached (no answer in time)" in message and f"the original release ({base}/" in message
+
+
+@pytest.mark.slow
+def test_a_hub_slow_to_answer_still_serves_the_weights(env, hub, monkeypatch):
+    """A live Hub that takes 4.5 s over its first answer (longer than the connect bound, shorter than
+    huggingface_hub's 10 s) is slow, not down: the weights come from it, and the original release is never asked."""
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    state = tiny.state_dict(21)
+    make_hub_repo(hub.mirrors, f"{env}/{tiny.FILE_ENTRY}", {"model.safetensors": save(state)})
+    with delaying_proxy(hub.endpoint, first_delay=4.5) as slow:
+        monkeypatch.setenv("HF_ENDPOINT", slow.url)
+        started = time.monotonic()
+        model = cutmix_zoo.load(tiny.FILE_ENTRY, progress=False)
+        elapsed = time.monotonic() - started
+    assert elapsed >= 4.5 > hub_network.HUB_CONNECT_TIMEOUT, f"{elapsed:.1f} s: the first answer was not the delayed one"
+    assert "hf-home" in model.pretrained_cfg["source"] and same_logits(model, state)
+    assert slow.count("GET", "/model.safetensors") == 1
+    assert cache_entries(Path(os.environ["CUTMIX_ZOO_CACHE"]).parent) == []  # nothing converted from the original
 
 
 def _hub_answering(status: int, org: str):

@@ -107,20 +107,68 @@ def test_regenerating_a_shortened_run_is_bit_identical(tmp_path, monkeypatch):
     assert _bits(_short_run(tmp_path / "c", seed=1)) != first
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[list[str], dict, Path]:
+    """One ``cutmix-zoo demo --output DIR`` run, offline, with every cache and the home folder empty and private to it:
+    its printed lines, its ``demo.json`` and DIR."""
+    root = tmp_path_factory.mktemp("demo")
+    home, out, cwd = root / "home", root / "out", root / "cwd"
+    cwd.mkdir()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), HF_HOME=str(home / "hf"),
+               CUTMIX_ZOO_CACHE=str(home / "zoo"), TORCH_HOME=str(home / "torch"), MPLCONFIGDIR=str(home / "mpl"),
+               HF_ENDPOINT="http://127.0.0.1:9", CUTMIX_ZOO_ORIGINAL_URL="http://127.0.0.1:9/")
+    run = subprocess.run([sys.executable, "-m", "cutmix_zoo", "demo", "--output", str(out)], capture_output=True, text=True,
+                         env=env, timeout=600, cwd=cwd)
+    assert run.returncode == 0, run.stderr
+    assert not any(cwd.iterdir()) and not (home / "zoo" / "features").exists()  # everything went to --output or a temporary folder
+    return run.stdout.splitlines(), json.loads((out / "demo.json").read_text()), out
+
+
 @pytest.mark.slow
-def test_demo_runs_the_whole_path_offline(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", CUTMIX_ZOO_CACHE=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "hf"))
-    out = subprocess.run([sys.executable, "-m", "cutmix_zoo", "demo", "--json", "--train-images", "256"],
-                         capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
-    assert result["feature_shapes"] == [[1, 16, 32, 32], [1, 32, 32, 32], [1, 48, 16, 16], [1, 64, 8, 8]]
-    assert 0 <= result["trained_top1_err"] <= 100
+def test_demo_shows_the_feature_levels(demo):
+    lines, result, _ = demo
+    assert result["features"]["shapes"] == [[1, 16, 32, 32], [1, 32, 32, 32], [1, 48, 16, 16], [1, 64, 8, 8]]
+    assert lines[0].startswith("1. features: cutmix_zoo.load('pyramidnet20_a48.cutmix_shapes', features_only=True)")
+    assert "channels [16, 32, 48, 64], reductions [1, 1, 2, 4]" in lines[0]
+
+
+@pytest.mark.slow
+def test_demo_compares_the_cutmix_backbone_with_its_baseline(demo):
+    lines, result, out = demo
+    transfer = result["transfer"]
+    assert transfer["data"]["train_images"] == transfer["data"]["val_images"] == 200
+    assert (out / "novel-shapes" / "val" / "star").is_dir()  # classes the models never saw
     for name in EMBEDDED:
-        assert result[name]["top1_acc"] == pytest.approx(100 - registry.get_entry(name).top1_err, abs=0.026)
+        row = next(line.split() for line in lines if line.split()[:1] == [name])
+        assert float(row[1]) == pytest.approx(transfer["probe_top1_err"][name], abs=0.005)  # the table prints what was measured
+        assert 0 < transfer["probe_top1_err"][name] < 50  # far better than chance (90%) with 20 images a class
+    assert (out / "transfer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and transfer["picture"] == str(out / "transfer.png")
+
+
+@pytest.mark.slow
+def test_demo_fine_tunes_with_a_falling_error_and_predicts_with_its_reloaded_export(demo):
+    lines, result, out = demo
+    tuned = result["finetune"]
+    errors = tuned["val_top1_err"]
+    assert len(errors) >= 3 and tuned["end_top1_err"] == errors[-1] < errors[0] - 15  # a fall that shows
+    said = next(line for line in lines if "validation top-1 error by epoch" in line)
+    assert f"from {errors[0]:.1f}% after the first epoch to {errors[-1]:.1f}% after the last" in said
+    assert tuned["export"] == str(out / "finetune" / "export") and (out / "finetune" / "export" / "config.json").is_file()
+    names = json.loads((out / "finetune" / "export" / "config.json").read_text())["label_names"]
+    top = tuned["predictions"]
+    assert len(top) == 3 and all(p["label"] in names for p in top) and tuned["label"] in names
+    assert 1 >= top[0]["probability"] >= top[1]["probability"] >= top[2]["probability"] > 0
+    assert f"{top[0]['label']} {top[0]['probability']:.1%}" in next(line for line in lines if "predict " in line)
+
+
+@pytest.mark.slow
+def test_demo_detects_and_ends_with_where_everything_is(demo):
+    lines, result, out = demo
     detection = result["detection"]
     assert 0 < detection["map"] <= detection["map50"] <= 1 and detection["val_images"] > 0  # a detector that found shapes
-    assert not (tmp_path / "runs").exists()  # the demo's training run lives in a temporary folder
+    assert lines[-1].startswith(f"5. done in {result['seconds']:.1f} s; everything is in {out}")
+    assert "Next: `cutmix-zoo transfer --data" in lines[-1] and f"--model {out / 'finetune' / 'export'}" in lines[-1]
+    assert [line[:2] for line in lines if line[:1].isdigit()] == ["1.", "2.", "3.", "4.", "5."]  # one line a step, in order
 
 
 def test_demo_without_the_detection_extra_says_how_to_get_it(monkeypatch):
@@ -132,15 +180,23 @@ def test_demo_without_the_detection_extra_says_how_to_get_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocotools" else real(name, *a))
     said: list[str] = []
     assert "cutmix-zoo[detection]" in detection_step(said.append)["left_out"]
-    assert len(said) == 1 and said[0].startswith("6. detect: left out") and "pip install 'cutmix-zoo[detection]'" in said[0]
+    assert len(said) == 1 and said[0].startswith("4. detect: left out") and "pip install 'cutmix-zoo[detection]'" in said[0]
 
 
 @pytest.mark.slow
-def test_demo_prints_each_step(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "cutmix_zoo", "demo", "--skip-train"], capture_output=True, text=True,
-                         env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert "features:" in out.stdout and "top-1 accuracy" in out.stdout and out.stdout.count("_shapes") >= 2
+def test_demo_without_matplotlib_says_so_and_still_prints_the_table(monkeypatch, tmp_path):
+    import importlib.util
+
+    from cutmix_zoo.cli.demo import transfer_step
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    said: list[str] = []
+    _, found = transfer_step(tmp_path, said.append)
+    assert found["picture"] is None and not (tmp_path / "transfer.png").exists()
+    left_out = [line for line in said if "picture" in line]
+    assert len(left_out) == 1 and 'pip install "cutmix-zoo[plots]"' in left_out[0]
+    assert sum(line.split()[:1] == [name] for line in said for name in EMBEDDED) == 2  # the table, both models
 
 
 def test_readme_model_table_is_current():

@@ -176,3 +176,142 @@ def test_feature_info_dicts_handed_out_are_copies():
     info.get_dicts()[0]["num_chs"] = -1
     info[1]["num_chs"] = -1
     assert info.channels() == [256, 1024]
+
+
+# ---- the rest of timm's model API: forward_intermediates, pruning, checkpointing, parameter groups ---------------
+
+TIMM_INDICES = [None, 1, 3, 5, [0, 2], [-1, 1], [4, 0], (1, -2), [-5]]  # every form timm's feature_take_indices takes
+
+
+@pytest.fixture(scope="module")
+def resnet_pair():
+    """A small Bottleneck ResNet of ours and timm's ResNet with the same weights (non-trivial BatchNorm statistics)."""
+    from timm.models.resnet import Bottleneck, ResNet
+
+    ours = _model("resnet", {"layers": [1, 1, 1, 1]}, 7)
+    theirs = ResNet(block=Bottleneck, layers=[1, 1, 1, 1], num_classes=7).eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    return ours, theirs
+
+
+def _same(mine, timms) -> bool:
+    if isinstance(mine, torch.Tensor):
+        return torch.equal(mine, timms)
+    return type(mine) is type(timms) and len(mine) == len(timms) and all(_same(a, b) for a, b in zip(mine, timms))
+
+
+@pytest.mark.parametrize("indices", TIMM_INDICES, ids=str)
+def test_forward_intermediates_equals_timms_on_the_same_weights(resnet_pair, indices):
+    ours, theirs = resnet_pair
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        for options in ({}, {"stop_early": True}, {"intermediates_only": True}, {"norm": True, "stop_early": True}):
+            mine = ours.forward_intermediates(x, indices=indices, **options)
+            timms = theirs.forward_intermediates(x, indices=indices, **options)
+            assert _same(mine, timms), options
+
+
+def test_prune_intermediate_layers_as_timm(resnet_pair):
+    import copy
+
+    ours, theirs = (copy.deepcopy(m) for m in resnet_pair)
+    assert ours.prune_intermediate_layers([1, 2]) == theirs.prune_intermediate_layers([1, 2]) == [1, 2]
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    assert ours.num_features == theirs.num_features == 512 and ours.num_classes == 0
+    assert [d["num_chs"] for d in ours.feature_info] == [64, 256, 512]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert _same(ours.forward_intermediates(x, indices=[1, 2]), theirs.forward_intermediates(x, indices=[1, 2]))
+        assert ours(x).shape == (1, 512)
+
+
+@pytest.mark.parametrize("family,args,classes,size", FAMILY_CASES, ids=IDS)
+def test_every_family_has_forward_intermediates_feature_info_and_default_cfg(family, args, classes, size):
+    model = _model(family, args, classes)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x)
+        assert torch.equal(final, model.forward_features(x))
+        listed = cutmix_zoo.features.FeatureListNet(model, model.feature_points())(x)
+        assert _same(maps, listed)
+    assert [m.shape[1] for m in maps] == [d["num_chs"] for d in model.feature_info]
+    assert [size // m.shape[-1] for m in maps] == [d["reduction"] for d in model.feature_info]
+    with pytest.raises(cutmix_zoo.InvalidArgumentError, match="NHWC"):
+        model.forward_intermediates(x, output_fmt="NHWC")
+    with pytest.raises(cutmix_zoo.InvalidArgumentError, match="out of range"):
+        model.forward_intermediates(x, indices=[len(maps)])
+    assert model.default_cfg == {}
+    loaded = cutmix_zoo.load("pyramidnet20_a48.cutmix_shapes")
+    assert loaded.default_cfg == loaded.pretrained_cfg and loaded.default_cfg["name"] == "pyramidnet20_a48.cutmix_shapes"
+
+
+def test_classifier_feature_info_is_timms(resnet_pair):
+    ours, theirs = resnet_pair
+    assert _without_stem_name(ours.feature_info) == _without_stem_name(theirs.feature_info)
+
+
+@pytest.mark.parametrize("family,args,classes,size", FAMILY_CASES, ids=IDS)
+def test_grad_checkpointing_recomputes_blocks_and_keeps_outputs_and_gradients(family, args, classes, size):
+    model = _model(family, args, classes).train()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
+    calls = []
+    model.layer1[0].register_forward_pre_hook(lambda *_: calls.append(1))  # a recomputation may stop before the end
+
+    def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        model.zero_grad()
+        out = model(x)
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    with torch.random.fork_rng():
+        plain = run()
+    assert len(calls) == 1
+    model.set_grad_checkpointing()
+    with torch.random.fork_rng():
+        checkpointed = run()
+    assert len(calls) == 3  # forward, then the recomputation in backward
+    assert torch.allclose(plain[0], checkpointed[0]) and all(torch.allclose(a, b) for a, b in zip(plain[1], checkpointed[1]))
+    model.set_grad_checkpointing(False)
+    run()
+    assert len(calls) == 4
+
+
+def _groups(model: nn.Module) -> list[tuple[float, float, int]]:
+    import timm.optim
+
+    groups = timm.optim.create_optimizer_v2(model, opt="sgd", lr=0.1, weight_decay=1e-4, layer_decay=0.75).param_groups
+    return sorted((round(g["lr_scale"], 8), g["weight_decay"], len(g["params"])) for g in groups)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet50", "resnext101_32x4d"])
+def test_layer_decay_gives_timms_parameter_groups(name, recwarn):
+    with torch.device("meta"):
+        ours = cutmix_zoo.load(name, pretrained=False)
+        theirs = timm.create_model(name, pretrained=False)
+    mine = _groups(ours)
+    assert mine == _groups(theirs)
+    assert len({scale for scale, _, _ in mine}) == (18 if name == "resnet50" else 35)
+    assert not [w for w in recwarn if "group" in str(w.message).lower()]
+    assert ours.group_matcher(coarse=True)["blocks"][0][0] == theirs.group_matcher(coarse=True)["blocks"]
+
+
+def test_pyramidnet_groups_its_blocks_and_final_norm():
+    model = _model("pyramidnet", {"depth": 20, "alpha": 12, "bottleneck": False}, 10)
+    scales = sorted({scale for scale, _, _ in _groups(model)})
+    assert len(scales) == 1 + 9 + 1  # the stem, nine blocks, the final BatchNorm with the head
+    assert scales[-1] == 1.0 and scales[0] == pytest.approx(0.75 ** 10)
+
+
+def test_transforms_take_image_tensors_as_torchvisions_do():
+    from PIL import Image
+
+    preprocess = cutmix_zoo.transforms("pyramidnet20_a48.cutmix_shapes")
+    pixels = torch.randint(0, 256, (3, 40, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(6))
+    from_uint8 = preprocess(pixels)
+    from_float = preprocess(pixels.float() / 255)
+    from_pil = preprocess(Image.fromarray(pixels.permute(1, 2, 0).numpy()))
+    assert from_uint8.dtype == torch.float32 and from_uint8.shape == from_pil.shape == (3, 32, 32)
+    assert torch.allclose(from_uint8, from_float, atol=1e-2) and torch.allclose(from_uint8, from_pil, atol=0.1)
+    assert torch.equal(preprocess(pixels[None])[0], from_uint8)  # a batch too

@@ -16,7 +16,7 @@ import cutmix_zoo
 from cutmix_zoo import registry
 from cutmix_zoo.builder import meta_model
 from cutmix_zoo.categories import CIFAR10
-from cutmix_zoo.hub.export import timm_architecture
+from cutmix_zoo.hub.timm_names import timm_architecture
 from cutmix_zoo.model_config import ModelConfig
 
 from servers import make_hub_repo

@@ -3,6 +3,7 @@ on generated Novel-Shapes images (classes the embedded models never saw)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from PIL import Image
 
 import cutmix_zoo
 from cutmix_zoo.cli import main
+from cutmix_zoo.recipes import finetune_recipe
 from cutmix_zoo.reports import transfer
 from cutmix_zoo.shapes import write_folder
 
@@ -216,3 +218,5 @@ def test_finetune_runs_the_trainer_beside_the_probe(tmp_path, capsys):
     assert tuned == {"top1_err": end["best_top1_err"], "top5_err": end["best_top5_err"], "best_epoch": end["best_epoch"], "epochs": 1,
                      "output": str(run)}
     assert cutmix_zoo.load(run / "export").pretrained_cfg["num_classes"] == 10  # the trainer's export of the fine-tuned model
+    start = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["recipe"] == json.loads(json.dumps(dataclasses.asdict(finetune_recipe("folder", 1, 32))))  # train --init's recipe

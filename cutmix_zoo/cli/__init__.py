@@ -33,6 +33,7 @@ from . import (
     publish,
     robustness,
     shapes,
+    shard,
     train,
     transfer,
     verify,
@@ -41,7 +42,7 @@ from .common import UsageError, run_command
 
 # Every command, in the order `cutmix-zoo --help` lists them.
 COMMANDS = (listing, info, download, convert, cache, verify, cards, export, publish, shapes,
-            train, evaluate, demo, predict, cam, robustness, localize, transfer, detect)
+            shard, train, evaluate, demo, predict, cam, robustness, localize, transfer, detect)
 
 
 def _version() -> str:
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(format="cutmix-zoo: %(message)s")
         logging.getLogger("cutmix_zoo").setLevel(logging.INFO)
         argv = argv[1:]
+    if not argv:  # no command: the command list, as `cutmix-zoo --help` shows it, and the usage error's exit code
+        print(build_parser(only="").format_help(), end="", file=sys.stderr)
+        return 2
     return run_command(_run, argv)
 
 

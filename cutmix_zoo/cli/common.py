@@ -8,12 +8,14 @@ Nothing here imports torch: every command module imports this one, and ``cutmix-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from .. import registry
 from ..errors import InvalidArgumentError, ZooError, exit_code
+from ..files import unwritable
 
 Subparsers = argparse._SubParsersAction  # what add_subparsers returns; every command's add_parser adds its sub-parser to it
 
@@ -70,21 +72,27 @@ def cached_files() -> list[dict[str, Any]]:
     return rows
 
 
-def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True, force: bool = True) -> str:
-    """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder; without
-    ``force``, a folder holding another model's export is refused in one sentence rather than overwritten."""
+def export_folder(name: str, out: str, revision: str | None = None, progress: bool = True, repo_id: str | None = None,
+                  force: bool = True) -> str:
+    """Write the Hub folder (model.safetensors, config.json, README.md) of a registry model or exported folder, its card
+    loading ``repo_id`` (where it will be published) or else the folder ``out``; without ``force``, a folder holding
+    another model's export is refused in one sentence rather than overwritten."""
     from ..api import load
     from ..hub.cards import render_card
     from ..hub.export import save_pretrained
     from ..model_config import pretrained_cfg_of
 
+    try:  # before the weights are fetched: a folder that cannot be made is one sentence, not a traceback after the download
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise unwritable(out, e) from None
     model = load(name, revision=revision, progress=progress)
     cfg = pretrained_cfg_of(model)
     held = exported_name(out)
     if not force and held is not None and held != cfg["name"]:
         raise InvalidArgumentError(f"{out} holds the export of {held or 'another model'}: pass --force to overwrite it, or -o to "
                                    "write elsewhere.")
-    save_pretrained(model, out, card=render_card(cfg))
+    save_pretrained(model, out, card=render_card(cfg, target=out, repo_id=repo_id))
     return out
 
 
@@ -92,7 +100,6 @@ def exported_name(folder: str) -> str | None:
     """The model whose export ``folder`` holds (its config.json's name; "" when its weights or config are there but the
     name cannot be read); None where it holds no export."""
     import json
-    import os
 
     from ..files import CONFIG_NAME, WEIGHTS_NAME
 

@@ -113,7 +113,7 @@ def detection_run(args: argparse.Namespace) -> Any:
     given = {field: getattr(args, flag) for flag, field in FIELDS.items() if getattr(args, flag) is not None}
     given.update({"pretrained": False} if args.from_scratch else {}, quiet=args.quiet)
     if args.resume:
-        saved = load_checkpoint(args.resume).get("run") or {}
+        saved = load_checkpoint(args.resume, settings="run").get("run") or {}
         known = {f.name for f in dataclasses.fields(DetectionRun)}
         folder = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
         return DetectionRun(**{**{k: v for k, v in saved.items() if k in known}, "output": str(folder), **given})

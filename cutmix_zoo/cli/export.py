@@ -16,6 +16,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("name", help="registry name, bare architecture, or exported folder")
     p.add_argument("-o", "--output", required=True, help="folder to write")
     p.add_argument("--revision", help="Hub revision to export")
+    p.add_argument("--repo-id", help="the Hub repo it will be published to, which the card's snippets then load")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="overwrite another model's export in --output")
     return p
@@ -27,9 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from ..builder import resolve_config
     from ..files import output_lock
     from ..hub.cache import output_locks
+    from ..hub.repo import is_repo_id
 
-    resolve_config(args.name)  # an unknown name is refused before the folder is made
+    if not is_repo_id(args.name):
+        resolve_config(args.name)  # an unknown name is refused before the folder is made
     with output_lock(args.output, "cutmix-zoo export", output_locks()):
-        out = export_folder(args.name, args.output, args.revision, not args.quiet, force=args.force)
+        out = export_folder(args.name, args.output, args.revision, not args.quiet, args.repo_id, force=args.force)
     print(f"Exported {args.name} to {out}: model.safetensors, config.json, README.md")
     return 0

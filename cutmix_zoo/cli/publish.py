@@ -34,7 +34,7 @@ def upload_files(folder: str) -> list[str]:
             continue
         if entry.is_symlink():
             raise InvalidArgumentError(f"{entry.path} is a symbolic link, and publish uploads only the regular files of {folder} itself: "
-                           "replace the link with a copy of the file or remove it.")
+                                       "replace the link with a copy of the file or remove it.")
         if entry.is_file(follow_symlinks=False):
             names.append(entry.name)
     return names
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="cutmix-zoo-publish-") as tmp:
-        folder = args.name if os.path.isdir(args.name) else export_folder(args.name, tmp, progress=not args.quiet)
+        folder = args.name if os.path.isdir(args.name) else export_folder(args.name, tmp, progress=not args.quiet, repo_id=args.repo_id)
         files = upload_files(folder)
         listing = [{"file": f, "bytes": os.path.getsize(os.path.join(folder, f))} for f in files]
         if args.dry_run:

@@ -10,6 +10,7 @@ from ..errors import InvalidArgumentError, ZooError
 from ..files import output_lock
 from .common import Subparsers
 
+MAX_PER_CLASS = 10_000  # 100,000 images of a split at most, CIFAR's size twice over: minutes to write, not days
 NAME = "shapes"
 HELP = "write generated images as an ImageFolder tree, or detection scenes as COCO (data to try train, transfer, detect on)"
 
@@ -23,6 +24,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p.add_argument("--train-per-class", type=int, default=20, help="training images per class (default 20: a small-data task)")
     p.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
     p.add_argument("--shapes10", action="store_true", help="Shapes-10 (the embedded models' own classes) instead of Novel-Shapes")
+    p.add_argument("--glyphs", action="store_true", help="Glyphs instead of Novel-Shapes: ten arrow- and letter-like classes, each "
+                                                         "the mirror image of another (data on which a flip changes the class)")
     p.add_argument("--seed", type=int, default=0, help="which draw (default 0)")
     scenes = p.add_argument_group("detection scenes (--scenes)")
     scenes.add_argument("--scenes", action="store_true",
@@ -36,9 +39,17 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _check_new_folder(output: Path, what: str) -> None:
+    """Refuse a DIR that exists as something other than a folder (a file, a link to one), in one sentence, before its
+    lock is taken."""
+    if output.exists() and not output.is_dir():
+        raise InvalidArgumentError(f"{output} exists and is not a folder: choose a new folder for the generated {what}.")
+
+
 def _require_empty(folder: Path, what: str) -> None:
     """Refuse a folder that holds anything, checked under its lock (:func:`~cutmix_zoo.files.output_lock`), so generated
     data is never mixed with what is there, another run's draw included."""
+    _check_new_folder(folder, what)
     if folder.exists() and any(folder.iterdir()):
         raise InvalidArgumentError(f"{folder} is not empty: choose a new folder for the generated {what}.")
 
@@ -52,6 +63,7 @@ def _scenes(args: argparse.Namespace) -> int:
         raise InvalidArgumentError("--train-images and --val-images must be at least 1.")
     if args.size < 32:
         raise InvalidArgumentError(f"--size must be at least 32 pixels (a canvas holds shapes of radius 5 to 14), not {args.size}.")
+    _check_new_folder(args.output, "scenes")
     with output_lock(args.output, "cutmix-zoo shapes", output_locks()):
         _require_empty(args.output, "scenes")
         try:
@@ -72,10 +84,17 @@ def run(args: argparse.Namespace) -> int:
         return _scenes(args)
     if args.train_per_class < 1 or args.val_per_class < 1:
         raise InvalidArgumentError("--train-per-class and --val-per-class must be at least 1.")
+    if max(args.train_per_class, args.val_per_class) > MAX_PER_CLASS:
+        raise InvalidArgumentError(f"--train-per-class and --val-per-class take at most {MAX_PER_CLASS:,} images a class, not "
+                                   f"{max(args.train_per_class, args.val_per_class):,}.")
+    if args.glyphs and args.shapes10:
+        raise InvalidArgumentError("--glyphs and --shapes10 name two different datasets: pass one of them.")
+    _check_new_folder(args.output, "images")
     with output_lock(args.output, "cutmix-zoo shapes", output_locks()):
         _require_empty(args.output, "images")
         try:
-            root = write_folder(args.output, args.train_per_class, args.val_per_class, novel=not args.shapes10, seed=args.seed)
+            root = write_folder(args.output, args.train_per_class, args.val_per_class, novel=not args.shapes10, seed=args.seed,
+                                glyphs=args.glyphs)
         except OSError as e:
             raise ZooError(f"Could not write the images into {args.output} ({e.strerror or e}).") from None
     classes = sorted(p.name for p in (root / "train").iterdir())

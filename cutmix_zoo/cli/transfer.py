@@ -155,7 +155,7 @@ def _classification(args: argparse.Namespace) -> int:
     results = transfer.probe_models(data, extracted, models, holdout=args.holdout, seed=args.seed, device=args.device)
     for name in names if args.finetune else []:
         results[name] = dataclasses.replace(results[name], finetune=finetune(name, args, out / "finetune" / file_safe(name)))
-    pictures = [] if args.no_plots else [_picture(data, results, args.finetune, out / "transfer.png")]
+    pictures = [] if args.no_plots else [transfer_picture(data, results, args.finetune, out / "transfer.png")]
     report = {"command": command_line("transfer", args.argv), "data": data.to_dict(),
               "settings": {"seed": args.seed, "holdout": args.holdout,
                            "loss": "mean cross-entropy + l2 / 2 * ||W||^2, features standardised with the fitting set's statistics",
@@ -164,12 +164,13 @@ def _classification(args: argparse.Namespace) -> int:
                            "finetune_epochs": args.finetune},
               "models": {name: r.to_dict() for name, r in results.items()}, "pictures": pictures}
     write_report(out / "report.json", report)
-    _print(data, results, args.holdout)
+    print_transfer_table(data, results, args.holdout)
     print(f"wrote {out / 'report.json'}" + (f" and {Path(pictures[0]).name}" if pictures else ""))
     return 0
 
 
-def _print(data: TransferData, results: dict[str, ModelTransfer], holdout: float) -> None:
+def print_transfer_table(data: TransferData, results: dict[str, ModelTransfer], holdout: float) -> None:
+    """Print the data's line and the table of each model's probe (and fine-tune) errors, as ``transfer`` and ``demo`` show them."""
     print(f"{data.root}: {len(data.classes)} classes, {len(data.train)} training and {len(data.val)} validation "
           f"images ({data.layout}); linear probe with L2 chosen on {holdout:g} of the training images")
     tuned = any(r.finetune for r in results.values())
@@ -186,7 +187,8 @@ def _print(data: TransferData, results: dict[str, ModelTransfer], holdout: float
     print_table(rows, header)
 
 
-def _picture(data: TransferData, results: dict[str, ModelTransfer], epochs: int | None, path: Path) -> str:
+def transfer_picture(data: TransferData, results: dict[str, ModelTransfer], epochs: int | None, path: Path) -> str:
+    """Draw each model's validation top-1 error (probe, and fine-tune after ``epochs``) as bars into ``path`` (matplotlib)."""
     from ..reports.plots import bars
 
     series: dict[str, list[float | None]] = {"linear probe": [r.probe.top1_err for r in results.values()]}

@@ -18,8 +18,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..errors import DownloadError, WeightsError
+from ..errors import DownloadError, InvalidArgumentError, WeightsError
 from ..files import CONFIG_NAME, WEIGHTS_NAME, sha256_file, write_text_atomic
 from ..registry import Entry
 
@@ -47,6 +48,23 @@ def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
 
 
+def check_hub_endpoint() -> None:
+    """Refuse an ``HF_ENDPOINT`` that is no http(s) URL in one sentence, before huggingface_hub is imported: its
+    constants module parses the variable at import and fails there with a bare ValueError."""
+    endpoint = os.environ.get("HF_ENDPOINT")
+    if not endpoint:
+        return
+    try:
+        parts = urlsplit(endpoint)
+        host = parts.hostname
+    except ValueError as e:
+        raise InvalidArgumentError(f"HF_ENDPOINT={endpoint!r} is not a URL ({e}): set it to the Hub's address, e.g. "
+                                   "https://huggingface.co, or unset it.") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidArgumentError(f"HF_ENDPOINT={endpoint!r} is not an http(s) URL with a host: set it to the Hub's address, "
+                                   "e.g. https://huggingface.co, or unset it.")
+
+
 def hub_cache_dir() -> str | None:
     """The Hub cache huggingface_hub would use, resolved from the environment at call time."""
     if os.environ.get("HF_HUB_CACHE"):
@@ -61,12 +79,14 @@ def original_file(entry: Entry) -> Path:
     return cache_dir() / entry.name / WEIGHTS_NAME
 
 
-def cached_hub_files(entry: Entry, revision: str | None = None) -> tuple[Path, Path | None] | None:
+def cached_hub_files(entry: Entry, revision: str | None = None,
+                     folder: str | None = None) -> tuple[Path, Path | None] | None:
     """The Hub cache's weights file of ``entry`` and its config.json (None where that is not cached), with no network
-    call; None where the weights are not cached."""
+    call; None where the weights are not cached. ``folder`` is the Hub cache (None: huggingface_hub's)."""
+    check_hub_endpoint()
     from huggingface_hub import try_to_load_from_cache
 
-    folder = hub_cache_dir()
+    folder = folder or hub_cache_dir()
     found = try_to_load_from_cache(entry.hub_repo, WEIGHTS_NAME, cache_dir=folder, revision=revision)
     if not (isinstance(found, str) and os.path.isfile(found)):
         return None
@@ -208,7 +228,7 @@ def cache_status(entry: Entry) -> dict[str, Any]:
     found = entry.bundled_file or cached_file(entry)
     status: dict[str, Any] = {"cached_file": str(found) if found else None}
     record = cache_dir() / entry.name / SOURCE_NAME
-    if record.is_file():
-        data = json.loads(record.read_text())
+    data = read_json(record)  # a torn or foreign record is shown as none, as every reader of it takes it
+    if data is not None:
         status["downloaded_sha256"] = data.get("sha256")
     return status

@@ -4,8 +4,12 @@ The YAML front matter is written by huggingface_hub's ModelCardData/EvalResult, 
 the license, tags, datasets and the model-index (top-1/top-5 accuracy with the source of each
 number). A registry card shows the release's numbers; an export's card shows only what its own
 config says was measured (nothing for random, re-headed or feature-only weights, no model-index
-for a run on synthetic data). ``cutmix-zoo cards`` writes one card per registry entry into
-``model_cards/``; a test fails when a committed card differs from what the registry generates.
+for a run on synthetic data). Every snippet runs as written where the card is read: a registry card loads by name
+and by the entry's Hub repo id, and shows torch.hub from a clone of the repository; an export's card loads the repo it
+was published to (or, before that, the folder it was written to), and through timm where timm builds the network.
+A headless export (``num_classes=0``, ``features_only``) is tagged ``image-feature-extraction``, the Hub's task for
+backbones. ``cutmix-zoo cards`` writes one card per registry entry into ``model_cards/``; a test fails when a
+committed card differs from what the registry generates.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from ..builder import config_of, count_parameters, is_exported_folder, meta_mode
 from ..model_config import ModelConfig
 from ..models import FAMILIES
 from ..recipes import recipe_for, recipe_text
+from .cache import check_hub_endpoint
+from .timm_names import timm_architecture
 
-HUB_REPO_PLACEHOLDER = "<owner>/cutmix-zoo"
 _GPUS = {"imagenet-1k": 4, "cifar-100": 2, "cifar-10": 2}
 
 
@@ -31,6 +36,7 @@ def _acc(err: float | None) -> float | None:
 def front_matter(cfg: ModelConfig, source_url: str | None = None, base_model: str | None = None) -> str:
     """The card's YAML front matter: license, library, tags, datasets and, where a result was measured on a Hub
     dataset, the model-index (``source_url`` names where the numbers come from)."""
+    check_hub_endpoint()
     from huggingface_hub import EvalResult, ModelCardData
 
     data = registry.DATASETS.get(cfg.dataset)
@@ -43,13 +49,14 @@ def front_matter(cfg: ModelConfig, source_url: str | None = None, base_model: st
                                            dataset_split="validation" if measured.name == "imagenet-1k" else "test",
                                            metric_type="accuracy", metric_name=metric, metric_value=_acc(err),
                                            source_name=cfg.err_source if source_url else None, source_url=source_url))
+    task = "image-classification" if cfg.num_classes else "image-feature-extraction"  # a headless export is a backbone
     card = ModelCardData(
         license=cfg.license,
         library_name=registry.LIBRARY_NAME,
-        tags=["image-classification", "cutmix", cfg.family, "pytorch", "safetensors"],
+        tags=[task, "cutmix", cfg.family, "pytorch", "safetensors"],
         datasets=[data.hf_id] if data is not None and data.hf_id else None,
         base_model=base_model,
-        pipeline_tag="image-classification",
+        pipeline_tag=task,
         model_name=cfg.name,
         eval_results=results or None,
     )
@@ -112,17 +119,35 @@ def _provenance(entry: registry.Entry) -> str:
     )
 
 
-def _usage(target: str, cfg: ModelConfig, hub_line: str) -> str:
+def _usage(target: str, cfg: ModelConfig, first: str = "", last: str = "") -> str:
+    """The card's Usage section: ``first`` (lines before the loads of ``target``), the loads, then ``last``."""
     other = 5 if cfg.num_classes == 10 else 10  # a head size the model does not have, so the line shows a fresh head
     head = f"the {cfg.num_classes}-way classifier" if cfg.num_classes else "pooled embeddings (no classifier)"
-    return ("## Usage\n\n```python\nimport torch, cutmix_zoo\n\n"
-            f'model = cutmix_zoo.load("{target}")                       # {head}\n'
+    return ("## Usage\n\n```python\nimport torch, cutmix_zoo\n\n" + first
+            + f'model = cutmix_zoo.load("{target}")                       # {head}\n'
             f'backbone = cutmix_zoo.load("{target}", features_only=True)  # list of feature maps\n'
             f'model = cutmix_zoo.load("{target}", num_classes={other})        # fresh {other}-way head, ready to fine-tune\n'
             f'embedder = cutmix_zoo.load("{target}", num_classes=0)     # pooled embeddings\n'
             f'preprocess = cutmix_zoo.transforms("{target}")\n'
-            + hub_line + "```\n\n"
+            + last + "```\n\n"
             f"Feature maps (`features_only=True`): {_feature_line(cfg)}.\n")
+
+
+def _registry_lines(entry: registry.Entry) -> tuple[str, str]:
+    """The registry card's lines around the loads by name: the load by Hub repo id, and torch.hub from a clone."""
+    by_repo = f'model = cutmix_zoo.load("{entry.hub_repo}")  # by its Hub repo id, as from_pretrained takes one\n'
+    hub = ("# torch.hub, from the root of a clone of the cutmix_zoo repository (the folder holding hubconf.py):\n"
+           f'model = torch.hub.load(".", "{entry.name.replace(".", "_")}", source="local", features_only=True)\n')
+    return by_repo, hub
+
+
+def _export_lines(cfg: ModelConfig, repo_id: str | None) -> str:
+    """The export card's timm route: timm builds the ResNets from the published repo's config.json."""
+    timm_name = timm_architecture(cfg)
+    if repo_id is None or timm_name is None:
+        return ""
+    return ("\nimport timm\n\n"
+            f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True)  # timm\'s {timm_name}, the same weights\n')
 
 
 def _preprocessing(cfg: ModelConfig) -> str:
@@ -141,13 +166,12 @@ def registry_card(name: str) -> str:
     cfg = ModelConfig.from_entry(entry)
     data = entry.data
     source_url = registry.PAPER_URL if entry.err_source.startswith("paper") else registry.CODE_URL
-    hub_line = f'model = torch.hub.load("{HUB_REPO_PLACEHOLDER}", "{entry.name.replace(".", "_")}", features_only=True)\n'
     parts = [
         front_matter(cfg, source_url),
         f"# {entry.name}\n\n{entry.architecture.description}, trained on {data.name} ({data.num_classes} classes) with {entry.method}. "
         f"From {registry.PAPER}, served by cutmix_zoo as safetensors weights that load into standard PyTorch modules.\n",
         "## Results\n\n" + _results(entry),
-        _usage(entry.name, cfg, hub_line),
+        _usage(entry.name, cfg, *_registry_lines(entry)),
         _preprocessing(cfg),
         "## Training\n\n" + _training(entry),
         "## Provenance\n\n" + _provenance(entry),
@@ -156,8 +180,9 @@ def registry_card(name: str) -> str:
     return "\n".join(parts)
 
 
-def export_card(cfg: ModelConfig, base_model: str | None = None) -> str:
-    """The card of an exported folder: only what its config says (results it measured, the run's recipe)."""
+def export_card(cfg: ModelConfig, base_model: str | None = None, target: str = ".", repo_id: str | None = None) -> str:
+    """The card of an exported folder: only what its config says (results it measured, the run's recipe). Its
+    snippets load ``repo_id`` where the folder is published there, else ``target`` (the folder as it was written)."""
     arch = registry.ARCHITECTURES.get(cfg.architecture or "")
     what = arch.description if arch else f"{cfg.family} {cfg.arch_args}"
     data = registry.DATASETS.get(cfg.dataset)
@@ -177,7 +202,7 @@ def export_card(cfg: ModelConfig, base_model: str | None = None) -> str:
         + (f" with {cfg.method}" if cfg.method and cfg.training else "") + ". Exported by cutmix_zoo.\n"
         + ("\n" + " ".join(notes) + "\n" if notes else ""),
         "## Results\n\n" + results,
-        _usage("path/to/this/folder", cfg, ""),
+        _usage(repo_id or target, cfg, "", _export_lines(cfg, repo_id)),
         _preprocessing(cfg),
         "## Training\n\n" + (cfg.training or "Not trained by cutmix_zoo's trainer; see config.json beside this card.\n"),
         f"## License and citation\n\nLicense: {cfg.license}. The architecture and training recipes follow {registry.PAPER}.\n\n"
@@ -186,12 +211,14 @@ def export_card(cfg: ModelConfig, base_model: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def render_card(cfg_or_name: ModelConfig | dict[str, Any] | str | os.PathLike) -> str:
-    """The card of a registry name, or of an exported model (a folder, its config, or a ``pretrained_cfg``)."""
+def render_card(cfg_or_name: ModelConfig | dict[str, Any] | str | os.PathLike, target: str = ".",
+                repo_id: str | None = None) -> str:
+    """The card of a registry name, or of an exported model (a folder, its config, or a ``pretrained_cfg``), whose
+    snippets load ``repo_id`` where it is published there, else the folder ``target``."""
     if isinstance(cfg_or_name, (str, os.PathLike)) and not is_exported_folder(cfg_or_name):
         return registry_card(str(cfg_or_name))
     cfg = resolve_config(cfg_or_name) if isinstance(cfg_or_name, (str, os.PathLike)) else config_of(cfg_or_name)
-    return export_card(cfg, cfg.extra.get("base_model"))
+    return export_card(cfg, cfg.extra.get("base_model"), target, repo_id)
 
 
 def write_cards(out_dir: str | Path = "model_cards") -> list[Path]:

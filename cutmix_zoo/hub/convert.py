@@ -19,7 +19,7 @@ import torch
 from ..builder import expected_state
 from ..errors import WeightsError
 from ..fastload import check_finite, check_state_dict
-from ..files import WEIGHTS_NAME, atomic_path, not_a_checkpoint
+from ..files import WEIGHTS_NAME, atomic_path, not_a_checkpoint, unwritable
 from ..model_config import ModelConfig
 
 _MODULE_PREFIX = "module."
@@ -44,7 +44,7 @@ def _torch_load(path: Path, label: str | None = None) -> Any:
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
         kind = not_a_checkpoint(path) if path.is_file() else None
         if kind is not None:
             raise WeightsError(f"The file {name} is {kind}, not a PyTorch checkpoint{_KIND_HINTS.get(kind, '')}.") from e
@@ -87,11 +87,15 @@ def load_original(path: str | os.PathLike, label: str | None = None) -> tuple[di
 
 
 def save_safetensors(state: Mapping[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Write a safetensors file atomically (see :func:`atomic_path`)."""
+    """Write a safetensors file atomically (see :func:`atomic_path`); a write the disk refuses is an OutputError."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     with atomic_path(out) as tmp:
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata or {})
+        try:
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata or {})
+        except SafetensorError as e:  # safetensors reports the file system's refusal as "I/O error: ..."
+            raise unwritable(out, e) from None
     return Path(out)
 
 

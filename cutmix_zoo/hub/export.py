@@ -15,11 +15,12 @@ from torch import nn
 
 from ..builder import config_of, meta_model
 from ..categories import categories
-from ..files import CONFIG_NAME, WEIGHTS_NAME, write_text_atomic
+from ..files import CONFIG_NAME, WEIGHTS_NAME, unwritable, write_text_atomic
 from ..model_config import ModelConfig
 from ..models import FAMILIES
 from ..registry import CODE_URL, DATASETS, LIBRARY_NAME
 from .convert import save_safetensors
+from .timm_names import timm_architecture
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -31,19 +32,6 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model.module
         else:
             return model
-
-
-def timm_architecture(cfg: ModelConfig) -> str | None:
-    """timm's name for the config's network where timm builds it with the same state-dict keys (ResNets, ResNeXts)."""
-    if cfg.family != "resnet":
-        return None
-    args = cfg.arch_args
-    layers, groups, width = list(args["layers"]), args.get("groups", 1), args.get("width_per_group", 64)
-    depth = (3 if args.get("bottleneck", True) else 2) * sum(layers) + 2
-    names = {(18, 1, 64): "resnet18", (34, 1, 64): "resnet34", (50, 1, 64): "resnet50", (101, 1, 64): "resnet101",
-             (152, 1, 64): "resnet152", (200, 1, 64): "resnet200", (50, 32, 4): "resnext50_32x4d",
-             (101, 32, 4): "resnext101_32x4d", (101, 32, 8): "resnext101_32x8d", (101, 64, 4): "resnext101_64x4d"}
-    return names.get((depth, groups, width))
 
 
 def hub_config(cfg: ModelConfig) -> dict[str, Any]:
@@ -73,19 +61,23 @@ def hub_config(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, cfg: ModelConfig | dict[str, Any] | None = None,
-                    card: str | None = None, metadata: dict[str, str] | None = None) -> Path:
-    """Export ``model`` (its ``pretrained_cfg`` unless ``cfg`` is given) as a Hub-ready folder."""
+                    card: str | None = None, metadata: dict[str, str] | None = None, repo_id: str | None = None) -> Path:
+    """Export ``model`` (its ``pretrained_cfg`` unless ``cfg`` is given) as a Hub-ready folder. The card's snippets load
+    ``repo_id`` (the Hub repo it will be published to) where given, else ``out_dir`` as written."""
     model = unwrap(model)
     config = config_of(cfg if cfg is not None else model)
     values = hub_config(config)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unwritable(out, e) from None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_safetensors(state, out / WEIGHTS_NAME, {"format": "pt", "name": config.name, **(metadata or {})})
     write_text_atomic(out / CONFIG_NAME, json.dumps(values, indent=2) + "\n")
     if card is None:
         from .cards import render_card
 
-        card = render_card(config)
+        card = render_card(config, target=os.fspath(out_dir), repo_id=repo_id)
     write_text_atomic(out / "README.md", card)
     return out

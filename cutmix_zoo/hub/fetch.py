@@ -9,7 +9,8 @@ under a file lock so that concurrent processes download once (:mod:`.cache`).
 
 Every failure is bounded in time and one sentence: the Hub is asked once, without huggingface_hub's retries, before
 anything is downloaded from it; a connection that never completes gives up within seconds
-(:data:`.huggingface.HUB_TIMEOUT`, :data:`.original.CONNECT_TIMEOUT`); a download of the original has an overall
+(:data:`.network.HUB_CONNECT_TIMEOUT`, :data:`.original.CONNECT_TIMEOUT`), while a Hub that connects and is slow to
+answer gets huggingface_hub's ten (:data:`.network.HUB_READ_TIMEOUT`); a download of the original has an overall
 deadline (``CUTMIX_ZOO_DOWNLOAD_TIMEOUT``); a zip is unpacked only as far as a checkpoint can be large. Where both
 sources fail, one sentence names both and what to do. Which source a model came from, and why one was skipped, is
 logged (``logging.getLogger("cutmix_zoo.hub")``; the CLI shows it with ``-v``).
@@ -31,8 +32,9 @@ from ..model_config import ModelConfig
 from ..registry import Entry
 from .cache import is_offline, trusted
 from .convert import read_state_dict
-from .huggingface import check_hub_config, from_hub, hub_endpoint
+from .huggingface import check_hub_config, from_hub
 from .original import TransferError, fetch_original
+from .repo import hub_endpoint
 from .source import Source, entry_source
 
 logger = logging.getLogger(__name__)
@@ -100,12 +102,13 @@ def fetch_file(source: Source, progress: bool = True, verify: bool = False) -> P
 
 def _download(entry: Entry, source: Source, progress: bool) -> Path:
     """The entry's file from the Hub, else from the original release; offline, or where both fail, one sentence."""
-    if is_offline():
+    if source.hub.offline():
+        why = "HF_HUB_OFFLINE is set" if is_offline() else "local_files_only=True"
         raise DownloadError(
-            f"{entry.name} is not cached and HF_HUB_OFFLINE is set, so {WEIGHTS_NAME} of {entry.hub_repo} cannot be "
+            f"{entry.name} is not cached and {why}, so {WEIGHTS_NAME} of {entry.hub_repo} cannot be "
             f"fetched: run `cutmix-zoo download {entry.name}` on a machine with network and copy the caches over."
         )
-    found, skipped = from_hub(entry, source.cfg, source.revision, progress, source.force)
+    found, skipped = from_hub(entry, source.cfg, source.revision, progress, source.force, source.hub)
     if found is not None:
         logger.info("%s: downloaded from the Hub repo %s", entry.name, entry.hub_repo)
         return found

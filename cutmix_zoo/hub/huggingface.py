@@ -1,10 +1,13 @@
 """The Hugging Face Hub as a source of weights: ``model.safetensors`` (and its ``config.json``) from an entry's repo.
 
 The Hub is asked once, without huggingface_hub's retries, before anything is downloaded from it (one probe of the
-weights file), so an unreachable Hub, one that silently drops packets, or one answering 5xx costs one connection within
-:data:`HUB_TIMEOUT` seconds (``HF_HUB_ETAG_TIMEOUT`` overrides it) rather than the half-minute and more of
-``hf_hub_download``'s retries. Where the Hub has no such repo or file, or cannot be reached, :func:`from_hub` says why
-in a clause, and the caller falls back to the original release; a pinned revision never falls back.
+weights file). A Hub that cannot be reached, or a network that silently drops packets, costs one connection attempt
+bounded by :data:`.network.HUB_CONNECT_TIMEOUT`; a Hub that accepts the connection has
+:data:`.network.HUB_READ_TIMEOUT` seconds (as in huggingface_hub) to answer, since a slow answer is not an outage
+(``HF_HUB_ETAG_TIMEOUT`` sets the answer's bound, and the connection's where it is shorter). Either way the
+half-minute and more of ``hf_hub_download``'s retries is not spent. Where the Hub has no such repo or file, or cannot
+be reached, :func:`from_hub` says why in a clause, and the caller falls back to the original release; a pinned
+revision never falls back.
 """
 
 from __future__ import annotations
@@ -20,44 +23,20 @@ from ..errors import DownloadError, WeightsError
 from ..files import CONFIG_NAME, WEIGHTS_NAME
 from ..model_config import ModelConfig
 from ..registry import LIBRARY_NAME, Entry
-from .cache import hub_cache_dir, read_json
-from .network import network_reason, short_reason
+from .cache import read_json
+from .network import HubUnreachable, hub_timeout, network_reason, probe_hub_file, short_reason
+from .repo import HubOptions, hub_endpoint
 
-# A network that silently drops packets costs a load HUB_TIMEOUT then the original release's CONNECT_TIMEOUT, about 5 s
-# (recent huggingface_hub releases add up to 3 s of their own, once a process, asking the Hub for their agent registry).
-HUB_TIMEOUT = 3.0  # seconds the Hub has to connect and to answer about a file (HF_HUB_ETAG_TIMEOUT overrides it)
 logger = logging.getLogger(__name__)
 
 
-def _etag_timeout() -> float:
-    """Seconds to wait for the Hub's answer about a file: ``HF_HUB_ETAG_TIMEOUT`` read at call time (huggingface_hub
-    reads it once, at import), else :data:`HUB_TIMEOUT`.
-
-    ``get_hf_file_metadata`` and ``hf_hub_download`` type it as one float, which their HTTP client applies to
-    connecting and to each read alike; a connect-only timeout would be an object of that client (requests' tuple
-    before huggingface_hub 1.0, httpx's Timeout since), passed where a float is declared. So this one number bounds a
-    connection that never completes. huggingface_hub's default, 10 s, made a network that silently drops packets cost
-    10 s here before the original release was even tried; 3 s still leaves many round trips for the Hub's short answer.
-    """
-    try:
-        return float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip() or HUB_TIMEOUT)
-    except ValueError:
-        return HUB_TIMEOUT
-
-
-def hub_endpoint() -> str:
-    """The Hub's address as errors name it: ``HF_ENDPOINT``, else huggingface_hub's default."""
-    from huggingface_hub import constants
-
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def _hub_kwargs(entry: Entry, revision: str | None) -> dict[str, Any]:
+def _hub_kwargs(entry: Entry, revision: str | None, hub: HubOptions) -> dict[str, Any]:
     return {
         "repo_id": entry.hub_repo,
         "filename": WEIGHTS_NAME,
         "revision": revision,
-        "cache_dir": hub_cache_dir(),
+        "cache_dir": hub.cache(),
+        "token": hub.token,
         "endpoint": os.environ.get("HF_ENDPOINT") or None,
         "library_name": LIBRARY_NAME,
     }
@@ -77,24 +56,9 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
             enable_progress_bars()
 
 
-class _HubUnreachable(OSError):
-    """The Hub did not answer (no connection, no name, no answer in time); the message says why in a few words."""
-
-
 def _probe_hub(kwargs: dict[str, Any]) -> None:
-    """Ask the Hub about the weights file once, within the etag timeout and with no retry: hf_hub_download retries an
-    unreachable Hub (or one answering 5xx) for half a minute and more before it gives up; this fails in the time one
-    connection takes. The Hub's own errors (no such repo, file or revision; HTTP 5xx) are raised as they are."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import HfHubHTTPError
-
-    url = hf_hub_url(kwargs["repo_id"], WEIGHTS_NAME, revision=kwargs["revision"], endpoint=kwargs["endpoint"])
-    try:
-        get_hf_file_metadata(url, timeout=_etag_timeout(), library_name=LIBRARY_NAME)
-    except HfHubHTTPError:
-        raise
-    except Exception as e:  # the HTTP client's own connection errors (requests' or httpx's, by huggingface_hub version)
-        raise _HubUnreachable(network_reason(e)) from e
+    """Ask the Hub about the weights file once, without retries (see :func:`.network.probe_hub_file`)."""
+    probe_hub_file(kwargs["repo_id"], WEIGHTS_NAME, kwargs["revision"], kwargs["token"], kwargs["endpoint"])
 
 
 def _hub_failure(error: BaseException) -> str:
@@ -104,20 +68,22 @@ def _hub_failure(error: BaseException) -> str:
     if isinstance(status, int):
         phrase = getattr(response, "reason_phrase", None) or getattr(response, "reason", None) or ""
         return f"answered HTTP {status} {phrase}".rstrip()
-    return f"could not be reached ({error if isinstance(error, _HubUnreachable) else network_reason(error)})"
+    return f"could not be reached ({error if isinstance(error, HubUnreachable) else network_reason(error)})"
 
 
-def from_hub(entry: Entry, expected: ModelConfig, revision: str | None, progress: bool, force: bool) -> tuple[Path | None, str]:
+def from_hub(entry: Entry, expected: ModelConfig, revision: str | None, progress: bool, force: bool,
+             hub: HubOptions | None = None) -> tuple[Path | None, str]:
     """The Hub's file, or None and why it was not taken, as a clause after "the Hub (URL)" (the caller falls back).
 
-    A config.json in the repo is checked against ``expected`` (see :func:`check_hub_config`) before the weights come.
+    A config.json in the repo is checked against ``expected`` (see :func:`check_hub_config`) before the weights come;
+    ``hub`` gives the Hub cache folder and the token.
     """
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     error: Exception  # what made the Hub's file unavailable, chained to an error raised below
     try:
         with _progress_bars(progress):
-            kwargs = _hub_kwargs(entry, revision)
+            kwargs = _hub_kwargs(entry, revision, hub or HubOptions())
             _probe_hub(kwargs)
             try:  # config.json first: the Hub counts a model's downloads by it, and it must describe this architecture
                 config = _hub_download(dict(kwargs, filename=CONFIG_NAME), force)
@@ -149,7 +115,7 @@ def _hub_download(kwargs: dict[str, Any], force: bool) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        found = Path(hf_hub_download(**kwargs, force_download=force, etag_timeout=_etag_timeout()))
+        found = Path(hf_hub_download(**kwargs, force_download=force, etag_timeout=hub_timeout()))
     except ValueError as e:
         if force and isinstance(e.__cause__, Exception):
             raise e.__cause__ from None

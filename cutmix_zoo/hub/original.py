@@ -18,12 +18,13 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 from ..errors import DownloadError, InvalidArgumentError
-from ..files import WEIGHTS_NAME, sha256_file, write_text_atomic
+from ..files import DISK_ERRNOS, WEIGHTS_NAME, sha256_file, write_text_atomic
 from ..model_config import ModelConfig
 from ..registry import Entry
 from .cache import SOURCE_NAME, download_lock
@@ -154,6 +155,8 @@ def _stream(url: str, dest: Path, progress: bool, desc: str, timeout: float, out
     except DownloadError:
         raise
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:  # the disk refused the write, not the network the read
+            raise _cache_full(url, dest, e) from None
         arrived = wire_bytes()
         if response is None:
             raise TransferError(url, f"could not be reached ({network_reason(e)})") from e
@@ -163,6 +166,14 @@ def _stream(url: str, dest: Path, progress: bool, desc: str, timeout: float, out
     if expected is not None and arrived != expected:
         raise TransferError(url, f"was cut short: {arrived:,} of {expected:,} bytes arrived")
     return digest.hexdigest()
+
+
+def _cache_full(url: str, dest: Path, error: OSError) -> DownloadError:
+    """The error of a download from ``url`` that the disk refused while writing ``dest`` (in a temporary folder of the
+    entry's cache folder)."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return DownloadError(f"The file from {url} could not be written into the cache {dest.parent.parent} ({reason}): free some "
+                         "space there, or set CUTMIX_ZOO_CACHE to a folder with room.")
 
 
 def _checkpoint_in_zip(archive: Path, dest: Path, url: str) -> str:
@@ -196,10 +207,24 @@ def _checkpoint_in_zip(archive: Path, dest: Path, url: str) -> str:
                                             f"{_bytes(member.file_size)} header states, so it was not unpacked.")
                     out.write(block)
             return member.filename
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
-        raise DownloadError(f"The folder zip from {url} is damaged ({short_reason(e)}).") from e
-    except (RuntimeError, NotImplementedError) as e:  # an encrypted member, or a compression zipfile cannot read
-        raise DownloadError(f"The folder zip from {url} cannot be unpacked here ({short_reason(e)}).") from e
+    except BaseException as e:
+        dest.unlink(missing_ok=True)  # nothing half-unpacked is left for a later step to read
+        failure = _unpack_failure(url, dest, e)
+        if failure is None:
+            raise
+        raise failure from e
+
+
+def _unpack_failure(url: str, dest: Path, error: BaseException) -> DownloadError | None:
+    """The one sentence of a failed unpacking of the folder zip from ``url`` into ``dest`` for what zipfile, zlib and
+    the disk refuse; None for any other error (a DownloadError already, Ctrl-C), which goes on as it is."""
+    if isinstance(error, (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, zlib.error)):
+        return DownloadError(f"The folder zip from {url} is damaged ({short_reason(error)}).")
+    if isinstance(error, (RuntimeError, NotImplementedError)):  # an encrypted member, or a compression zipfile cannot read
+        return DownloadError(f"The folder zip from {url} cannot be unpacked here ({short_reason(error)}).")
+    if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+        return _cache_full(url, dest, error)
+    return None
 
 
 def fetch_original(entry: Entry, expected: ModelConfig, progress: bool = True, force: bool = False) -> Path:

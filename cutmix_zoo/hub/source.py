@@ -5,6 +5,10 @@ the arguments that returns a :class:`Source` (the kind of source, the registry e
 for, the file where there is one); :func:`.fetch.read_weights` then fetches or reads what it names, so nothing below
 looks the name up again. :func:`entry_source` decides for a registry entry alone (``cutmix-zoo download``).
 
+A Hub repo id (:func:`.repo.is_repo_id`) is the registry entry where it is the entry's own repo; any other repo is a
+user's export, whose ``config.json`` is fetched here (the one network call of the resolver: the config decides the
+network) and whose weights are fetched here too, through ``hf_hub_download``, where the load reads them.
+
 The resolver makes no network call, reads no tensors and hashes nothing, but it does look at the local file system: at
 whether a name is an exported folder, and at whether the Hub's cache or the zoo's cache already holds the entry's file
 (``try_to_load_from_cache``, a file's existence). What is cached decides the source as surely as the arguments do
@@ -21,11 +25,12 @@ from typing import Literal
 
 import torch
 
-from ..builder import resolve_name
+from ..builder import read_config, resolve_name
 from ..errors import InvalidArgumentError
 from ..model_config import ModelConfig
 from ..registry import Entry
 from .cache import cached_hub_files, cached_original
+from .repo import HubOptions, is_repo_id, registry_name_of, repo_config, repo_weights
 
 SourceKind = Literal["meta", "none", "file", "folder", "bundled", "hub_cache", "original_cache", "hub"]
 
@@ -40,7 +45,8 @@ class Source:
     cached config.json in ``config`` where there is one), ``"original_cache"`` (the converted original in the zoo's
     cache) and ``"hub"`` (to be downloaded: the entry's Hub repo at ``revision``, else, with no revision pinned, the
     original release). ``cfg`` is the config of the name (the registry entry's or the folder's config.json), which the
-    weights must match; ``entry`` is None for an exported folder; ``force`` downloads again what is cached.
+    weights must match; ``entry`` is None for an exported folder (or a user's Hub repo, fetched as one); ``force``
+    downloads again what is cached; ``hub`` holds the ``hf_hub_download`` options of the load.
     """
 
     kind: SourceKind
@@ -50,46 +56,75 @@ class Source:
     config: Path | None = None
     revision: str | None = None
     force: bool = False
+    hub: HubOptions = HubOptions()
 
 
 def resolve_source(name: str | os.PathLike, pretrained: bool = True, weights: str | os.PathLike | None = None,
-                   revision: str | None = None, device: torch.device | str | None = None) -> Source:
+                   revision: str | None = None, device: torch.device | str | None = None,
+                   hub: HubOptions | None = None) -> Source:
     """Where ``load(name, pretrained, weights=, revision=, device=)`` takes its weights from, with the name resolved once.
 
     The meta device reads nothing; a given ``weights`` file comes next (``pretrained=False`` with ``weights`` asks for
     two things at once and is refused in one sentence); then ``pretrained=False`` builds at random; an exported folder
-    reads its own file; a registry entry is decided by :func:`entry_source`. An unknown name or an unreadable folder
-    config is the error :func:`~cutmix_zoo.builder.resolve_name` raises.
+    reads its own file, a user's Hub repo its downloaded snapshot; a registry entry (or its own Hub repo) is decided by
+    :func:`entry_source`. An unknown name or an unreadable folder config is the error
+    :func:`~cutmix_zoo.builder.resolve_name` raises.
     """
-    entry, cfg = resolve_name(name)
     if weights is not None and not pretrained:
         raise InvalidArgumentError("pretrained=False asks for random weights and weights= for the file's, which contradict each "
                                    "other: drop one of them.")
+    hub = hub or HubOptions()
+    if is_repo_id(name):
+        registry_name = registry_name_of(str(name))
+        if registry_name is None:
+            return _repo_source(str(name), pretrained, weights, revision, device, hub)
+        name = registry_name
+    entry, cfg = resolve_name(name)
+    early = _without_download(cfg, entry, pretrained, weights, device)
+    if early is not None:
+        return early
+    if entry is None:
+        return Source("folder", cfg, file=name)
+    return entry_source(entry, cfg, revision, hub.force_download, hub)
+
+
+def _without_download(cfg: ModelConfig, entry: Entry | None, pretrained: bool, weights: str | os.PathLike | None,
+                      device: torch.device | str | None) -> Source | None:
+    """The sources that fetch nothing (the meta device, a given file, random weights), else None."""
     if device is not None and torch.device(device).type == "meta":
         return Source("meta", cfg, entry)
     if weights is not None:
         return Source("file", cfg, entry, file=weights)
     if not pretrained:
         return Source("none", cfg, entry)
-    if entry is None:
-        return Source("folder", cfg, file=name)
-    return entry_source(entry, cfg, revision)
+    return None
 
 
-def entry_source(entry: Entry, cfg: ModelConfig, revision: str | None = None, force: bool = False) -> Source:
+def _repo_source(repo_id: str, pretrained: bool, weights: str | os.PathLike | None, revision: str | None,
+                 device: torch.device | str | None, hub: HubOptions) -> Source:
+    """A user's Hub repo, read as an exported folder: its config.json, then (where the load reads them) its weights."""
+    cfg = read_config(repo_config(repo_id, revision, hub))
+    early = _without_download(cfg, None, pretrained, weights, device)
+    return early or Source("folder", cfg, file=repo_weights(repo_id, revision, hub), revision=revision, hub=hub)
+
+
+def entry_source(entry: Entry, cfg: ModelConfig, revision: str | None = None, force: bool = False,
+                 hub: HubOptions | None = None) -> Source:
     """Where a registry entry's weights come from: the bundled file, else (unless ``force``) a cached file, the Hub's
-    before the zoo's converted original (which answers no pinned ``revision``), else a download. A bundled model has
-    one version only, so a ``revision`` for it is refused in one sentence rather than ignored."""
+    (in ``hub``'s cache folder) before the zoo's converted original (which answers no pinned ``revision``), else a
+    download. A bundled model has one version only, so a ``revision`` for it is refused in one sentence rather than
+    ignored."""
+    hub = hub or HubOptions()
     if entry.bundled_file is not None:
         if revision is not None:
             raise InvalidArgumentError(f"{entry.name} is bundled with cutmix_zoo and has no Hub revisions, so revision={revision!r} "
                                        "cannot pin it: drop revision.")
         return Source("bundled", cfg, entry, file=entry.bundled_file)
     if not force:
-        hub = cached_hub_files(entry, revision)
-        if hub is not None:
-            return Source("hub_cache", cfg, entry, file=hub[0], config=hub[1], revision=revision)
+        found = cached_hub_files(entry, revision, hub.cache())
+        if found is not None:
+            return Source("hub_cache", cfg, entry, file=found[0], config=found[1], revision=revision, hub=hub)
         original = cached_original(entry, revision)
         if original is not None:
             return Source("original_cache", cfg, entry, file=original)
-    return Source("hub", cfg, entry, revision=revision, force=force)
+    return Source("hub", cfg, entry, revision=revision, force=force, hub=hub)

@@ -155,11 +155,14 @@ class PyramidNet(ClassifierMixin, nn.Module):
         self.num_features = in_channels
         self.num_classes = num_classes
         self.imagenet = imagenet
+        self.grad_checkpointing = False
 
         init_like_the_original(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The stem, the stages and the final BN-ReLU: the last feature map, before pooling."""
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.checkpointed_features(x)
         x = self.conv1(x)
         x = self.bn1(x)
         if hasattr(self, "maxpool"):  # the ImageNet stem; a fixed answer per model, so TorchScript and fx resolve it once

@@ -36,9 +36,16 @@ class ZooResNet(ClassifierMixin, ResNet):
         self.num_classes = num_classes
         self.num_features = cast(nn.Linear, self.fc).in_features
         self.output_stride = output_stride
+        self.grad_checkpointing = False
+
+    def feature_points(self) -> list[tuple[str, int, int]]:
+        """(child, channels, reduction) of the five feature levels (see :func:`resnet_feature_points`)."""
+        return resnet_feature_points(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The stem and the four stages: layer4's feature map, before pooling."""
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.checkpointed_features(x)
         x = self.conv1(x)
         x = self.bn1(x)
         x = self.relu(x)
@@ -146,11 +153,18 @@ class CifarResNet(ClassifierMixin, nn.Module):
         self.fc = nn.Linear(in_channels, num_classes)
         self.num_features = in_channels
         self.num_classes = num_classes
+        self.grad_checkpointing = False
 
         init_like_the_original(self)
 
+    def feature_points(self) -> list[tuple[str, int, int]]:
+        """(child, channels, reduction) of the four feature levels (see :func:`cifar_resnet_feature_points`)."""
+        return cifar_resnet_feature_points(self)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The stem and the three stages: layer3's feature map, before pooling."""
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.checkpointed_features(x)
         x = self.conv1(x)
         x = self.bn1(x)
         x = self.relu(x)

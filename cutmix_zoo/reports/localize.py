@@ -290,12 +290,23 @@ def _label(value: Any, where: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _boxes_text(path: Path) -> str:
+    """The text of a boxes file, read as UTF-8 (a byte-order mark allowed); another encoding is one sentence."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InvalidArgumentError(f"The boxes file {path} is not UTF-8 text (byte {e.start} is {e.object[e.start:e.start + 1]!r}): "
+                                   "save it as UTF-8.") from None
+    except OSError as e:
+        raise InvalidArgumentError(f"The boxes file {path} cannot be read ({e.strerror or e}).") from None
+
+
 def read_boxes(path: str | os.PathLike) -> dict[str, TrueBox]:
     """The boxes of a CSV or JSON boxes file (see the module's docstring), keyed by the image as written there."""
     path = Path(path)
     if not path.is_file():
         raise InvalidArgumentError(f"The boxes file {path} does not exist.")
-    text = path.read_text(encoding="utf-8-sig")
+    text = _boxes_text(path)
     boxes: dict[str, TrueBox] = {}
 
     def add(image: Any, box: Any, label: Any, where: str) -> None:
@@ -312,6 +323,9 @@ def read_boxes(path: str | os.PathLike) -> dict[str, TrueBox]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise InvalidArgumentError(f"The boxes file {path} is not valid JSON ({e}).") from None
+        except RecursionError:  # arrays or objects nested deeper than the parser recurses
+            raise InvalidArgumentError(f"The boxes file {path} nests its JSON deeper than a boxes file can (a list of objects "
+                                       "holding a list of four numbers).") from None
         if isinstance(data, dict):
             data = [dict(entry, image=image) if isinstance(entry, dict) else entry for image, entry in data.items()]
         if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):

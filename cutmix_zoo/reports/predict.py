@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def open_image(image: ImageLike) -> Image.Image:
-    """An RGB PIL image from a path or a PIL image; a missing or non-image file is an InvalidArgumentError."""
+    """An RGB PIL image from a path or a PIL image; a missing or non-image file, or one past Pillow's decompression-bomb
+    limit (``Image.MAX_IMAGE_PIXELS`` twice over: a few bytes that would decode to gigabytes), is an InvalidArgumentError."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
@@ -41,6 +42,8 @@ def open_image(image: ImageLike) -> Image.Image:
             return img.convert("RGB")
     except UnidentifiedImageError:
         raise InvalidArgumentError(f"{os.fspath(image)} is not an image file that Pillow can read.") from None
+    except Image.DecompressionBombError as e:
+        raise InvalidArgumentError(f"The image {os.fspath(image)} is too large to decode safely ({str(e).split(',')[0]}).") from None
     except OSError as e:
         raise InvalidArgumentError(f"The image {os.fspath(image)} could not be read ({e}).") from None
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..api import transforms
-from ..errors import InvalidArgumentError, ZooError
+from ..errors import InvalidArgumentError, WeightsError, ZooError
 from ..files import atomic_path, sweep_temporaries
 from ..model_config import pretrained_cfg_of
 from .folders import class_folders, read_image_tree
@@ -124,7 +124,20 @@ def read_transfer_folder(folder: str | os.PathLike, val_split: float | None = No
     val.require_images()
     paths, labels = train.paths + val.paths, torch.tensor(train.labels + val.labels)
     n_train = len(train.paths)
-    return TransferData(root, train.classes, paths, labels, torch.arange(n_train), torch.arange(n_train, len(paths)), "train/ and val/")
+    return _with_two_training_images(TransferData(root, train.classes, paths, labels, torch.arange(n_train),
+                                                  torch.arange(n_train, len(paths)), "train/ and val/"))
+
+
+def _with_two_training_images(data: TransferData) -> TransferData:
+    """``data``, refused in one sentence where a class has one training image: the probe holds out part of each class's
+    training images to choose its L2 strength, and a class of one keeps it all."""
+    counts = torch.bincount(data.labels[data.train], minlength=len(data.classes)).tolist()
+    for name, count in zip(data.classes, counts):
+        if count < 2:
+            raise InvalidArgumentError(f"The class {name} of {data.root} has {count} training image{'' if count == 1 else 's'}; the "
+                                       "probe holds out part of each class's training images to choose its L2 strength, so each "
+                                       "class needs at least two.")
+    return data
 
 
 def _split_folder(root: Path, fraction: float, seed: int) -> TransferData:
@@ -137,7 +150,8 @@ def _split_folder(root: Path, fraction: float, seed: int) -> TransferData:
                                        "and validation images.")
     labels = torch.tensor(tree.labels)
     train, val = split_per_class(labels, fraction, seed)
-    return TransferData(root, tree.classes, tree.paths, labels, train, val, f"--val-split {fraction:g} (seed {seed})")
+    return _with_two_training_images(TransferData(root, tree.classes, tree.paths, labels, train, val,
+                                                  f"--val-split {fraction:g} (seed {seed})"))
 
 
 def small_images(data: TransferData) -> bool:
@@ -190,7 +204,10 @@ def data_identity(root: str | os.PathLike, paths: Sequence[str]) -> dict[str, An
     base = Path(root).resolve()
     digest = hashlib.sha256()
     for path in paths:
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except OSError as e:  # a broken link, or a file removed since the folder was listed
+            raise InvalidArgumentError(f"The image {path} cannot be read ({e.strerror or e}): replace or remove it.") from None
         digest.update(f"{os.path.relpath(Path(path).resolve(), base)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return {"folder": str(base), "images": len(paths), "files_sha256": digest.hexdigest()}
 
@@ -212,8 +229,8 @@ def features_digest(features: torch.Tensor) -> str:
 
 
 def _read_cached(path: Path, key: Mapping[str, Any], rows: int) -> torch.Tensor | None:
-    """The cached features at ``path`` when the file holds them for exactly ``key``, one row per image (``rows``), with the
-    digest they were written with; None when absent, unreadable or changed since (they are then computed again)."""
+    """The cached features at ``path`` when the file holds them for exactly ``key``, one finite row per image (``rows``),
+    with the digest they were written with; None when absent, unreadable or changed since (they are then computed again)."""
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
@@ -226,11 +243,17 @@ def _read_cached(path: Path, key: Mapping[str, Any], rows: int) -> torch.Tensor 
             features = f.get_tensor("features")
     except (OSError, SafetensorError):
         return None
-    if features.dim() != 2 or features.shape[0] != rows or metadata.get("sha256") != features_digest(features):
-        logger.info("The feature cache %s is not what was written (%s rows, digest mismatch or other shape); computing it again.",
-                    path, features.shape[0] if features.dim() else 0)
+    if not _fits(features, rows) or metadata.get("sha256") != features_digest(features):
+        logger.info("The feature cache %s is not what was written (%s rows, digest mismatch, non-finite rows or other shape); "
+                    "computing it again.", path, features.shape[0] if features.dim() else 0)
         return None
     return features
+
+
+def _fits(features: torch.Tensor, images: int) -> bool:
+    """Whether cached ``features`` can be the features of ``images`` images: one finite row each (a file cut short, or
+    rows gone non-finite, is computed again rather than fed to the probe)."""
+    return features.dim() == 2 and features.shape[0] == images and bool(torch.isfinite(features).all())
 
 
 def _write_cached(path: Path, key: Mapping[str, Any], features: torch.Tensor) -> None:
@@ -315,6 +338,9 @@ def extract_features(models: Mapping[str, nn.Module], paths: Sequence[str], root
             missing.setdefault(json.dumps(keys[name]["transform"], sort_keys=True), []).append(name)
     for names in missing.values():
         for name, (features, seconds) in zip(names, _forward_all([models[n] for n in names], paths, batch_size, workers, progress)):
+            if not torch.isfinite(features).all():
+                raise WeightsError(f"{name} gives NaN or infinite features on these images, so no probe can be fitted on them: "
+                                   "check that its weights are the ones you meant to load.")
             file = cache_file(folder, keys[name])
             _write_cached(file, keys[name], features)
             result[name] = Features(features, seconds, False, file)
@@ -396,6 +422,9 @@ def select_l2(x: torch.Tensor, y: torch.Tensor, num_classes: int, grid: Sequence
     error and loss, how many images were held out, and that strength's fit (the refit's starting point). Only training
     images are used."""
     fit, held = split_per_class(y, holdout, seed)
+    if len(held) == 0:
+        raise InvalidArgumentError("Every class has one training image, so none can be held out to choose the L2 strength: "
+                                   "give each class at least two.")
     x_fit, x_held = standardise(x[fit], x[held])
     errors: dict[float, float] = {}
     losses: dict[float, float] = {}

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import TrainingError, WeightsError
-from ..files import atomic_path, output_lock, sweep_temporaries
+from ..files import atomic_path, not_a_checkpoint, output_lock, sweep_temporaries, unwritable
 from ..hub.cache import output_locks
 from .config import BEST_WEIGHTS, CHECKPOINT_NAME, EXPORT_DIR, METRICS, check_output
 
@@ -28,25 +28,38 @@ RUN_FILES = (CHECKPOINT_NAME, BEST_WEIGHTS, EXPORT_DIR, METRICS)  # what a run l
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename onto ``path``."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename onto ``path``; a write the disk refuses is
+    an OutputError (an OSError, which the loop reports with what the run's files still hold)."""
     with atomic_path(path, fsync=True) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a full or refused disk as "file write failed" and the like
+            raise unwritable(path, e) from None
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint written by :func:`save_atomic` (a folder means its ``checkpoint.pt``)."""
+def load_checkpoint(path: str | os.PathLike, settings: str | None = None) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_atomic` (a folder means its ``checkpoint.pt``) that holds a run's ``settings``
+    (``"args"``: the classification trainer's; ``"run"``: the detection trainer's; None: either); anything else is one
+    sentence."""
+    trainer = "the detection trainer" if settings == "run" else "cutmix_zoo.train"
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise WeightsError(f"There is no checkpoint at {path} to resume from.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200].rstrip(".")
         raise WeightsError(f"Could not read the checkpoint {path} ({reason}): resume from a checkpoint.pt that "
                            "cutmix_zoo.train wrote.") from None
+    wanted = (settings,) if settings else ("args", "run")
+    if not isinstance(checkpoint, dict) or not any(isinstance(checkpoint.get(key), dict) for key in wanted):
+        kind = "a weights file" if not_a_checkpoint(path) == "a safetensors file" else "a file"
+        raise WeightsError(f"{path} is {kind} with no {trainer} run's settings, not a checkpoint that {trainer} wrote "
+                           "(a weights file starts a new run with --init).")
+    return checkpoint
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ..errors import InvalidArgumentError, TrainingError, UnknownModelError
 from ..fastload import build_on_meta
 from ..model_config import ModelConfig
 from ..models import level_children
-from ..recipes import FEATURE_MIX_MODES, FINETUNE, Recipe, base_recipe, finetune_recipe, method_settings, recipe_for
+from ..recipes import CROPS, FEATURE_MIX_MODES, FINETUNE, Recipe, base_recipe, finetune_recipe, method_settings, recipe_for
 from ..registry import ARCHITECTURES, FOLDER, TRAINER_DATASETS, DataConfig, data_config, get_entry, is_registry_name, run_suffix
 from .dataspec import Inputs
 from .finetune import Init, resolve_init
@@ -38,6 +38,7 @@ _RESNET_DEPTHS = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3,
                   101: ([3, 4, 23, 3], True), 152: ([3, 8, 36, 3], True), 200: ([3, 24, 36, 3], True)}
 RECIPE_FIELDS = [f.name for f in dataclasses.fields(Recipe)]
 EXIT_INTERRUPTED = 143
+MAX_INPUT_SIZE = 4096  # pixels a side: a 4096-pixel crop is 200 MB of float32 activations per image at the stem already
 # What a run writes into its --output folder.
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -45,8 +46,21 @@ BEST_WEIGHTS = "best.safetensors"
 EXPORT_DIR = "export"
 # Flags a resumed run may change: where files are and how this process runs, not what is trained.
 RESOLVED_FLAGS = (*RECIPE_FIELDS, "recipe", "model", "depth", "alpha", "bottleneck", "dataset", "init")  # flags resolve() reads
-RESUMABLE_FLAGS = ("epochs", "output", "data", "device", "workers", "decode", "quiet", "log_interval", "compile",
+RESUMABLE_FLAGS = ("epochs", "output", "data", "val_data", "device", "workers", "decode", "quiet", "log_interval", "compile",
                    "precision", "channels_last", "export", "download", "dry_run", "force")
+
+# A cuda run compiles its step by default from this many steps left to train: the compiled ResNet-50 step is 1.45x
+# the eager one on an H200 (about 17 ms saved per step of 256), so 5,000 steps repay a compile of up to about 85 s
+# (an estimate; benchmarks/gpu_check.py measures the compile time and the steps that repay it).
+COMPILE_MIN_STEPS = 5000
+
+
+def compile_step(flag: bool | None, device_type: str, steps_left: int) -> bool:
+    """Whether a run compiles its step: as ``--compile``/``--no-compile`` say when given (None: neither), else on cuda
+    for runs with at least :data:`COMPILE_MIN_STEPS` steps left to train; eager on the CPU, where compiling gains little."""
+    if flag is not None:
+        return flag
+    return device_type == "cuda" and steps_left >= COMPILE_MIN_STEPS
 
 
 def default_workers() -> int:
@@ -106,7 +120,11 @@ def _data_flags(g: argparse._ArgumentGroup) -> None:
     """Which data, where it is and how it is read."""
     g.add_argument("--dataset", choices=TRAINER_DATASETS,
                    help="default: the recipe's, else cifar100 (shapes: the generated Shapes-10, --data is not used)")
-    g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, or 'synthetic' (default)")
+    g.add_argument("--data", default="synthetic", help="CIFAR folder, ImageFolder tree with train/ and val/, a shard folder "
+                                                       "(cutmix-zoo shard), a folder of Parquet files (data/train-*.parquet), "
+                                                       "tar shards as a pattern (train-{000000..000099}.tar: paths, http(s):// "
+                                                       "URLs or pipe: commands), or 'synthetic' (default)")
+    g.add_argument("--val-data", metavar="SHARDS", help="with --data a pattern of tar shards: the validation shards' pattern")
     g.add_argument("--val-split", type=float, metavar="F", help="--data is one ImageFolder tree (a folder per class): hold out this "
                                                                  "fraction of each class's images, drawn with --seed, for validation")
     g.add_argument("--download", action="store_true", help="download CIFAR into --data if it is not there")
@@ -129,6 +147,11 @@ def _schedule_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--lr-step", type=int,
                    help="drop lr every N epochs instead of at milestones (ImageNet, as the original: 75 for 300 epochs, else 30)")
     g.add_argument("--lr-gamma", type=float)
+    g.add_argument("--lr-schedule", choices=["step", "cosine"], help="step: x--lr-gamma at milestones or every --lr-step epochs (the "
+                                                                      "original's); cosine: per step, a linear warm-up then a cosine to "
+                                                                      "zero over the run (finetune's)")
+    g.add_argument("--warmup", type=float, metavar="F", help="the fraction of the run's steps over which the rate rises linearly "
+                                                             "to the schedule's (finetune: 0.1; the original recipes: 0)")
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
 
@@ -154,6 +177,15 @@ def _finetune_flags(g: argparse._ArgumentGroup) -> None:
                                                                       "(finetune: 0.1)")
     g.add_argument("--freeze-stages", type=int, metavar="K", help="freeze the first K feature levels, the stem being the first "
                                                                   "(no gradients, BatchNorm statistics kept); default 0")
+    g.add_argument("--head-init", choices=["probe", "random"], help="the new head of an --init run: probe (finetune's default) starts "
+                                                                    "it from a linear probe on the training images' features, random "
+                                                                    "from torch's initialisation")
+    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips in training (finetune: off, since a mirrored digit, letter or arrow is another "
+                        "class; the original recipes: on)")
+    g.add_argument("--crop", choices=CROPS, help="training crop of an image folder or CIFAR: pad (pad 4 pixels, crop at random), "
+                                                 "resized (a random-resized crop), none (resize and centre-crop as in evaluation); "
+                                                 "default: pad for small inputs, resized for the ImageNet recipe, none for finetune")
 
 
 def _run_flags(g: argparse._ArgumentGroup) -> None:
@@ -167,7 +199,9 @@ def _run_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
     g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="auto: bf16 autocast on cuda, fp32 on cpu")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on for cuda")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"torch.compile the training step (default: on for cuda runs of at least {COMPILE_MIN_STEPS} steps, "
+                        "off on cpu and for shorter runs)")
     g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume on GPUs; slower)")
     g.add_argument("--log-interval", type=int, default=20, help="steps between metric reductions, log lines and (multi-rank) interruption checks")
     g.add_argument("--no-export", dest="export", action="store_false", default=True, help="skip writing OUTPUT/export/")
@@ -211,6 +245,8 @@ def model_spec(model: str | None, depth: int | None, alpha: float | None, bottle
 
 def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
     """The recipe, the model, the run's name and its method (registry spelling) from parsed flags."""
+    if args.init is not None and not args.init.strip():
+        raise InvalidArgumentError("--init needs a registry name, an exported folder or a weights file, not an empty string.")
     if args.recipe is None and args.model is None and args.init is None:
         raise InvalidArgumentError("Pass --recipe NAME (e.g. pyramidnet200_a240.cutmix_c100), --model ARCH or --init NAME to say what "
                                    "to train.")
@@ -241,6 +277,11 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
         overrides["lr_milestones"] = ()
     if args.lr_milestones is not None and args.lr_step is None:
         overrides["lr_step"] = 0
+    drops = args.lr_milestones is not None or args.lr_step is not None
+    if drops and getattr(args, "lr_schedule", None) == "cosine":
+        raise InvalidArgumentError("--lr-milestones and --lr-step place the drops of --lr-schedule step; the cosine schedule has none.")
+    if drops:
+        overrides["lr_schedule"] = "step"  # drops asked for: the step schedule, whatever the recipe's
     recipe = recipe.replace(**overrides)
     spec = init_spec(init, args) if init else model_spec(args.model or arch, args.depth, args.alpha, args.bottleneck, recipe.dataset)
     if args.mix is not None or method is None:
@@ -255,6 +296,9 @@ def resolve(args: argparse.Namespace) -> tuple[Recipe, ModelSpec, str, str]:
         name = f"{spec.label}.{method}_{run_suffix(recipe.dataset)}"
     check_recipe(recipe)
     check_run_flags(args)
+    if args.decode == "gpu" and (not recipe.hflip or recipe.crop not in ("", "resized")):
+        raise InvalidArgumentError("--decode gpu augments as the ImageNet recipe does (random-resized crops and flips): add --hflip "
+                                   "--crop resized, or decode on the cpu.")
     check_model(spec, recipe.dataset, recipe.freeze_stages)
     return recipe, spec, name, method
 
@@ -380,7 +424,7 @@ def check_recipe(recipe: Recipe) -> None:
     floats = {"--lr": recipe.lr, "--backbone-lr-mult": recipe.backbone_lr_mult,
               "--lr-gamma": recipe.lr_gamma, "--momentum": recipe.momentum, "--weight-decay": recipe.weight_decay,
               "--beta": recipe.beta, "--mix-prob": recipe.mix_prob, "--label-smoothing": recipe.label_smoothing,
-              "--dropblock": recipe.dropblock, **{f"--lr-milestones ({m})": m for m in recipe.lr_milestones}}
+              "--dropblock": recipe.dropblock, "--warmup": recipe.warmup, **{f"--lr-milestones ({m})": m for m in recipe.lr_milestones}}
     problems = [(not math.isfinite(value), f"{flag} must be a finite number, not {value}") for flag, value in floats.items()]
     problems += [
         (recipe.epochs < 1, f"--epochs must be at least 1, not {recipe.epochs}"),
@@ -399,9 +443,14 @@ def check_recipe(recipe: Recipe) -> None:
         (recipe.backbone_lr_mult <= 0, f"--backbone-lr-mult must be positive (freeze layers with --freeze-stages), not {recipe.backbone_lr_mult}"),
         (recipe.freeze_stages < 0, f"--freeze-stages must be 0 or more, not {recipe.freeze_stages}"),
         (recipe.input_size != 0 and recipe.input_size < 8, f"--input-size must be at least 8 pixels, not {recipe.input_size}"),
+        (recipe.input_size > MAX_INPUT_SIZE, f"--input-size must be at most {MAX_INPUT_SIZE} pixels (a batch of larger crops would not "
+                                             f"fit in memory), not {recipe.input_size}"),
         (recipe.dataset == "shapes" and recipe.input_size not in (0, 32), f"Shapes-10 images are 32x32, so --input-size takes 32 on "
                                                                            f"--dataset shapes, not {recipe.input_size}"),
         (any(not 0 < m < 1 for m in recipe.lr_milestones), f"--lr-milestones are fractions of the run in (0, 1), not {recipe.lr_milestones}"),
+        (not 0 <= recipe.warmup < 1, f"--warmup is a fraction of the run's steps in [0, 1), not {recipe.warmup}"),
+        (recipe.transforms == "tensor" and recipe.crop not in ("", "none"), f"--crop {recipe.crop} crops image folders and CIFAR; "
+                                                                             f"{recipe.dataset}'s generated images are not cropped"),
     ]
     for bad, message in problems:
         if bad:

@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.datasets import ImageFolder
 
-from ..errors import ZooError
+from ..recipes import CROPS
 from ..registry import FOLDER, data_config
 from ..reports.folders import class_folders, image_extensions, read_image_tree
-from .dataspec import DataSpec, Inputs, dataset_size, sample_seed
+from .dataspec import DataError, DataSpec, Inputs, dataset_size, sample_seed, seeded
 
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10
@@ -29,22 +29,6 @@ if TYPE_CHECKING:
 _EIGVAL = (0.2175, 0.0188, 0.0045)
 _EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 _CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-
-
-class DataError(ZooError, OSError):
-    """A data folder that is missing, unreadable or not in the layout the chosen dataset needs, or an image in it that
-    cannot be read.
-
-    Raised in a DataLoader worker, it reaches the training process rebuilt from the worker's whole traceback
-    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."); only its own sentence, the
-    traceback's last line, is kept, so it stays one line wherever it was raised.
-    """
-
-    def __init__(self, message: str) -> None:
-        lines = str(message).strip().splitlines()
-        if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
-            message = lines[-1].split(": ", 1)[-1]
-        super().__init__(message)
 
 
 class Lighting:
@@ -104,28 +88,35 @@ class ColorJitter:
         return img
 
 
-def build_transforms(kind: str, input_size: int, mean: tuple, std: tuple, resize: int, fit: bool = False) -> tuple[Callable, Callable]:
+def build_transforms(kind: str, input_size: int, mean: tuple, std: tuple, resize: int, fit: bool = False, hflip: bool = True,
+                     crop: str = "") -> tuple[Callable, Callable]:
     """The original train and eval transforms: ``imagenet`` (crop, flip, jitter, lighting) or ``cifar`` (pad-crop, flip).
 
     The eval transform is :func:`cutmix_zoo.api.eval_transform`, the one that loaded models use (resize the shorter
     side to ``resize``, centre-crop, normalise; CIFAR's 32x32 images pass through the resize and crop unchanged).
-    ``fit``: the images may not be ``input_size`` pixels (a folder, another size), so ``cifar`` first resizes and
-    centre-crops them as the eval transform does, then pads and crops.
+    ``fit``: the images may not be ``input_size`` pixels (a folder, another size), so they are first resized and
+    centre-cropped as the eval transform does before a pad-and-crop. ``hflip``: the random horizontal flip (off where a
+    mirror image is another class: text, digits, arrows). ``crop``: ``pad`` (pad 4 pixels, crop at random: ``cifar``'s
+    own), ``resized`` (a random-resized crop: ``imagenet``'s own), ``none`` (the eval transform's resize and centre
+    crop), ``""`` the transform set's own.
     """
     from torchvision import transforms as T
 
     from ..api import eval_transform
 
+    if kind not in ("imagenet", "cifar"):
+        raise DataError(f"Unknown transform set {kind!r}: use 'imagenet' or 'cifar'.")
+    crop = crop or ("resized" if kind == "imagenet" else "pad")
+    if crop not in CROPS:
+        raise DataError(f"Unknown crop {crop!r}: use one of {', '.join(CROPS)}.")
     normalize = T.Normalize(mean, std)
     val = eval_transform(input_size, mean, std, resize=resize)
-    if kind == "imagenet":
-        train = T.Compose([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), T.ToTensor(),
-                           ColorJitter(0.4, 0.4, 0.4), Lighting(0.1), normalize])
-    elif kind == "cifar":
-        fitted = [T.Resize(resize), T.CenterCrop(input_size)] if fit else []
-        train = T.Compose([*fitted, T.RandomCrop(input_size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
-    else:
-        raise DataError(f"Unknown transform set {kind!r}: use 'imagenet' or 'cifar'.")
+    fitted = [T.Resize(resize), T.CenterCrop(input_size)] if fit or kind == "imagenet" else []
+    cropping = {"resized": [T.RandomResizedCrop(input_size)], "pad": [*fitted, T.RandomCrop(input_size, padding=4)],
+                "none": fitted}[crop]
+    flip = [T.RandomHorizontalFlip()] if hflip else []
+    colour = [ColorJitter(0.4, 0.4, 0.4), Lighting(0.1)] if kind == "imagenet" else []
+    train = T.Compose([*cropping, *flip, T.ToTensor(), *colour, normalize])
     return train, val
 
 
@@ -179,8 +170,7 @@ class Augmented(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, int]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         img, target = self.base[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
+        with seeded(sample_seed(self.seed, epoch, index)):
             return self.transform(img), target
 
 
@@ -336,11 +326,14 @@ def _folders(data: str, dataset: str, val_split: float | None, seed: int, val_tf
 
 def training_data(dataset: str, data: str, transforms: str, seed: int, download: bool = False,
                   synthetic_size: int = 0, decode: str = "cpu", inputs: Inputs | None = None,
-                  val_split: float | None = None) -> DataSpec:
+                  val_split: float | None = None, val_data: str | None = None, hflip: bool = True,
+                  crop: str = "") -> DataSpec:
     """The train and validation sets of a run (train augmentation keyed by epoch and index).
 
     ``inputs`` (default: the dataset's) sets the crop size and normalisation, e.g. those of the model a run starts from.
-    ``val_split`` holds out that fraction of each class of a single ImageFolder tree for validation.
+    ``val_split`` holds out that fraction of each class of a single ImageFolder tree for validation. ``hflip`` and
+    ``crop`` choose the training augmentation (:func:`build_transforms`; generated data is flipped or not, never cropped).
+    Shards and Parquet files (a folder of them, or a pattern of tar shards with ``val_data``'s) are streamed: :mod:`.streams`.
     ``decode="gpu"`` (ImageFolder trees only): workers read the files' bytes and draw the augmentation's
     parameters; decoding and augmenting happen on the device (see :mod:`.gpu_decode`).
     """
@@ -352,20 +345,24 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
     if dataset == "shapes":
         from ..shapes import Shapes
 
-        train = Augmented(Shapes("train", synthetic_size), TensorTransform(mean, std, flip=True), seed)
+        train = Augmented(Shapes("train", synthetic_size), TensorTransform(mean, std, flip=hflip), seed)
         val = Augmented(Shapes("test"), TensorTransform(mean, std, flip=False), seed)
         return DataSpec(train, val, cfg.num_classes, cfg.name)
     if data == "synthetic":
         num_classes = cfg.num_classes
         n = synthetic_size or (2048 if size <= 64 else 512)
-        train = Augmented(SyntheticImages(n, num_classes, size, split_seed=0), TensorTransform(mean, std, flip=True), seed)
+        train = Augmented(SyntheticImages(n, num_classes, size, split_seed=0), TensorTransform(mean, std, flip=hflip), seed)
         val = Augmented(SyntheticImages(max(n // 4, num_classes), num_classes, size, split_seed=1), TensorTransform(mean, std, flip=False), seed)
         return DataSpec(train, val, num_classes, cfg.name)
     fit = dataset not in _CIFAR_FOLDERS or size != cfg.input_size[-1]
-    train_tf, val_tf = build_transforms(transforms, size, mean, std, inputs.resize, fit)
+    train_tf, val_tf = build_transforms(transforms, size, mean, std, inputs.resize, fit, hflip, crop)
     if dataset in _CIFAR_FOLDERS:
         cifar_train = _cifar(dataset, data, True, download)
         return DataSpec(Augmented(cifar_train, train_tf, seed), _cifar(dataset, data, False, download, transform=val_tf), cfg.num_classes, name)
+    from .streams import is_stream, stream_data
+
+    if is_stream(data):
+        return stream_data(data, val_data, val_split, decode, seed, train_tf, val_tf, name, Augmented)
     base_train, val_set, classes = _folders(data, dataset, val_split, seed, val_tf)
     if len(classes) < 2:
         raise DataError(f"{data} holds {len(classes)} class folder(s); a classifier needs at least two.")
@@ -391,11 +388,12 @@ def eval_data(data: str, cfg: Mapping[str, Any]) -> CIFAR10 | ImageFolder:
     return _image_folder(root, transform=transform)
 
 
-def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, pin_memory: bool,
+def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler | None, workers: int, pin_memory: bool,
                 drop_last: bool, collate_fn: Callable | None = None) -> DataLoader:
-    """A DataLoader with its own generator (so it never consumes the global RNG) and persistent workers."""
+    """A DataLoader with its own generator (so it never consumes the global RNG) and persistent workers; a streamed
+    dataset (no ``sampler``) gets fresh workers each epoch, which take the epoch's position set on it."""
     kwargs: dict[str, Any] = {}
     if workers > 0:
-        kwargs = {"persistent_workers": True, "prefetch_factor": 4}
+        kwargs = {"persistent_workers": sampler is not None, "prefetch_factor": 4}
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                       drop_last=drop_last, collate_fn=collate_fn, generator=torch.Generator().manual_seed(0), **kwargs)

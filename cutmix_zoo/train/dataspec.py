@@ -7,13 +7,32 @@ imports :mod:`.gpu_decode`; :mod:`.gpu_decode` imports only this, so the two nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
+
+from ..errors import ZooError
+
+
+class DataError(ZooError, OSError):
+    """A data folder that is missing, unreadable or not in the layout the chosen dataset needs, or an image in it that
+    cannot be read.
+
+    Raised in a DataLoader worker, it reaches the training process rebuilt from the worker's whole traceback
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."); only its own sentence, the
+    traceback's last line, is kept, so it stays one line wherever it was raised.
+    """
+
+    def __init__(self, message: str) -> None:
+        lines = str(message).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+            message = lines[-1].split(": ", 1)[-1]
+        super().__init__(message)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -23,6 +42,23 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     it into a wider integer would give an image the same augmentation in every epoch and under every seed.
     """
     return int.from_bytes(hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=4).digest(), "little")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside the block, torch's default CPU generator starts from ``seed``; after it, the caller's state is back.
+
+    Only the CPU generator: ``torch.manual_seed`` also queues a seed for every CUDA, XPU and MTIA device, each with a
+    formatted stack trace, which cost a loader worker more than the sample's whole augmentation draw. The draws on the
+    CPU are the same as after ``torch.manual_seed``.
+    """
+    generator = torch.random.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
 
 
 def dataset_size(dataset: Dataset) -> int:

@@ -76,7 +76,7 @@ def train_detector(run: DetectionRun) -> tuple[nn.Module, DetectionMetrics]:
     last epoch's metrics. Stopped by SIGTERM or Ctrl-C, it saves its checkpoint and raises :class:`DetectionInterrupted`
     (``resume=OUTPUT`` continues it); a failure keeps the last checkpoint and is one sentence."""
     check_detection_run(run)
-    checkpoint = load_checkpoint(run.resume) if run.resume else None
+    checkpoint = load_checkpoint(run.resume, settings="run") if run.resume else None
     if checkpoint is not None:
         resumed_run(checkpoint, run)
     return run_detection(run, checkpoint)

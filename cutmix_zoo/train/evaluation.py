@@ -72,12 +72,22 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights file or exported folder to load into the registry architecture")
     p.add_argument("--data", required=True, help="CIFAR folder, ImageFolder tree, or 'shapes' (the generated Shapes-10 test split)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=int, default=4, help="data loading processes (0 loads in this process)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="fp32 (default: as the original test.py and the published numbers) or bf16 autocast (faster on GPUs)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
+
+
+def check_eval_arguments(batch_size: Any, workers: Any, precision: Any) -> None:
+    """Refuse a batch size, a worker count or a precision that cannot evaluate, each in one sentence naming its flag."""
+    if precision not in ("fp32", "bf16"):
+        raise InvalidArgumentError(f"precision must be 'fp32' or 'bf16', not {precision!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidArgumentError(f"The batch size (--batch-size) must be a whole number of at least 1, not {batch_size!r}.")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise InvalidArgumentError(f"The data loading processes (--workers) must be 0 or more, not {workers!r}.")
 
 
 def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: int = 0,
@@ -91,8 +101,7 @@ def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: 
     (activations that overflow) after the pass, each with a :class:`~cutmix_zoo.errors.WeightsError`: an error rate
     measured on such logits would mean nothing.
     """
-    if precision not in ("fp32", "bf16"):
-        raise InvalidArgumentError(f"precision must be 'fp32' or 'bf16', not {precision!r}.")
+    check_eval_arguments(batch_size, workers, precision)
     from ..model_config import pretrained_cfg_of
 
     cfg = pretrained_cfg_of(model)
@@ -119,6 +128,16 @@ def evaluate_model(model: nn.Module, data: str, batch_size: int = 128, workers: 
     return result
 
 
+def eval_device(text: str) -> torch.device:
+    """The device of ``--device``: ``auto`` is cuda when available, else cpu; what torch cannot name is one sentence."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(text)
+    except (RuntimeError, ValueError):
+        raise InvalidArgumentError(f"--device {text!r} is not a torch device; use auto, cpu, cuda or cuda:N.") from None
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Load the model ``args`` name (the data folder checked first), evaluate it and print its errors; 0 when done."""
     import os
@@ -129,7 +148,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.data != "shapes" and not os.path.isdir(args.data):  # before the model, which may need a download
         raise DataError(f"The data folder {args.data} does not exist or is not a folder.")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = eval_device(args.device)
+    check_eval_arguments(args.batch_size, args.workers, args.precision)
     model = cutmix_zoo.load(args.model, weights=args.weights, device=device)
     result = {"model": pretrained_cfg_of(model).get("name"), "data": args.data,
               "precision": args.precision, **evaluate_model(model, args.data, args.batch_size, args.workers, device, args.precision)}

@@ -1,5 +1,5 @@
-"""Starting a run from a zoo model (``--init NAME|FOLDER|FILE``): which weights, the fresh head, frozen levels, and the
-backbone's learning rate.
+"""Starting a run from a zoo model (``--init NAME|FOLDER|FILE``): which weights, the fresh head and its linear-probe
+start, frozen levels, and the backbone's learning rate.
 
 ``--init`` takes a registry name (``pyramidnet20_a48.cutmix_shapes``), an exported folder, or a weights file (with
 ``--model ARCH`` naming the architecture it holds). The network is the init's own; its classifier is always replaced
@@ -9,9 +9,11 @@ by a freshly initialised one sized to the data's classes (even when the count ma
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import torch
 from torch import nn
 
 from ..builder import is_exported_folder, resolve_config
@@ -20,6 +22,9 @@ from ..model_config import ModelConfig
 from ..models import FAMILIES, level_children
 from ..models.classifier import ClassifierMixin, base_model_of
 from ..registry import is_registry_name
+
+PROBE_IMAGES = 10_000  # the most training images the head's linear probe reads: enough for a stable head, seconds on a GPU
+SINGLE_IMAGE_L2 = 1e-2  # the probe's strength where no class has two images to hold one out: the middle of transfer's grid
 
 
 @dataclass(frozen=True)
@@ -91,3 +96,45 @@ def param_groups(model: nn.Module, family: str, lr: float, backbone_lr_mult: flo
     head = {id(p) for p in getattr(model, FAMILIES[family].classifier).parameters()}
     return [{"params": [p for p in trainable if id(p) not in head], "lr": lr * backbone_lr_mult, "lr_scale": backbone_lr_mult},
             {"params": [p for p in trainable if id(p) in head], "lr": lr, "lr_scale": 1.0}]
+
+
+def probe_head(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
+               limit: int = PROBE_IMAGES) -> float:
+    """Start ``model``'s new head from a linear probe (``--head-init probe``) and return the probe's L2 strength.
+
+    The pretrained network (in eval mode, its BatchNorm statistics the pretrained ones) gives the pooled features of the
+    first ``limit`` images of ``batches``; a multinomial logistic regression is fitted on them as ``cutmix-zoo transfer``
+    fits its probe (:func:`cutmix_zoo.reports.transfer.select_l2` chooses the strength on held-out training images) and
+    written into the classifier. Fine-tuning then starts from a head that already separates the classes, so its first
+    steps do not send a random head's large gradients into the pretrained layers (Kumar et al., "Fine-Tuning can Distort
+    Pretrained Features and Underperform Out-of-Distribution", ICLR 2022: linear probing, then fine-tuning). With one
+    image a class nothing can be held out, and the strength is ``SINGLE_IMAGE_L2``. On several ranks each fits on its own
+    share of the images; DistributedDataParallel then gives every rank rank 0's head.
+    """
+    from ..reports.inference import eval_mode
+    from ..reports.transfer import fit_logistic, select_l2, standardise
+
+    net = cast(ClassifierMixin, model)
+    features, labels, seen = [], [], 0
+    with eval_mode(model), torch.no_grad():
+        for x, y in batches:
+            features.append(net.forward_head(net.forward_features(x), pre_logits=True).float().cpu())
+            labels.append(y.cpu())
+            seen += len(y)
+            if seen >= limit:
+                break
+    x_all, y_all = torch.cat(features)[:limit], torch.cat(labels)[:limit]
+    x_std, = standardise(x_all)
+    if int(y_all.bincount().max()) >= 2:  # some class can lend an image to the held-out part that chooses the strength
+        l2, _, _, _, start = select_l2(x_all, y_all, num_classes)
+        w, b = fit_logistic(x_std, y_all, num_classes, l2, start=start)
+    else:
+        l2 = SINGLE_IMAGE_L2
+        w, b = fit_logistic(x_std, y_all, num_classes, l2)
+    mean, std = x_all.mean(dim=0), x_all.std(dim=0, correction=0)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # as standardise: the probe's weights on the raw features
+    head = cast(nn.Linear, net.get_classifier())
+    with torch.no_grad():
+        head.weight.copy_((w / std[:, None]).T.to(head.weight))
+        head.bias.copy_((b - (mean / std) @ w).to(head.bias))
+    return l2

@@ -1,12 +1,13 @@
 """``--decode gpu``: JPEG decoding and the ImageNet augmentation on the device, for ImageFolder training.
 
 With PIL in the workers a CPU core decodes and augments about 200 ImageNet images a second, far
-below what one GPU trains on (``benchmarks/decode.py`` measures both). Here the workers only read
-each file's bytes and draw the sample's random parameters (crop box, flip, jitter order and
-factors, lighting weights) with the very transform objects of the CPU pipeline, seeded from
-(seed, epoch, index) as :class:`~.data.Augmented` does, so exact resume holds and the parameters
-equal the CPU pipeline's. The device then decodes the batch in one ``decode_jpeg`` call (nvjpeg on
-cuda) and applies those parameters. The device is an argument throughout, so the whole path also
+below what one GPU trains on (``benchmarks/input_pipeline.py`` measures both). Here the workers only
+read each file's bytes, take the image's size from its header (:mod:`.headers`) and draw the
+sample's random parameters (crop box, flip, jitter order and factors, lighting weights) as the
+transform objects of the CPU pipeline draw them, seeded from (seed, epoch, index) as
+:class:`~.data.Augmented` does, so exact resume holds and the parameters equal the CPU pipeline's;
+:func:`encoded_sample` is that per-sample work for any source of bytes. The device then decodes the
+batch in one ``decode_jpeg`` call (nvjpeg on cuda) and applies those parameters. The device is an argument throughout, so the whole path also
 runs (and is tested) on the CPU; only the ``--decode gpu`` flag insists on cuda.
 
 A file torchvision cannot decode (truncated, corrupt, not an image, or a format it lacks such as BMP) goes to the
@@ -19,6 +20,7 @@ checkpoint under both ``--decode`` values. Taking the loader from the dataset ke
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
@@ -33,7 +35,8 @@ from torchvision.transforms.v2 import functional as F
 
 from ..errors import InvalidArgumentError
 from ..registry import data_config
-from .dataspec import DataSpec, sample_seed
+from .dataspec import DataSpec, sample_seed, seeded
+from .headers import image_size
 
 _JPEG_MAGIC = b"\xff\xd8"
 Reader = Callable[[str], Image.Image]  # an ImageFolder's loader: the RGB image at a path, or DataError naming the file
@@ -51,50 +54,129 @@ def check_gpu_decode(dataset: str, data: str, device: torch.device) -> None:
                                    "use --decode cpu (the default) here.")
 
 
-class EncodedBatch(NamedTuple):
-    """A loader batch before decoding: each file's bytes (1-D uint8, on the host), the stacked augmentation parameters,
-    and each file's path, so that a file the device cannot decode is named."""
+class EncodedSample(NamedTuple):
+    """One sample of the bytes path: the file's bytes as they are, its augmentation's parameters (empty for validation),
+    its name (a path, or a shard's key: what an error names) and its class."""
 
-    data: list[torch.Tensor]
+    data: bytes
+    params: dict[str, torch.Tensor]
+    name: str
+    target: int
+
+
+class EncodedBatch(NamedTuple):
+    """A loader batch before decoding: every file's bytes end to end in one 1-D uint8 tensor (on the host: one buffer
+    to share between processes and pin, not one per file) with each file's length, the stacked augmentation
+    parameters, and each file's path, so that a file the device cannot decode is named."""
+
+    encoded: torch.Tensor
+    lengths: list[int]
     params: dict[str, torch.Tensor]
     paths: list[str]
+
+    @property
+    def data(self) -> list[torch.Tensor]:
+        """Each file's bytes, a view of ``encoded``."""
+        return list(torch.split(self.encoded, self.lengths))
+
+
+def crop_box(height: int, width: int, scale: tuple[float, float], log_ratio: tuple[float, float],
+             ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """``RandomResizedCrop.get_params`` for an image of ``height`` x ``width`` known from its header: the same draws from
+    torch's RNG in the same order (so the same box), with the log of ``ratio`` taken once by the caller, as float32."""
+    area = height * width
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1]).item()
+        aspect_ratio = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, size=(1,)).item())
+            left = int(torch.randint(0, width - w + 1, size=(1,)).item())
+            return top, left, h, w
+    in_ratio = float(width) / float(height)  # torchvision's fallback: the central crop of the ratio's nearest bound
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class AugmentDraw:
+    """The random parameters of the ImageNet train transform (crop box, flip, jitter order and factors, lighting
+    weights) for one sample, drawn as the CPU pipeline's objects draw them.
+
+    ``train`` is the CPU pipeline of ``build_transforms("imagenet", ...)`` (RandomResizedCrop, RandomHorizontalFlip,
+    ToTensor, ColorJitter, Lighting, Normalize): the jitter and lighting objects draw their own parameters, the crop
+    and flip take the same draws in the same order, so a sample gets the parameters it would get on the CPU.
+    """
+
+    def __init__(self, train: T.Compose) -> None:
+        crop, flip, _, self.jitter, self.lighting, _ = train.transforms
+        self.scale, self.ratio = tuple(crop.scale), tuple(crop.ratio)
+        low, high = torch.log(torch.tensor(self.ratio)).tolist()  # float32, as get_params takes it
+        self.log_ratio = (low, high)
+        self.flip_p: float = flip.p
+
+    def __call__(self, height: int, width: int) -> dict[str, torch.Tensor]:
+        """The parameters for an image of ``height`` x ``width`` from torch's CPU RNG (the caller seeds it)."""
+        top, left, h, w = crop_box(height, width, self.scale, self.log_ratio, self.ratio)
+        flipped = torch.rand(1) < self.flip_p
+        order, factors = self.jitter.draw()
+        return {"crop": torch.tensor([top, left, h, w]), "flip": flipped[0], "order": torch.tensor(order),
+                "jitter": torch.tensor(factors), "lighting": self.lighting.draw()}
+
+
+def _size(data: bytes, name: str, read: Reader) -> tuple[int, int]:
+    """``(height, width)`` from the file's header; one the header reader does not know (or an image so large that PIL
+    refuses it) goes to PIL, and one PIL cannot open either to ``read``, whose DataError names it (an empty file, a
+    text file, a header cut short)."""
+    size = image_size(data)
+    limit = Image.MAX_IMAGE_PIXELS
+    if size is not None and (limit is None or size[0] * size[1] <= 2 * limit):
+        return size
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # what PIL raises for a malformed header
+        with read(name) as img:
+            width, height = img.size
+    return height, width
+
+
+def encoded_sample(data: bytes, name: str, target: int, draw: AugmentDraw | None, seed: int, read: Reader) -> EncodedSample:
+    """One sample of the bytes path from any source of (name, bytes, class): a folder's file or a shard's record.
+
+    ``draw`` (None for validation) draws the augmentation's parameters from torch's CPU generator seeded with ``seed``
+    (:func:`.dataspec.sample_seed` of the run's seed, the epoch and the sample's index), the caller's RNG state left
+    as it was; the image's size comes from the header. ``read(name)`` is asked only for a header that cannot be read:
+    it returns the decoded image or raises the error naming the sample.
+    """
+    if draw is None:
+        return EncodedSample(data, {}, name, target)
+    height, width = _size(data, name, read)
+    with seeded(seed):
+        return EncodedSample(data, draw(height, width), name, target)
 
 
 class EncodedImages(Dataset):
     """An ImageFolder's files as raw bytes, each with its train augmentation's parameters when ``train`` is given.
 
-    ``train`` is the CPU pipeline of ``build_transforms("imagenet", ...)`` (RandomResizedCrop,
-    RandomHorizontalFlip, ToTensor, ColorJitter, Lighting, Normalize); its objects draw the
-    parameters in the same order from the same seed, so a sample gets the crop, flip, jitter and
-    lighting it would get on the CPU. The crop needs the image size, read from the file header
-    without decoding; a file whose header PIL cannot read goes to ``read`` (the ImageFolder's loader),
-    whose DataError names it. Keys are ``(epoch, index)`` pairs, or plain indices for validation.
+    ``train`` is the CPU pipeline of ``build_transforms("imagenet", ...)``, whose draws :class:`AugmentDraw` repeats
+    from the same seed. A file gone since the folder was listed, or whose header cannot be read, goes to ``read`` (the
+    ImageFolder's loader), whose DataError names it. Keys are ``(epoch, index)`` pairs, or plain indices for validation.
     """
 
     def __init__(self, samples: list[tuple[str, int]], read: Reader, seed: int, train: T.Compose | None = None) -> None:
         self.samples, self.read, self.seed = samples, read, seed
-        self.transforms = train.transforms if train is not None else None
+        self.draw = AugmentDraw(train) if train is not None else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _draw(self, img: Image.Image) -> dict[str, torch.Tensor]:
-        crop, flip, _, jitter, lighting, _ = cast("list[Any]", self.transforms)  # only called when train transforms are set
-        top, left, height, width = crop.get_params(img, crop.scale, crop.ratio)
-        flipped = torch.rand(1) < flip.p
-        order, factors = jitter.draw()
-        return {"crop": torch.tensor([top, left, height, width]), "flip": flipped[0], "order": torch.tensor(order),
-                "jitter": torch.tensor(factors), "lighting": lighting.draw()}
-
-    def _header(self, data: bytes, path: str) -> Image.Image:
-        """The file opened by PIL for its size (only the header is read); one PIL cannot open goes to ``read``, whose
-        DataError names it (an empty file, a text file, a header cut short)."""
-        try:
-            return Image.open(io.BytesIO(data))
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # what PIL raises for a malformed header
-            return self.read(path)
-
-    def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, dict[str, torch.Tensor], str, int]:
+    def __getitem__(self, key: tuple[int, int] | int) -> EncodedSample:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         path, target = self.samples[index]
         try:
@@ -103,20 +185,15 @@ class EncodedImages(Dataset):
         except OSError:  # gone or unreadable since the folder was listed: the loader raises its DataError naming it
             self.read(path)
             raise  # the file came back meanwhile: the error stands
-        params: dict[str, torch.Tensor] = {}
-        if self.transforms is not None:
-            with self._header(data, path) as img, torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed(self.seed, epoch, index))
-                params = self._draw(img)
-        encoded = torch.from_numpy(np.frombuffer(bytearray(data), dtype=np.uint8))  # torch.frombuffer refuses an empty file
-        return encoded, params, path, target
+        return encoded_sample(data, path, target, self.draw, sample_seed(self.seed, epoch, index), self.read)
 
 
-def collate_encoded(samples: list[tuple[torch.Tensor, dict[str, torch.Tensor], str, int]]) -> tuple[EncodedBatch, torch.Tensor]:
-    """Batch encoded samples: the bytes and paths stay lists (the lengths differ), the parameters and targets are stacked."""
-    data, params, paths, targets = zip(*samples)
+def collate_encoded(samples: list[EncodedSample]) -> tuple[EncodedBatch, torch.Tensor]:
+    """Batch encoded samples: the bytes end to end in one tensor, the parameters and targets stacked, the names listed."""
+    data, params, names, targets = zip(*samples)
     stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
-    return EncodedBatch(list(data), stacked, list(paths)), torch.tensor(targets)
+    encoded = torch.from_numpy(np.frombuffer(bytearray(b"".join(data)), dtype=np.uint8))  # torch.frombuffer refuses b""
+    return EncodedBatch(encoded, [len(d) for d in data], stacked, list(names)), torch.tensor(targets)
 
 
 def _is_jpeg(data: torch.Tensor) -> bool:
@@ -147,16 +224,17 @@ def _decode_jpegs(data: list[torch.Tensor], paths: list[str], device: torch.devi
 def decode(batch: EncodedBatch, device: torch.device, read: Reader) -> list[torch.Tensor]:
     """Decode a batch's files to uint8 RGB images on ``device``: the JPEGs in one batched ``decode_jpeg`` call (nvjpeg on
     cuda), any other file (an ImageFolder may hold a PNG) on the host; what torchvision cannot decode goes to ``read``."""
-    images: list[torch.Tensor | None] = [None] * len(batch.data)
-    jpeg = [i for i, d in enumerate(batch.data) if _is_jpeg(d)]
+    files = batch.data
+    images: list[torch.Tensor | None] = [None] * len(files)
+    jpeg = [i for i, d in enumerate(files) if _is_jpeg(d)]
     with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
         warnings.simplefilter("ignore", DeprecationWarning)
         if jpeg:
-            decoded = _decode_jpegs([batch.data[i] for i in jpeg], [batch.paths[i] for i in jpeg], device, read)
+            decoded = _decode_jpegs([files[i] for i in jpeg], [batch.paths[i] for i in jpeg], device, read)
             for i, img in zip(jpeg, decoded):
                 images[i] = img
-        for i in set(range(len(batch.data))) - set(jpeg):
-            images[i] = _decode_one(batch.data[i], batch.paths[i], device, read)
+        for i in set(range(len(files))) - set(jpeg):
+            images[i] = _decode_one(files[i], batch.paths[i], device, read)
     return cast("list[torch.Tensor]", images)  # every slot is filled: the JPEGs above, the rest here
 
 

@@ -20,7 +20,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from .config import (
     ModelSpec,
     check_free_space,
     check_output,
+    compile_step,
     describe_run,
     resolve,
     resumed_args,
@@ -52,18 +53,19 @@ from .dataspec import DataSpec, dataset_size
 from .evaluation import evaluate, topk_errors
 from .export import export_config
 from .failures import StopFlag
-from .finetune import Init, freeze_levels, load_init, param_groups, resolve_init
+from .finetune import Init, freeze_levels, load_init, param_groups, probe_head, resolve_init
 from .gpu_decode import check_gpu_decode
 from .metrics_log import MetricsLog
 from .mixing import BatchMixer, DropBlock
 from .ranks import Ranks, all_sum, autocast, average_buffers, setup_ranks
 from .state import Run
+from .streams import ShardStream
 
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` say; returns 0 when done, 143 when interrupted with a checkpoint saved."""
     # Setup: a resumed run takes its checkpoint's settings; a dry run prints them and stops
-    resume_state = ckpt.load_checkpoint(args.resume) if args.resume else None
+    resume_state = ckpt.load_checkpoint(args.resume, settings="args") if args.resume else None
     if resume_state is not None:
         args = resumed_args(resume_state["args"], args)
     if args.dry_run:
@@ -122,13 +124,10 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
         raise InvalidArgumentError(f"--batch-size {recipe.batch_size} does not split evenly over {ranks.world_size} ranks.")
     per_rank_batch = recipe.batch_size // ranks.world_size
     data = training_data(recipe.dataset, args.data, recipe.transforms, args.seed, args.download, args.synthetic_size, args.decode,
-                         inputs, args.val_split)
-    sampler = EpochSampler(data.train, ranks.world_size, ranks.rank, args.seed)
+                         inputs, args.val_split, args.val_data, recipe.hflip, recipe.crop)
+    sampler = epoch_sampler(data, ranks, args.seed, per_rank_batch, args.workers)
     train_loader, val_loader = make_loaders(data, sampler, per_rank_batch, args.workers, ranks)
-    steps = len(sampler) // per_rank_batch
-    if steps == 0:
-        raise InvalidArgumentError(f"The training set ({dataset_size(data.train)} images) is smaller than one per-rank batch "
-                                   f"of {per_rank_batch}.")
+    steps = steps_per_epoch(data, sampler, per_rank_batch)
 
     # The model: the same initial weights on every rank (one seed), then each rank's own draws (a seed per rank)
     torch.manual_seed(args.seed)
@@ -139,6 +138,8 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
     mixer, dropblock = attach_mixing(module, spec.family, recipe, ranks.device, args.seed)
     # Module.to's stubs have no overload for device and memory_format together, which it takes at run time.
     module.to(device=ranks.device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
+    if init is not None and resume_state is None and recipe.head_init == "probe":  # the new head starts as a linear probe
+        probe_head(module, device_batches(data, train_loader, ranks.device, channels_last), data.num_classes)
     optimizer = torch.optim.SGD(param_groups(module, spec.family, recipe.lr, recipe.backbone_lr_mult), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     if ranks.is_main:
@@ -146,11 +147,11 @@ def setup(args: argparse.Namespace, resume_state: dict[str, Any] | None = None) 
 
     # Where it starts: the first step, or where the resumed checkpoint stopped (weights, momentum, mixing, RNG states)
     start_epoch, start_step, best, partial = restore(resume_state, module, optimizer, mixer, ranks)
-    model = parallel(module, ranks, args.compile)
+    model = parallel(module, ranks, compiled := compile_step(args.compile, ranks.device.type, (recipe.epochs - start_epoch) * steps - start_step))
 
     # The run, and its log's first line
     training = Run(args=args, recipe=recipe, spec=spec, name=name, method=method, output=output, init=init, inputs=inputs,
-                   ranks=ranks, bf16=bf16, channels_last=channels_last,
+                   ranks=ranks, bf16=bf16, channels_last=channels_last, compiled=compiled,
                    data=data, sampler=sampler, train_loader=train_loader, val_loader=val_loader, steps=steps,
                    model=model, module=module, optimizer=optimizer, mixer=mixer, dropblock=dropblock, frozen=frozen,
                    log=MetricsLog(output, ranks.is_main), start_epoch=start_epoch, start_step=start_step, best=best,
@@ -173,13 +174,42 @@ def set_numerics(args: argparse.Namespace, device: torch.device) -> tuple[bool, 
     return bf16, channels_last
 
 
-def make_loaders(data: DataSpec, sampler: EpochSampler, per_rank_batch: int, workers: int, ranks: Ranks) -> tuple[DataLoader, DataLoader]:
+def epoch_sampler(data: DataSpec, ranks: Ranks, seed: int, per_rank_batch: int, workers: int) -> EpochSampler | ShardStream:
+    """What orders this rank's share of each epoch and can start it part-way: an :class:`~.data.EpochSampler` over a
+    dataset, or a streamed dataset itself (:class:`~.streams.ShardStream`, split here over the ranks and workers)."""
+    if isinstance(data.train, ShardStream) and isinstance(data.val, ShardStream):
+        data.train.split(ranks.world_size, ranks.rank, per_rank_batch, workers)
+        data.val.split(ranks.world_size, ranks.rank, per_rank_batch, workers)
+        return data.train
+    return EpochSampler(data.train, ranks.world_size, ranks.rank, seed)
+
+
+def steps_per_epoch(data: DataSpec, sampler: EpochSampler | ShardStream, per_rank_batch: int) -> int:
+    """The steps of an epoch: whole per-rank batches of this rank's share; a training set smaller than one batch is refused."""
+    steps = len(sampler) // per_rank_batch
+    if steps == 0:
+        raise InvalidArgumentError(f"The training set ({dataset_size(data.train)} images) is smaller than one per-rank batch "
+                                   f"of {per_rank_batch}.")
+    return steps
+
+
+def make_loaders(data: DataSpec, sampler: EpochSampler | ShardStream, per_rank_batch: int, workers: int,
+                 ranks: Ranks) -> tuple[DataLoader, DataLoader]:
     """This rank's training loader (whole batches in ``sampler``'s order) and validation loader (its shard, every image)."""
     pin = ranks.device.type == "cuda"
-    train_loader = make_loader(data.train, per_rank_batch, sampler, workers, pin, drop_last=True, collate_fn=data.collate)
-    val_loader = make_loader(data.val, per_rank_batch, ShardSampler(dataset_size(data.val), ranks.world_size, ranks.rank), workers, pin,
-                             drop_last=False, collate_fn=data.collate)
+    streamed = isinstance(sampler, ShardStream)  # a stream orders itself: no sampler
+    train_loader = make_loader(data.train, per_rank_batch, sampler if isinstance(sampler, EpochSampler) else None, workers, pin,
+                               drop_last=True, collate_fn=data.collate)
+    val_sampler = None if streamed else ShardSampler(dataset_size(data.val), ranks.world_size, ranks.rank)
+    val_loader = make_loader(data.val, per_rank_batch, val_sampler, workers, pin, drop_last=False, collate_fn=data.collate)
     return train_loader, val_loader
+
+
+def device_batches(data: DataSpec, loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``loader``'s batches on ``device`` as a training step receives them (decoded, in the run's memory format)."""
+    for x, y in loader:
+        x = data.train_to_device(x, device)
+        yield (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y.to(device)
 
 
 def initial_network(spec: ModelSpec, init: Init | None, num_classes: int, resumed: bool) -> nn.Module:
@@ -230,7 +260,8 @@ def restore(resume_state: dict[str, Any] | None, module: nn.Module, optimizer: t
 
 
 def parallel(module: nn.Module, ranks: Ranks, compile_model: bool) -> nn.Module:
-    """What the steps call: ``module`` in DistributedDataParallel on several ranks, compiled with ``--compile``."""
+    """What the steps call: ``module`` in DistributedDataParallel on several ranks, compiled when ``compile_model``
+    (:func:`.config.compile_step`'s rule)."""
     model = module
     if ranks.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
@@ -250,14 +281,21 @@ def start_log(run: Run, resumed: bool) -> None:
             ckpt.carry_run_files(Path(args.resume), run.output)
         run.log.write({"event": "start", "name": run.name, "init": args.init, "resumed_from": str(args.resume) if args.resume else None,
                        "epoch": run.start_epoch, "step": run.start_step, "world_size": ranks.world_size, "device": str(ranks.device),
-                       "bf16": run.bf16, "channels_last": run.channels_last, "recipe": dataclasses.asdict(run.recipe)})
+                       "bf16": run.bf16, "channels_last": run.channels_last, "compiled": run.compiled, "recipe": dataclasses.asdict(run.recipe)})
+
+
+def set_rate(run: Run, step: int) -> float:
+    """Set the learning rate of the run's ``step``-th step (scaled per parameter group); returns the unscaled rate."""
+    lr = run.recipe.lr_at_step(step, run.steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)  # the backbone's multiplier (checkpoints from before it have none)
+    return lr
 
 
 def begin_epoch(run: Run, epoch: int) -> float:
-    """Set ``epoch``'s learning rate (scaled per parameter group) and put the model in training mode; returns the rate."""
-    lr = run.recipe.lr_at(epoch)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)  # the backbone's multiplier (checkpoints from before it have none)
+    """Set the learning rate of ``epoch``'s first step (its resumed step in a resumed epoch) and put the model in training
+    mode; returns the rate."""
+    lr = set_rate(run, epoch * run.steps + (run.start_step if epoch == run.start_epoch else 0))
     run.model.train()
     for module in run.frozen:  # frozen levels keep their pretrained BatchNorm statistics
         module.eval()
@@ -294,6 +332,7 @@ def train_steps(run: Run, epoch: int, lr: float, stop: StopFlag) -> float | None
                 x = x.contiguous(memory_format=torch.channels_last)
             if run.dropblock is not None:
                 run.dropblock.progress = (epoch * steps + step) / total_steps
+            lr = set_rate(run, epoch * steps + step)  # a warm-up or a cosine moves it every step
             train_step(run.model, run.optimizer, run.mixer, x, y, cast, run.partial)
             step += 1
             bar.update(1)
@@ -351,7 +390,7 @@ def evaluate_epoch(run: Run, epoch: int, lr: float, train_time: float) -> None:
     record = {"event": "epoch", "epoch": epoch, "lr": lr, "train_loss": loss_sum / n, "train_top1_err": 100 * miss1 / n,
               "train_top5_err": 100 * miss5 / n, "val_loss": val["loss"], "val_top1_err": val["top1_err"],
               "val_top5_err": val["top5_err"], "best_top1_err": best["top1_err"], "best_top5_err": best["top5_err"],
-              "best_epoch": best["epoch"], "images_per_s": n / train_time}
+              "best_epoch": best["epoch"], "images_per_s": n / train_time, "train_samples": int(n)}
     run.log.write(record, (epoch + 1) * run.steps)
     if ranks.is_main and not run.args.quiet:
         print(f"epoch {epoch + 1}/{run.recipe.epochs}: train loss {record['train_loss']:.4f}, val top-1/top-5 error "

@@ -24,6 +24,7 @@ from .finetune import Init
 from .metrics_log import MetricsLog
 from .mixing import BatchMixer, DropBlock
 from .ranks import Ranks
+from .streams import ShardStream
 
 
 @dataclass(kw_only=True)
@@ -32,10 +33,10 @@ class Run:
 
     What is trained, fixed for the run: the parsed ``args``, the resolved ``recipe`` and model ``spec``, the run's
     ``name`` and ``method``, its ``output`` folder, ``init`` (the zoo model ``--init`` started from) and ``inputs``
-    (what the model is fed). How this process runs it: ``ranks``, ``bf16`` autocast, ``channels_last``. Its data
-    (``steps`` per epoch) and what it trains: ``model`` is what the steps call (DistributedDataParallel and/or
-    compiled), ``module`` the plain network inside, whose weights are evaluated, checkpointed and exported, ``frozen``
-    the modules of the levels ``--freeze-stages`` froze, kept in eval mode.
+    (what the model is fed). How this process runs it: ``ranks``, ``bf16`` autocast, ``channels_last``, ``compiled``
+    (the step under torch.compile). Its data (``steps`` per epoch) and what it trains: ``model`` is what the steps
+    call (DistributedDataParallel and/or compiled), ``module`` the plain network inside, whose weights are evaluated,
+    checkpointed and exported, ``frozen`` the modules of the levels ``--freeze-stages`` froze, kept in eval mode.
 
     Where it stands: ``start_epoch`` and ``start_step`` are where training begins (past 0 when resumed), ``best`` the
     best validation epoch so far, ``partial`` this epoch's training metrics so far on this rank (loss sum, top-1
@@ -56,9 +57,10 @@ class Run:
     ranks: Ranks
     bf16: bool
     channels_last: bool
+    compiled: bool = False
     # The data
     data: DataSpec
-    sampler: EpochSampler
+    sampler: EpochSampler | ShardStream
     train_loader: DataLoader
     val_loader: DataLoader
     steps: int
