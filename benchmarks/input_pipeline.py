@@ -5,6 +5,8 @@
                    colour jitter and lighting, Normalize)
                (b) the bytes+parameters path of ``--decode gpu`` (cutmix_zoo.train.gpu_decode: read the file, its size
                    from the header, draw the augmentation's parameters); :func:`worker_rate` takes any such dataset
+               both again from the same images written as WebDataset shards (``cutmix-zoo shard``; where the ``scale``
+               extra is installed), streamed as the trainer streams them (:func:`stream_rate`)
   workers      the PIL path through a DataLoader of --workers processes
   device       (c) ``--decode gpu``'s device part alone (decode the batch, nvjpeg on cuda, and augment it) on batches
                    already read, (d) end to end with --workers processes
@@ -26,6 +28,8 @@ ImageNet's mean size), written to a temporary ImageFolder tree. With --device cp
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
 import os
 import sys
 import tempfile
@@ -33,11 +37,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, IterableDataset, default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cutmix_zoo.train.config import default_workers  # noqa: E402
@@ -102,6 +107,38 @@ def worker_rate(dataset: Dataset, collate: Callable | None, batch: int, min_s: f
         return _rate(n, run, torch.device("cpu"), min_s)
     finally:
         torch.set_num_threads(threads)
+
+
+def stream_rate(stream: IterableDataset, collate: Callable | None, batch: int, min_s: float = 1.0) -> float:
+    """Images/s of one loader worker's whole job on a streamed dataset (shards): read, parse the tar, make each sample and
+    collate them in batches of ``batch``, in this process with one thread."""
+    n, collate = dataset_size(stream), collate or default_collate
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        def run() -> None:
+            cast(Any, stream).set_position(0)
+            samples = iter(stream)
+            while batch_ := list(itertools.islice(samples, batch)):
+                collate(batch_)
+        return _rate(n, run, torch.device("cpu"), min_s)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def shard_rates(tmp: str, batch: int, min_s: float) -> list[tuple[str, float]]:
+    """The per-core rows of both paths read from shards of the same images; none without the scale extra."""
+    if importlib.util.find_spec("webdataset") is None:
+        return []
+    from cutmix_zoo.train.shard_writer import write_shards
+
+    shards = os.path.join(tmp, "shards")
+    write_shards(tmp, shards)
+    pil = training_data("imagenet", shards, "imagenet", seed=0)
+    encoded = training_data("imagenet", shards, "imagenet", seed=0, decode="gpu")
+    return [("(a) PIL decode+augment (shards), 1 core", stream_rate(cast(IterableDataset, pil.train), pil.collate, batch, min_s)),
+            ("(b) bytes+parameters (shards), 1 core",
+             stream_rate(cast(IterableDataset, encoded.train), encoded.collate, batch, min_s))]
 
 
 def cpu_rates(data: DataSpec, workers: int, batch: int) -> tuple[float, float]:
@@ -196,6 +233,7 @@ def measure(tmp: str, s: Sizes, device: torch.device, step: float | None, compil
     given = step is not None
     step = step if step is not None else step_rate(device, s.step_batch, s.steps, s.warmup, compile_model)
     fed = fed_step_rate(encoded, device, s.step_batch, s.steps, s.warmup, s.workers, compile_model)
+    shards = shard_rates(tmp, s.batch, s.per_core_s)
     kind, w = device.type, s.workers
     model = f"ResNet-50, 224px, CutMix{', compiled' if compile_model else ''}"
     return [("(a) PIL decode+augment, 1 core", pil_one), ("(b) bytes+parameters (folder), 1 core", bytes_one),
@@ -203,7 +241,7 @@ def measure(tmp: str, s: Sizes, device: torch.device, step: float | None, compil
             (f"(c) device decode+augment on {kind}, device only", dev_only),
             (f"(d) device decode+augment on {kind}, workers={w} end to end", dev_all),
             (f"(e) train step alone ({model}{', given' if given else ''})", step),
-            (f"(e) train step with the pipeline (--decode gpu, workers={w})", fed)]
+            (f"(e) train step with the pipeline (--decode gpu, workers={w})", fed), *shards]
 
 
 def main() -> None:
@@ -236,6 +274,8 @@ def main() -> None:
         print(f"{label.ljust(width)}  {rate:10.1f} img/s")
     pil_one, bytes_one = rows[0][1], rows[1][1]
     pil_all, step, fed = rows[2][1], rows[5][1], rows[6][1]
+    if len(rows) > 7:
+        print(f"from shards, bytes path / PIL path per core: {rows[8][1] / rows[7][1]:.1f}")
     print(f"verdict: {'decode-bound' if pil_all < step else 'not decode-bound'} with PIL in the workers: "
           f"{pil_all:.1f} img/s against the step's {step:.1f} (step/decode = {step / pil_all:.3g}x; keeping up needs about "
           f"{step / pil_one:.3g} PIL cores, or {step / bytes_one:.3g} cores on the bytes path)")

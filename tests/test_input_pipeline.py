@@ -137,9 +137,12 @@ def test_quick_cpu_run_prints_every_row_and_the_ratio():
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     rows = {label.strip(): float(rate) for label, rate in (re.match(r"(.+?)\s+([\d.]+) img/s$", line).groups()
-                                                            for line in lines[1:-2])}
-    assert [label[:3] for label in rows if label.startswith("(")] == ["(a)", "(b)", "(c)", "(d)", "(e)", "(e)"]
-    assert len(rows) == 7 and all(rate > 0 for rate in rows.values()), rows
+                                                            for line in lines[1:-3])}
+    assert [label[:3] for label in rows if label.startswith("(")] == ["(a)", "(b)", "(c)", "(d)", "(e)", "(e)", "(a)", "(b)"]
+    assert len(rows) == 9 and all(rate > 0 for rate in rows.values()), rows
+    shards = re.fullmatch(r"from shards, bytes path / PIL path per core: ([\d.]+)", lines[-3])  # the same images as shards
+    assert shards and float(shards.group(1)) == pytest.approx(
+        rows["(b) bytes+parameters (shards), 1 core"] / rows["(a) PIL decode+augment (shards), 1 core"], abs=0.06)
     assert lines[-2].startswith(("verdict: decode-bound", "verdict: not decode-bound")) and "step/decode" in lines[-2]
     ratio = re.fullmatch(r"bytes path / PIL path per core: ([\d.]+)", lines[-1])
     assert ratio and float(ratio.group(1)) > 1, lines[-1]
