@@ -1,4 +1,4 @@
-"""torch.hub entrypoints for cutmix_zoo: ``torch.hub.load("<owner>/cutmix-zoo", "resnet50", features_only=True)``.
+"""torch.hub entrypoints for cutmix_zoo: ``torch.hub.load(".", "resnet50", source="local", features_only=True)`` in a clone.
 
 One documented entrypoint per architecture (its CutMix weights) and per registry name
 (``resnet50_mixup_in1k``), all generated from the registry; each takes ``pretrained`` positionally,
