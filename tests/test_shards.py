@@ -280,7 +280,7 @@ def _keys_script(tmp_path: Path) -> Path:
         "from cutmix_zoo.train import streams, train_main\n"
         "original = streams.PilSamples.__call__\n"
         "def logged(self, shard, key, data, label, epoch, index):\n"
-        "    if self.augmented is not None:\n"
+        "    if self.train:\n"
         f"        with open(os.path.join({str(tmp_path)!r}, f'keys-{{os.getpid()}}.txt'), 'a') as f:\n"
         "            f.write(f'{epoch} {shard} {key}\\n')\n"
         "    return original(self, shard, key, data, label, epoch, index)\n"
@@ -448,7 +448,7 @@ def test_the_device_pipeline_trains_on_shards(shards, tmp_path, monkeypatch):
 
 def test_device_parameters_are_the_cpu_pipelines_draws(shards, monkeypatch):
     """A shard sample's parameters under --decode gpu are the draws the PIL pipeline makes for it (same seed, same objects)."""
-    from cutmix_zoo.train.data import Augmented, build_transforms
+    from cutmix_zoo.train.data import build_transforms
 
     train_tf, _ = build_transforms("imagenet", 32, (0.5,) * 3, (0.25,) * 3, 36, fit=True)
     url = str(shards / "train-000000.tar")
@@ -458,5 +458,5 @@ def test_device_parameters_are_the_cpu_pipelines_draws(shards, monkeypatch):
     crop = train_tf.transforms[0]
     seen, original = {}, type(crop).get_params
     monkeypatch.setattr(type(crop), "get_params", staticmethod(lambda img, scale, ratio: seen.setdefault("box", original(img, scale, ratio))))
-    streams.PilSamples(train_tf, 5, Augmented)(url, key, data, label, 2, 7)
+    streams.PilSamples(train_tf, 5, train=True)(url, key, data, label, 2, 7)
     assert params["crop"].tolist() == list(seen["box"])

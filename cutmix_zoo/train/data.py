@@ -362,7 +362,7 @@ def training_data(dataset: str, data: str, transforms: str, seed: int, download:
     from .streams import is_stream, stream_data
 
     if is_stream(data):
-        return stream_data(data, val_data, val_split, decode, seed, train_tf, val_tf, name, Augmented)
+        return stream_data(data, val_data, val_split, decode, seed, train_tf, val_tf, name)
     base_train, val_set, classes = _folders(data, dataset, val_split, seed, val_tf)
     if len(classes) < 2:
         raise DataError(f"{data} holds {len(classes)} class folder(s); a classifier needs at least two.")

@@ -30,11 +30,11 @@ from typing import Any, NoReturn
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 from torchvision import transforms as T
 
 from ..errors import InvalidArgumentError
-from .dataspec import DataError, DataSpec, sample_seed
+from .dataspec import DataError, DataSpec, sample_seed, seeded
 from .gpu_decode import AugmentDraw, DeviceAugment, EncodedSample, collate_encoded, encoded_sample
 from .shards import INDEX_NAME, Shard, ShardReader, Source, index_shards, is_pattern, pattern_shards, read_index, tar_samples
 
@@ -121,21 +121,18 @@ def undecodable(name: str) -> NoReturn:
 
 
 class PilSamples:
-    """``--decode cpu``: PIL decodes a sample and the run's transform makes it a tensor; training samples go through the
-    folders' :class:`~.data.Augmented` (given as ``augmented``), seeded from (seed, epoch, index) as a folder's are."""
+    """``--decode cpu``: PIL decodes a sample and the run's transform makes it a tensor; training samples (``train``)
+    are transformed under torch's CPU generator seeded from (seed, epoch, index), as a folder's are (:class:`~.data.Augmented`)."""
 
-    def __init__(self, transform: Callable, seed: int, augmented: Callable[[Any, Callable, int], Dataset] | None) -> None:
-        self.transform = transform
-        self.current: dict[int, tuple[Any, int]] = {}
-        self.augmented = augmented(self.current, transform, seed) if augmented is not None else None
+    def __init__(self, transform: Callable, seed: int, train: bool) -> None:
+        self.transform, self.seed, self.train = transform, seed, train
 
     def __call__(self, shard: str, key: str, data: bytes, label: int, epoch: int, index: int) -> tuple[torch.Tensor, int]:
         image = decoded_image(shard, key, data)
-        if self.augmented is None:
+        if not self.train:
             return self.transform(image), label
-        self.current.clear()
-        self.current[index] = (image, label)
-        return self.augmented[(epoch, index)]
+        with seeded(sample_seed(self.seed, epoch, index)):
+            return self.transform(image), label
 
 
 class EncodedSamples:
@@ -264,9 +261,9 @@ class ShardStream(IterableDataset):
 
 
 def stream_data(data: str, val_data: str | None, val_split: float | None, decode: str, seed: int, train_tf: Callable,
-                val_tf: Callable, registry_dataset: str, augmented: Callable[[Any, Callable, int], Dataset]) -> DataSpec:
+                val_tf: Callable, registry_dataset: str) -> DataSpec:
     """The DataSpec of streamed ``--data``: training and validation :class:`ShardStream` s decoded by PIL with the run's
-    transforms (``augmented``: the folders' seeded wrapper) or, with ``decode="gpu"``, on the device; ``val_split``
+    transforms or, with ``decode="gpu"``, on the device; ``val_split``
     holds the validation samples out of the training shards (:func:`held_out`)."""
     source = open_source(data, val_data, split_off=val_split is not None)
     if val_split is not None:
@@ -282,6 +279,6 @@ def stream_data(data: str, val_data: str | None, val_split: float | None, decode
         val = ShardStream(source.val, source.read, EncodedSamples(seed), seed, train=False)
         return DataSpec(train, val, len(classes), registry_dataset, classes=classes, collate=collate_encoded,
                         train_to_device=augment.train, val_to_device=augment.val)
-    train = ShardStream(source.train, source.read, PilSamples(train_tf, seed, augmented), seed, train=True)
-    val = ShardStream(source.val, source.read, PilSamples(val_tf, seed, None), seed, train=False)
+    train = ShardStream(source.train, source.read, PilSamples(train_tf, seed, train=True), seed, train=True)
+    val = ShardStream(source.val, source.read, PilSamples(val_tf, seed, train=False), seed, train=False)
     return DataSpec(train, val, len(classes), registry_dataset, classes=classes)
