@@ -167,8 +167,11 @@ def finetune_step(out: Path, say: Say) -> dict:
 
 
 def last_run_epochs(metrics: Path) -> list[dict]:
-    """The ``epoch`` records of the last run a ``metrics.jsonl`` holds (a rerun into the same folder appends its own)."""
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    """The ``epoch`` records of the last run a ``metrics.jsonl`` holds (a run into a folder holding only an unfinished
+    run's log appends to it), read as the trainer's own reader reads it."""
+    from ..train.metrics_log import read_metrics
+
+    records = read_metrics(metrics)
     starts = [k for k, record in enumerate(records) if record.get("event") == "start"]
     epochs = [record for record in records[starts[-1] if starts else 0:] if record.get("event") == "epoch"]
     if not epochs:
