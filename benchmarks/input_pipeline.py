@@ -28,13 +28,14 @@ ImageNet's mean size), written to a temporary ImageFolder tree. With --device cp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -93,37 +94,42 @@ def _drain(batches: Iterable, finish: Callable, device: torch.device) -> Callabl
     return run
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread inside the block, as a DataLoader worker runs; the thread count is put back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def worker_rate(dataset: Dataset, collate: Callable | None, batch: int, min_s: float = 1.0) -> float:
     """Images/s of one loader worker's whole job on ``dataset`` (keys ``(epoch, index)``): every sample, collated in
     batches of ``batch``, in this process with one thread (what a DataLoader worker gets). Any dataset of the trainer
     (a folder's PIL or bytes path, or another source of the same samples) gives its row of the table."""
     n, collate = dataset_size(dataset), collate or default_collate
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        def run() -> None:
-            for start in range(0, n, batch):
-                collate([dataset[(0, i)] for i in range(start, min(start + batch, n))])
+
+    def run() -> None:
+        for start in range(0, n, batch):
+            collate([dataset[(0, i)] for i in range(start, min(start + batch, n))])
+    with one_thread():
         return _rate(n, run, torch.device("cpu"), min_s)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def stream_rate(stream: IterableDataset, collate: Callable | None, batch: int, min_s: float = 1.0) -> float:
     """Images/s of one loader worker's whole job on a streamed dataset (shards): read, parse the tar, make each sample and
     collate them in batches of ``batch``, in this process with one thread."""
     n, collate = dataset_size(stream), collate or default_collate
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        def run() -> None:
-            cast(Any, stream).set_position(0)
-            samples = iter(stream)
-            while batch_ := list(itertools.islice(samples, batch)):
-                collate(batch_)
+
+    def run() -> None:
+        cast(Any, stream).set_position(0)
+        samples = iter(stream)
+        while batch_ := list(itertools.islice(samples, batch)):
+            collate(batch_)
+    with one_thread():
         return _rate(n, run, torch.device("cpu"), min_s)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def shard_rates(tmp: str, batch: int, min_s: float) -> list[tuple[str, float]]:
