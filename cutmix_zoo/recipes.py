@@ -80,7 +80,7 @@ class Recipe:
 
         It rises linearly to the schedule's rate over the first ``warmup`` of the run's steps; after that, ``cosine`` is
         half a cosine that reaches zero after the last step, so a run of one or two epochs spends its steps at a useful
-        rate, and ``step`` is the epoch's rate (:meth:`lr_at`).
+        rate, and ``step`` gives each step its epoch's rate (:meth:`lr_at`).
         """
         total = self.epochs * steps_per_epoch
         warm = min(round(self.warmup * total), total - 1)
